@@ -1,0 +1,25 @@
+//! vnvdimm's emulated NVDIMM platform as plain Rust: configuration, NFIT and AML
+//! generation, the `_DSM` mailbox, labels, poison, health and Address Range Scrub.
+//! Nothing here touches KVM; backends feed it mailbox requests and host commands.
+
+pub mod aml;
+pub mod ars;
+pub mod clock;
+pub mod config;
+pub mod dimm;
+pub mod dsm;
+pub mod dsm_intel;
+pub mod dsm_root;
+pub mod events;
+pub mod health;
+pub mod labels;
+pub mod layout;
+pub mod mailbox;
+pub mod nfit;
+pub mod persist;
+pub mod platform;
+pub mod poison;
+
+pub use config::{DimmConfig, PersistenceDomain, PlatformConfig};
+pub use layout::{DimmPlacement, PlatformLayout};
+pub use platform::NvdimmPlatform;

@@ -1,0 +1,141 @@
+//! The DSM transport ABI shared by the KVM and QEMU TCG backends.
+//!
+//! The guest's AML (see `aml.rs`) fills a mailbox in guest RAM, then stores a
+//! sequence number to the doorbell word. The host copies the request out, answers
+//! it, writes the output and finally stores the same sequence number to the
+//! completion word, which the AML polls. Layout (all little-endian u32 unless noted):
+//!
+//! | offset | field |
+//! |---|---|
+//! | 0x000 | NFIT device handle (0 = root device) |
+//! | 0x004 | revision (`_DSM` Arg1) |
+//! | 0x008 | function index (`_DSM` Arg2) |
+//! | 0x00C | input length in bytes |
+//! | 0x010 | 16-byte UUID, exactly the bytes of `_DSM` Arg0 |
+//! | 0x020 | output length in bytes (host writes) |
+//! | 0x024 | completion: sequence number of the last answered call (host writes, last) |
+//! | 0x028 | doorbell slot, used when the doorbell lives in RAM (TCG) |
+//! | 0x1000 | input bytes (up to 4096) |
+//! | 0x2000 | output bytes (up to 4096) |
+
+use thiserror::Error;
+
+pub const MAILBOX_SIZE: u64 = 0x3000;
+pub const HANDLE: usize = 0x00;
+pub const REVISION: usize = 0x04;
+pub const FUNCTION: usize = 0x08;
+pub const INPUT_LEN: usize = 0x0C;
+pub const UUID: usize = 0x10;
+pub const OUTPUT_LEN: usize = 0x20;
+pub const COMPLETION: usize = 0x24;
+pub const DOORBELL_SLOT: usize = 0x28;
+pub const INPUT: usize = 0x1000;
+pub const OUTPUT: usize = 0x2000;
+pub const MAX_INPUT: usize = 0x1000;
+pub const MAX_OUTPUT: usize = 0x1000;
+/// How many 10 us stalls the AML waits for completion before giving up (about 20 s
+/// of guest time; a real call under TCG takes well under a millisecond).
+pub const AML_POLL_LIMIT: u32 = 2_000_000;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum MailboxError {
+    #[error("guest declared {0} input bytes; the mailbox holds at most 4096")]
+    InputTooLong(u32),
+}
+
+/// Guest memory holding the mailbox. Backends implement it over their mapping
+/// (with volatile copies where the guest runs concurrently); tests use a `Vec<u8>`.
+pub trait MailboxMemory {
+    /// Copies `buf.len()` bytes at `offset` from the mailbox.
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]);
+    /// Copies `data` to the mailbox at `offset`.
+    fn write_bytes(&mut self, offset: usize, data: &[u8]);
+
+    fn read_u32(&self, offset: usize) -> u32 {
+        let mut b = [0; 4];
+        self.read_bytes(offset, &mut b);
+        u32::from_le_bytes(b)
+    }
+    fn write_u32(&mut self, offset: usize, value: u32) {
+        self.write_bytes(offset, &value.to_le_bytes());
+    }
+}
+
+impl MailboxMemory for [u8] {
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        buf.copy_from_slice(&self[offset..offset + buf.len()]);
+    }
+    fn write_bytes(&mut self, offset: usize, data: &[u8]) {
+        self[offset..offset + data.len()].copy_from_slice(data);
+    }
+}
+
+impl MailboxMemory for Vec<u8> {
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        self.as_slice().read_bytes(offset, buf)
+    }
+    fn write_bytes(&mut self, offset: usize, data: &[u8]) {
+        self.as_mut_slice().write_bytes(offset, data)
+    }
+}
+
+/// One `_DSM` call, copied out of guest memory so the guest cannot change it mid-call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsmRequest {
+    pub handle: u32,
+    pub uuid: [u8; 16],
+    pub revision: u32,
+    pub function: u32,
+    pub input: Vec<u8>,
+}
+
+impl DsmRequest {
+    /// Copies the request out of the mailbox. The declared length is checked after
+    /// the copy of the header, and only that many input bytes are read.
+    pub fn read_from(mem: &dyn MailboxMemory) -> Result<Self, MailboxError> {
+        let mut header = [0u8; 0x20];
+        mem.read_bytes(0, &mut header);
+        let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+        let input_len = word(INPUT_LEN);
+        if input_len as usize > MAX_INPUT {
+            return Err(MailboxError::InputTooLong(input_len));
+        }
+        let mut input = vec![0; input_len as usize];
+        mem.read_bytes(INPUT, &mut input);
+        Ok(DsmRequest {
+            handle: word(HANDLE),
+            uuid: header[UUID..UUID + 16].try_into().expect("16 bytes"),
+            revision: word(REVISION),
+            function: word(FUNCTION),
+            input,
+        })
+    }
+
+    /// Writes this request the way the AML does (used by tests and bare-metal guests' hosts).
+    pub fn write_to(&self, mem: &mut dyn MailboxMemory) {
+        mem.write_u32(HANDLE, self.handle);
+        mem.write_u32(REVISION, self.revision);
+        mem.write_u32(FUNCTION, self.function);
+        mem.write_u32(INPUT_LEN, self.input.len() as u32);
+        mem.write_bytes(UUID, &self.uuid);
+        mem.write_bytes(INPUT, &self.input[..self.input.len().min(MAX_INPUT)]);
+    }
+}
+
+/// Writes the answer, then the completion word. `output` longer than the mailbox
+/// is a device-model bug, so it is cut rather than trusted.
+pub fn write_response(mem: &mut dyn MailboxMemory, output: &[u8], sequence: u32) {
+    let output = &output[..output.len().min(MAX_OUTPUT)];
+    mem.write_bytes(OUTPUT, output);
+    mem.write_u32(OUTPUT_LEN, output.len() as u32);
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+    mem.write_u32(COMPLETION, sequence);
+}
+
+/// Reads the answer the host wrote (what the AML returns to the OS).
+pub fn read_response(mem: &dyn MailboxMemory) -> Vec<u8> {
+    let len = (mem.read_u32(OUTPUT_LEN) as usize).min(MAX_OUTPUT);
+    let mut out = vec![0; len];
+    mem.read_bytes(OUTPUT, &mut out);
+    out
+}

@@ -1,0 +1,1 @@
+//! NFIT table generation. STUB: filled in by the ACPI work.

@@ -1,0 +1,1 @@
+//! Crash-safe storage of per-DIMM state. STUB: filled in by the persistence work.

@@ -1,0 +1,154 @@
+//! The NVDIMM platform as the VMM sees it: DIMMs, the root device, and the
+//! mailbox entry point that both backends call.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::ars::ArsEngine;
+use crate::clock::{Clock, SystemClock};
+use crate::config::PlatformConfig;
+use crate::dimm::Dimm;
+use crate::dsm::{no_functions, INTEL_UUID, ROOT_UUID};
+use crate::events::{DsmCallRecord, Notification};
+use crate::layout::{LayoutError, PlatformLayout};
+use crate::mailbox::{self, DsmRequest, MailboxMemory};
+use crate::{dsm_intel, dsm_root};
+
+#[derive(Debug, Error)]
+pub enum PlatformError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("memory layout: {0}")]
+    Layout(#[from] LayoutError),
+}
+
+pub struct NvdimmPlatform {
+    config: PlatformConfig,
+    layout: PlatformLayout,
+    dimms: Vec<Dimm>,
+    ars: ArsEngine,
+    clock: Arc<dyn Clock>,
+    notifications: Vec<Notification>,
+    calls: Vec<DsmCallRecord>,
+}
+
+impl NvdimmPlatform {
+    /// A platform whose state lives only in memory (no backing or sidecar files touched).
+    pub fn ephemeral(config: PlatformConfig, layout: PlatformLayout) -> Result<Self, PlatformError> {
+        Self::ephemeral_with_clock(config, layout, Arc::new(SystemClock::new()))
+    }
+
+    pub fn ephemeral_with_clock(
+        config: PlatformConfig,
+        layout: PlatformLayout,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, PlatformError> {
+        config.validate()?;
+        layout.validate(&config)?;
+        let dimms = config
+            .dimms
+            .iter()
+            .zip(&layout.dimms)
+            .map(|(c, p)| Dimm::ephemeral(c.clone(), p.clone()))
+            .collect();
+        Ok(Self::assemble(config, layout, dimms, clock))
+    }
+
+    fn assemble(config: PlatformConfig, layout: PlatformLayout, dimms: Vec<Dimm>, clock: Arc<dyn Clock>) -> Self {
+        NvdimmPlatform {
+            config,
+            layout,
+            dimms,
+            ars: ArsEngine::default(),
+            clock,
+            notifications: Vec::new(),
+            calls: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &PlatformConfig {
+        &self.config
+    }
+
+    pub fn layout(&self) -> &PlatformLayout {
+        &self.layout
+    }
+
+    pub fn dimms(&self) -> &[Dimm] {
+        &self.dimms
+    }
+
+    pub fn dimm_mut(&mut self, index: usize) -> Option<&mut Dimm> {
+        self.dimms.get_mut(index)
+    }
+
+    /// Answers one `_DSM` call. Never panics on guest input; unknown UUIDs and
+    /// handles get the answers the spec gives.
+    pub fn call_dsm(&mut self, request: &DsmRequest) -> Vec<u8> {
+        let (family, output) = if request.handle == 0 {
+            if request.uuid == ROOT_UUID {
+                let ctx = dsm_root::RootContext {
+                    config: &self.config,
+                    dimms: &mut self.dimms,
+                    ars: &mut self.ars,
+                    clock: self.clock.as_ref(),
+                    notifications: &mut self.notifications,
+                };
+                ("root", dsm_root::call(ctx, request.function, request.revision, &request.input))
+            } else {
+                ("unknown", no_functions())
+            }
+        } else {
+            match self.dimms.iter_mut().find(|d| d.handle() == request.handle) {
+                Some(dimm) if request.uuid == INTEL_UUID => (
+                    "intel",
+                    dsm_intel::call(dimm, request.function, request.revision, &request.input, &mut self.notifications),
+                ),
+                Some(_) => ("unknown", no_functions()),
+                // The AML only calls with handles it was generated for, so this is a
+                // hand-crafted request: answer "no functions" rather than guess a family.
+                None => ("no-such-dimm", no_functions()),
+            }
+        };
+        let status = (request.function != 0 && output.len() >= 4)
+            .then(|| u32::from_le_bytes(output[..4].try_into().expect("4 bytes")));
+        self.calls.push(DsmCallRecord {
+            handle: request.handle,
+            family,
+            function: request.function,
+            revision: request.revision,
+            status,
+        });
+        output
+    }
+
+    /// Serves the request in `mem` (rung with `sequence`) and completes it.
+    pub fn serve_mailbox(&mut self, mem: &mut dyn MailboxMemory, sequence: u32) {
+        let output = match DsmRequest::read_from(mem) {
+            Ok(request) => self.call_dsm(&request),
+            // Too long for any function: the status word means "invalid input" in both families' numbering
+            // families disagree on the number, so answer the root's code only for the root.
+            Err(_) => {
+                let handle = mem.read_u32(mailbox::HANDLE);
+                let code = if handle == 0 {
+                    crate::dsm::root_status::INVALID_INPUT
+                } else {
+                    crate::dsm::intel_status::INVALID_INPUT
+                };
+                crate::dsm::status_only(code)
+            }
+        };
+        mailbox::write_response(mem, &output, sequence);
+    }
+
+    /// Notifications raised since the last call (the VMM turns them into ACPI `Notify`).
+    pub fn take_notifications(&mut self) -> Vec<Notification> {
+        std::mem::take(&mut self.notifications)
+    }
+
+    /// `_DSM` calls answered since the last call.
+    pub fn take_call_log(&mut self) -> Vec<DsmCallRecord> {
+        std::mem::take(&mut self.calls)
+    }
+}
