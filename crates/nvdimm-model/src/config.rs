@@ -417,6 +417,9 @@ fn parse_int<T: TryFrom<u64>>(field: &'static str, value: &str) -> Result<T, Con
 
 /// Parses sizes like `4096`, `128K`, `16M`, `1G`, `2T` (binary units, optional `iB`/`B`).
 pub fn parse_size(value: &str) -> Result<u64, String> {
+    if value.starts_with("0x") || value.starts_with("0X") {
+        return parse_u64(value);
+    }
     let trimmed = value.trim_end_matches("iB").trim_end_matches('B');
     let (digits, unit) = match trimmed.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((at, _)) => trimmed.split_at(at),
