@@ -15,6 +15,8 @@
 //! | 0x020 | output length in bytes (host writes) |
 //! | 0x024 | completion: sequence number of the last answered call (host writes, last) |
 //! | 0x028 | doorbell slot, used when the doorbell lives in RAM (TCG) |
+//! | 0x030 | pending root notifications: bit0 = Notify 0x80, bit1 = Notify 0x81 (host sets, AML clears) |
+//! | 0x040 | pending DIMM notifications, one u32 per DIMM in configuration order: bit0 = Notify 0x81 |
 //! | 0x1000 | input bytes (up to 4096) |
 //! | 0x2000 | output bytes (up to 4096) |
 
@@ -29,6 +31,11 @@ pub const UUID: usize = 0x10;
 pub const OUTPUT_LEN: usize = 0x20;
 pub const COMPLETION: usize = 0x24;
 pub const DOORBELL_SLOT: usize = 0x28;
+pub const NOTIFY_ROOT: usize = 0x30;
+pub const NOTIFY_DIMMS: usize = 0x40;
+pub const NOTIFY_ROOT_FIT_CHANGED_BIT: u32 = 1 << 0;
+pub const NOTIFY_ROOT_NEW_ERRORS_BIT: u32 = 1 << 1;
+pub const NOTIFY_DIMM_HEALTH_BIT: u32 = 1 << 0;
 pub const INPUT: usize = 0x1000;
 pub const OUTPUT: usize = 0x2000;
 pub const MAX_INPUT: usize = 0x1000;

@@ -24,13 +24,13 @@ pub enum PlatformError {
 }
 
 pub struct NvdimmPlatform {
-    config: PlatformConfig,
-    layout: PlatformLayout,
-    dimms: Vec<Dimm>,
-    ars: ArsEngine,
-    clock: Arc<dyn Clock>,
-    notifications: Vec<Notification>,
-    calls: Vec<DsmCallRecord>,
+    pub(crate) config: PlatformConfig,
+    pub(crate) layout: PlatformLayout,
+    pub(crate) dimms: Vec<Dimm>,
+    pub(crate) ars: ArsEngine,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) notifications: Vec<Notification>,
+    pub(crate) calls: Vec<DsmCallRecord>,
 }
 
 impl NvdimmPlatform {
