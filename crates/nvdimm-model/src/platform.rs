@@ -107,7 +107,10 @@ impl NvdimmPlatform {
                 ),
                 Some(_) => ("unknown", no_functions()),
                 // The AML only calls with handles it was generated for, so this is a
-                // hand-crafted request: answer "no functions" rather than guess a family.
+                // hand-crafted request: the Intel family has a status for it.
+                None if request.uuid == INTEL_UUID => {
+                    ("no-such-dimm", crate::dsm::status_only(crate::dsm::intel_status::NO_SUCH_DEVICE))
+                }
                 None => ("no-such-dimm", no_functions()),
             }
         };
@@ -127,8 +130,7 @@ impl NvdimmPlatform {
     pub fn serve_mailbox(&mut self, mem: &mut dyn MailboxMemory, sequence: u32) {
         let output = match DsmRequest::read_from(mem) {
             Ok(request) => self.call_dsm(&request),
-            // Too long for any function: the status word means "invalid input" in both families' numbering
-            // families disagree on the number, so answer the root's code only for the root.
+            // Too long for any function. The two families number "invalid input" differently.
             Err(_) => {
                 let handle = mem.read_u32(mailbox::HANDLE);
                 let code = if handle == 0 {
