@@ -1,0 +1,33 @@
+//! DSDT: the fixed devices of the machine. For now only COM1 (a 16550 at
+//! 0x3F8, IRQ 4); the NVDIMM devices live in their own SSDT so the device
+//! model can generate them independently of the machine.
+
+use acpi_tables::aml::{Device, EISAName, Interrupt, Name, ResourceTemplate, Scope, IO, ZERO};
+use acpi_tables::sdt::Sdt;
+use acpi_tables::Aml;
+
+use super::ids;
+
+pub const COM1_PORT: u16 = 0x3F8;
+pub const COM1_IRQ: u32 = 4;
+/// DSDT revision 2: AML integers are 64 bits wide.
+const DSDT_REVISION: u8 = 2;
+
+pub fn build() -> Vec<u8> {
+    let hid = EISAName::new("PNP0501");
+    let io = IO::new(COM1_PORT, COM1_PORT, 1, 8);
+    // Edge-triggered, active-high, exclusive: the ISA default for IRQ 4.
+    let irq = Interrupt::new(true, true, false, false, COM1_IRQ);
+    let crs = ResourceTemplate::new(vec![&io, &irq]);
+    let com1_hid = Name::new("_HID".into(), &hid);
+    let com1_uid = Name::new("_UID".into(), &ZERO);
+    let com1_crs = Name::new("_CRS".into(), &crs);
+    let com1 = Device::new("COM1".into(), vec![&com1_hid, &com1_uid, &com1_crs]);
+    let sb = Scope::new("\\_SB_".into(), vec![&com1]);
+
+    let mut dsdt = Sdt::new(*b"DSDT", 36, DSDT_REVISION, ids::OEM_ID, ids::table_id(b"DSDT"), ids::OEM_REVISION);
+    let mut body = Vec::new();
+    sb.to_aml_bytes(&mut body);
+    dsdt.append_slice(&body);
+    dsdt.as_slice().to_vec()
+}

@@ -1,0 +1,89 @@
+//! The command tree. Each subcommand's arguments and logic live in its own module;
+//! this file only dispatches and turns outcomes into exit codes.
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+use crate::acpi_dump;
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for failures that are not the user's input (I/O, internal errors).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for usage errors: bad options or values (the same code clap uses).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "vnvdimm", version, about = "A VMM with emulated NVDIMMs Linux cannot tell from real ones")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// ACPI tables of the guest machine.
+    #[command(subcommand)]
+    Acpi(AcpiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AcpiCommand {
+    /// Write every ACPI table of the machine to a directory, one raw file per table.
+    Dump(acpi_dump::DumpArgs),
+}
+
+/// A failed command: the message to print and whether the user's input was at fault.
+#[derive(Debug)]
+pub struct Failure {
+    pub usage: bool,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { usage: true, message: message.into() }
+    }
+
+    pub fn other(message: impl Into<String>) -> Self {
+        Failure { usage: false, message: message.into() }
+    }
+}
+
+/// Parses `args` (program name first) and runs the command, writing normal output to
+/// `out` and errors to `err`. Returns the process exit code.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = e.render().to_string();
+            // --help and --version are "errors" to clap but successes to the user.
+            if !e.use_stderr() {
+                let _ = out.write_all(text.as_bytes());
+                return EXIT_OK;
+            }
+            let _ = err.write_all(text.as_bytes());
+            return EXIT_USAGE;
+        }
+    };
+    let result = match cli.command {
+        Command::Acpi(AcpiCommand::Dump(args)) => acpi_dump::run(&args, out),
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(failure) => {
+            let _ = writeln!(err, "error: {}", failure.message);
+            if failure.usage {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            }
+        }
+    }
+}

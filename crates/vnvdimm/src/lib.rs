@@ -1,0 +1,4 @@
+//! The `vnvdimm` command: the clap tree in `cli`, one module per subcommand.
+
+pub mod acpi_dump;
+pub mod cli;
