@@ -1,0 +1,27 @@
+//! QEMU TCG backend for vnvdimm: boots an unmodified Linux guest under QEMU's
+//! software CPU with guest RAM in a shared file, hands QEMU our NFIT and NVDIMM SSDT
+//! with `-acpitable`, and serves the `_DSM` mailbox by polling that file.
+//!
+//! Pieces, each usable on its own:
+//! - [`layout`]: where RAM, the NVDIMM windows, the mailbox and flush hints go, and the
+//!   `memmap=exactmap` kernel arguments that hide the windows and mailbox from Linux;
+//! - [`ram`]: the shared RAM file, its mailbox mapping and DIMM content copies;
+//! - [`poller`]: the thread that watches the doorbell word and calls the device model;
+//! - [`qemu`]: the QEMU command line;
+//! - [`image`] and [`cpio`]: the guest kernel/initramfs and the per-run test script;
+//! - [`guest`] and [`results`]: start QEMU, wait, and read what the guest printed.
+
+pub mod cpio;
+pub mod guest;
+pub mod image;
+pub mod layout;
+pub mod poller;
+pub mod qemu;
+pub mod ram;
+pub mod results;
+
+pub use guest::{Guest, GuestError, GuestOutput, GuestSpec, Script};
+pub use image::GuestImage;
+pub use layout::{TcgLayout, TcgLayoutOptions};
+pub use poller::MailboxPoller;
+pub use results::{StepResult, StepResults};

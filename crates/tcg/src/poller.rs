@@ -1,0 +1,276 @@
+//! Serves the `_DSM` mailbox by polling: under TCG no guest store can trap to us, so
+//! the AML stores the call's sequence number into the mailbox's doorbell slot and
+//! spins until the completion word equals it. A request is pending whenever the
+//! doorbell slot is non-zero and differs from the completion word.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nvdimm_model::events::{Notification, NotifyTarget};
+use nvdimm_model::mailbox::{
+    COMPLETION, DOORBELL_SLOT, NOTIFY_DIMMS, NOTIFY_DIMM_HEALTH_BIT, NOTIFY_ROOT, NOTIFY_ROOT_FIT_CHANGED_BIT,
+    NOTIFY_ROOT_NEW_ERRORS_BIT,
+};
+use nvdimm_model::NvdimmPlatform;
+use thiserror::Error;
+
+use crate::ram::MailboxMapping;
+
+#[derive(Debug, Error)]
+pub enum PollerError {
+    #[error("cannot start the mailbox poller thread: {0}")]
+    Spawn(std::io::Error),
+    #[error("the mailbox poller thread panicked; the device model is in an unknown state")]
+    Panicked,
+}
+
+/// Idle sleep between doorbell checks. A DSM call waits at most this long (plus the
+/// host's timer slack) for us; boot makes on the order of a hundred calls.
+const IDLE_SLEEP: Duration = Duration::from_micros(50);
+/// After a call, keep polling without sleeping for a while: calls come in bursts.
+const BURST_WINDOW: Duration = Duration::from_millis(2);
+/// How often host-side notifications (e.g. poison added from the host) are posted
+/// when the guest is idle.
+const NOTIFY_EVERY: Duration = Duration::from_millis(10);
+
+/// What the poller thread shares with its owner.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    served: AtomicU64,
+    notifications: Mutex<Vec<Notification>>,
+}
+
+/// A running poller. Stops (and joins) on [`MailboxPoller::stop`] or drop.
+pub struct MailboxPoller {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MailboxPoller {
+    /// Starts polling `mailbox` and answering requests with `platform`.
+    pub fn start(mailbox: MailboxMapping, platform: Arc<Mutex<NvdimmPlatform>>) -> Result<Self, PollerError> {
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
+        let thread = thread::Builder::new()
+            .name("dsm-mailbox-poller".into())
+            .spawn(move || poll_loop(mailbox, &platform, &thread_shared))
+            .map_err(PollerError::Spawn)?;
+        Ok(MailboxPoller {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Number of requests answered so far.
+    pub fn served(&self) -> u64 {
+        self.shared.served.load(Ordering::Relaxed)
+    }
+
+    /// Notifications the device model raised and we posted to the mailbox so far.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.shared.notifications.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// Stops the thread and waits for it; returns how many requests it answered.
+    pub fn stop(mut self) -> Result<u64, PollerError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<u64, PollerError> {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.join().map_err(|_| PollerError::Panicked)?;
+        }
+        Ok(self.served())
+    }
+}
+
+impl Drop for MailboxPoller {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+/// Serves one pending request, if any. Returns whether it did. Public so backends
+/// with their own loop (and tests) can drive the mailbox step by step.
+pub fn serve_pending(mailbox: &mut MailboxMapping, platform: &Mutex<NvdimmPlatform>) -> bool {
+    let doorbell = mailbox.load_u32(DOORBELL_SLOT);
+    if doorbell == 0 || doorbell == mailbox.load_u32(COMPLETION) {
+        return false;
+    }
+    // A poisoned lock means a host-side panic elsewhere; serving from the inner
+    // state is still better than leaving the guest spinning for 20 s per call.
+    let mut platform = platform.lock().unwrap_or_else(|e| e.into_inner());
+    platform.serve_mailbox(mailbox, doorbell);
+    true
+}
+
+/// Posts pending device-model notifications as mailbox bits the AML consumes.
+pub fn post_notifications(mailbox: &MailboxMapping, platform: &Mutex<NvdimmPlatform>) -> Vec<Notification> {
+    let mut platform = platform.lock().unwrap_or_else(|e| e.into_inner());
+    let pending = platform.take_notifications();
+    for n in &pending {
+        match n.target {
+            NotifyTarget::Root => {
+                let bit = if n.code == nvdimm_model::events::NOTIFY_ROOT_FIT_CHANGED {
+                    NOTIFY_ROOT_FIT_CHANGED_BIT
+                } else {
+                    NOTIFY_ROOT_NEW_ERRORS_BIT
+                };
+                mailbox.or_u32(NOTIFY_ROOT, bit);
+            }
+            NotifyTarget::Dimm { handle } => {
+                if let Some(index) = platform.dimms().iter().position(|d| d.handle() == handle) {
+                    mailbox.or_u32(NOTIFY_DIMMS + 4 * index, NOTIFY_DIMM_HEALTH_BIT);
+                }
+            }
+        }
+    }
+    pending
+}
+
+fn poll_loop(mut mailbox: MailboxMapping, platform: &Mutex<NvdimmPlatform>, shared: &Shared) {
+    let mut last_call = Instant::now() - BURST_WINDOW;
+    let mut last_notify = Instant::now() - NOTIFY_EVERY;
+    while !shared.stop.load(Ordering::Acquire) {
+        let served = serve_pending(&mut mailbox, platform);
+        if served {
+            shared.served.fetch_add(1, Ordering::Relaxed);
+            last_call = Instant::now();
+        }
+        if served || last_notify.elapsed() >= NOTIFY_EVERY {
+            let posted = post_notifications(&mailbox, platform);
+            if !posted.is_empty() {
+                if let Ok(mut log) = shared.notifications.lock() {
+                    log.extend(posted);
+                }
+            }
+            last_notify = Instant::now();
+        }
+        if last_call.elapsed() < BURST_WINDOW {
+            thread::yield_now();
+        } else {
+            thread::sleep(IDLE_SLEEP);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{TcgLayout, TcgLayoutOptions};
+    use crate::ram::RamFile;
+    use nvdimm_model::config::{DimmConfig, PersistenceDomain, PlatformConfig, MIB};
+    use nvdimm_model::dsm::{INTEL_UUID, ROOT_UUID};
+    use nvdimm_model::mailbox::{self, DsmRequest, MailboxMemory};
+
+    fn platform() -> (PlatformConfig, TcgLayout, NvdimmPlatform) {
+        let dimms = (0..2)
+            .map(|i| DimmConfig::with_defaults(i, format!("/nonexistent/{i}").into(), 64 * MIB))
+            .collect();
+        let config = PlatformConfig::new(dimms, PersistenceDomain::CpuCache).unwrap();
+        let layout = TcgLayout::new(&config, TcgLayoutOptions::default()).unwrap();
+        let platform = NvdimmPlatform::ephemeral(config.clone(), layout.platform_layout()).unwrap();
+        (config, layout, platform)
+    }
+
+    /// Writes a request into the shared file exactly as the AML does: header and
+    /// input first, the doorbell slot last; then waits for the completion word.
+    fn call(ram: &RamFile, base: u64, req: &DsmRequest, seq: u32) -> Vec<u8> {
+        let mut guest = ram.map_mailbox(base).unwrap();
+        req.write_to(&mut guest);
+        guest.store_u32(DOORBELL_SLOT, seq);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while guest.load_u32(COMPLETION) != seq {
+            assert!(Instant::now() < deadline, "poller never completed sequence {seq}");
+            thread::sleep(Duration::from_micros(100));
+        }
+        mailbox::read_response(&guest)
+    }
+
+    #[test]
+    fn poller_serves_requests_written_into_the_ram_file() {
+        let (_config, layout, platform) = platform();
+        let expected_root = {
+            let (_, _, mut p) = self::platform();
+            p.call_dsm(&DsmRequest {
+                handle: 0,
+                uuid: ROOT_UUID,
+                revision: 1,
+                function: 0,
+                input: vec![],
+            })
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ram = RamFile::create(&dir.path().join("ram"), layout.ram_size).unwrap();
+        let platform = Arc::new(Mutex::new(platform));
+        let poller = MailboxPoller::start(ram.map_mailbox(layout.mailbox).unwrap(), platform.clone()).unwrap();
+
+        let root = DsmRequest {
+            handle: 0,
+            uuid: ROOT_UUID,
+            revision: 1,
+            function: 0,
+            input: vec![],
+        };
+        let out = call(&ram, layout.mailbox, &root, 1);
+        assert_eq!(out, expected_root, "root function 0 answer differs from a direct call");
+
+        // Label size (Intel F4) of the second DIMM: same answer as asking the model directly.
+        let handle = platform.lock().unwrap().dimms()[1].handle();
+        let f4 = DsmRequest {
+            handle,
+            uuid: INTEL_UUID,
+            revision: 1,
+            function: 4,
+            input: vec![],
+        };
+        let direct = {
+            let (_, _, mut p) = self::platform();
+            p.call_dsm(&f4)
+        };
+        let out = call(&ram, layout.mailbox, &f4, 2);
+        assert!(out.len() >= 4, "function 4 answered {} bytes", out.len());
+        assert_eq!(out, direct);
+
+        // A hostile input length is answered with a status, not a crash, and the
+        // next call still works.
+        let mut guest = ram.map_mailbox(layout.mailbox).unwrap();
+        guest.write_u32(mailbox::INPUT_LEN, 0xffff_ffff);
+        guest.store_u32(DOORBELL_SLOT, 3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while guest.load_u32(COMPLETION) != 3 {
+            assert!(Instant::now() < deadline, "hostile request never completed");
+            thread::sleep(Duration::from_micros(100));
+        }
+        assert_eq!(mailbox::read_response(&guest).len(), 4);
+        assert_eq!(call(&ram, layout.mailbox, &root, 4), expected_root);
+
+        assert_eq!(poller.stop().unwrap(), 4);
+        // The hostile request never reaches a DSM handler, so the model logs 3 calls.
+        let log = platform.lock().unwrap().take_call_log();
+        assert_eq!(log.len(), 3);
+        assert_eq!(log[1].handle, handle);
+        assert_eq!(log[1].function, 4);
+    }
+
+    #[test]
+    fn nothing_is_served_without_a_new_doorbell() {
+        let (_config, layout, platform) = platform();
+        let dir = tempfile::tempdir().unwrap();
+        let ram = RamFile::create(&dir.path().join("ram"), layout.ram_size).unwrap();
+        let platform = Mutex::new(platform);
+        let mut mb = ram.map_mailbox(layout.mailbox).unwrap();
+        assert!(!serve_pending(&mut mb, &platform), "doorbell 0 must not be served");
+        mb.store_u32(DOORBELL_SLOT, 7);
+        assert!(serve_pending(&mut mb, &platform));
+        assert_eq!(mb.load_u32(COMPLETION), 7);
+        assert!(
+            !serve_pending(&mut mb, &platform),
+            "an answered doorbell must not be served twice"
+        );
+    }
+}

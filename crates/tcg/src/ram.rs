@@ -1,0 +1,302 @@
+//! The guest RAM file QEMU maps with `memory-backend-file,share=on`: file offset =
+//! guest physical address. We map only the mailbox, and copy DIMM contents in and out
+//! with positioned reads/writes (the windows are large and mostly untouched).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+use nvdimm_model::mailbox::{MailboxMemory, MAILBOX_SIZE};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RamError {
+    #[error(
+        "guest RAM file {path}: {source} (it needs {size:#x} bytes, sparse, on a filesystem that allows shared mmap)"
+    )]
+    Create {
+        path: PathBuf,
+        size: u64,
+        source: io::Error,
+    },
+    #[error("cannot map the DSM mailbox at {offset:#x} of {path}: {source}")]
+    Map {
+        path: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("copy of {len:#x} bytes at {offset:#x} does not fit in the {size:#x}-byte RAM file")]
+    OutOfRange { offset: u64, len: u64, size: u64 },
+}
+
+/// The shared guest RAM file.
+pub struct RamFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl RamFile {
+    /// Creates (or truncates) a sparse file of `size` bytes.
+    pub fn create(path: &Path, size: u64) -> Result<Self, RamError> {
+        let err = |source| RamError::Create {
+            path: path.to_path_buf(),
+            size,
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(err)?;
+        file.set_len(size).map_err(err)?;
+        Ok(RamFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn check(&self, offset: u64, len: u64) -> Result<(), RamError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(RamError::OutOfRange {
+                offset,
+                len,
+                size: self.size,
+            }),
+        }
+    }
+
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), RamError> {
+        self.check(offset, data.len() as u64)?;
+        self.file.write_all_at(data, offset).map_err(|source| RamError::Io {
+            what: "writing guest RAM file",
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), RamError> {
+        self.check(offset, buf.len() as u64)?;
+        self.file.read_exact_at(buf, offset).map_err(|source| RamError::Io {
+            what: "reading guest RAM file",
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Copies `len` bytes of `src` (from its start) into the RAM file at `offset`. A
+    /// shorter source leaves the rest as it is (zero in a fresh file); holes stay holes.
+    pub fn load_from(&self, src: &Path, offset: u64, len: u64) -> Result<u64, RamError> {
+        self.check(offset, len)?;
+        let io_err = |what, source| RamError::Io {
+            what,
+            path: src.to_path_buf(),
+            source,
+        };
+        let file = File::open(src).map_err(|e| io_err("opening DIMM content", e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut done = 0;
+        while done < len {
+            let want = (len - done).min(buf.len() as u64) as usize;
+            let n = file
+                .read_at(&mut buf[..want], done)
+                .map_err(|e| io_err("reading DIMM content", e))?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                self.write_at(offset + done, &buf[..n])?;
+            }
+            done += n as u64;
+        }
+        Ok(done)
+    }
+
+    /// Writes `len` bytes of the RAM file at `offset` to `dst` (created or truncated).
+    pub fn store_to(&self, dst: &Path, offset: u64, len: u64) -> Result<(), RamError> {
+        self.check(offset, len)?;
+        let io_err = |source| RamError::Io {
+            what: "writing DIMM content",
+            path: dst.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dst)
+            .map_err(io_err)?;
+        file.set_len(len).map_err(io_err)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            self.read_at(offset + done, &mut buf[..n])?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                file.write_all_at(&buf[..n], done).map_err(io_err)?;
+            }
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Maps the mailbox (`MAILBOX_SIZE` bytes at `offset`) shared with QEMU.
+    pub fn map_mailbox(&self, offset: u64) -> Result<MailboxMapping, RamError> {
+        self.check(offset, MAILBOX_SIZE)?;
+        let map = MmapOptions::new()
+            .offset(offset)
+            .len(MAILBOX_SIZE as usize)
+            .map_raw(&self.file)
+            .map_err(|source| RamError::Map {
+                path: self.path.clone(),
+                offset,
+                source,
+            })?;
+        Ok(MailboxMapping { map })
+    }
+}
+
+/// The mailbox as the host sees it. The guest writes it concurrently, so every access
+/// is a volatile (or atomic) access through the raw mapping, never a Rust reference.
+pub struct MailboxMapping {
+    map: MmapRaw,
+}
+
+impl MailboxMapping {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn word(&self, offset: usize) -> Option<&AtomicU32> {
+        if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len() {
+            return None;
+        }
+        // SAFETY: in bounds, 4-aligned (the mapping is page aligned), and the memory
+        // stays mapped as long as `self`; AtomicU32 has u32's layout, and atomics are
+        // the right tool for a word another process writes.
+        Some(unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU32) })
+    }
+
+    /// Atomic load of a 32-bit mailbox word (doorbell, completion).
+    pub fn load_u32(&self, offset: usize) -> u32 {
+        self.word(offset).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    /// Atomic store of a 32-bit mailbox word.
+    pub fn store_u32(&self, offset: usize, value: u32) {
+        if let Some(w) = self.word(offset) {
+            w.store(value, Ordering::Release);
+        }
+    }
+
+    /// Atomic OR into a 32-bit mailbox word (notification bits the AML clears).
+    pub fn or_u32(&self, offset: usize, bits: u32) {
+        if let Some(w) = self.word(offset) {
+            w.fetch_or(bits, Ordering::AcqRel);
+        }
+    }
+
+    fn in_bounds(&self, offset: usize, len: usize) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len())
+    }
+}
+
+// SAFETY: the mapping is plain shared memory; all accesses go through volatile or
+// atomic operations on raw pointers.
+unsafe impl Send for MailboxMapping {}
+unsafe impl Sync for MailboxMapping {}
+
+impl MailboxMemory for MailboxMapping {
+    /// Out-of-range reads (a device-model bug, never guest-controlled) read zeros.
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        if !self.in_bounds(offset, buf.len()) {
+            buf.fill(0);
+            return;
+        }
+        let base = self.map.as_ptr();
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: bounds checked above; the mapping outlives this call.
+            *b = unsafe { ptr::read_volatile(base.add(offset + i)) };
+        }
+    }
+
+    /// Out-of-range writes are dropped.
+    fn write_bytes(&mut self, offset: usize, data: &[u8]) {
+        if !self.in_bounds(offset, data.len()) {
+            return;
+        }
+        let base = self.map.as_mut_ptr();
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: bounds checked above; the mapping outlives this call.
+            unsafe { ptr::write_volatile(base.add(offset + i), b) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mailbox_mapping_sees_file_writes_and_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let ram = RamFile::create(&dir.path().join("ram"), 8 << 20).unwrap();
+        let mut mb = ram.map_mailbox(4 << 20).unwrap();
+        ram.write_at((4 << 20) + 0x1000, b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        mb.read_bytes(0x1000, &mut buf);
+        assert_eq!(&buf, b"hello");
+        mb.write_bytes(0x2000, b"world");
+        mb.store_u32(0x24, 0xdead_beef);
+        let mut back = [0u8; 5];
+        ram.read_at((4 << 20) + 0x2000, &mut back).unwrap();
+        assert_eq!(&back, b"world");
+        let mut word = [0u8; 4];
+        ram.read_at((4 << 20) + 0x24, &mut word).unwrap();
+        assert_eq!(u32::from_le_bytes(word), 0xdead_beef);
+        // Out of range: zeros, no panic.
+        let mut far = [1u8; 4];
+        mb.read_bytes(MAILBOX_SIZE as usize - 2, &mut far);
+        assert_eq!(far, [0; 4]);
+        assert_eq!(mb.load_u32(MAILBOX_SIZE as usize), 0);
+        assert!(ram.map_mailbox(8 << 20).is_err());
+    }
+
+    #[test]
+    fn dimm_content_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let ram = RamFile::create(&dir.path().join("ram"), 8 << 20).unwrap();
+        let src = dir.path().join("dimm");
+        let mut content = vec![0u8; 3 << 20];
+        content[5] = 7;
+        content[(2 << 20) + 9] = 9;
+        std::fs::write(&src, &content).unwrap();
+        assert_eq!(ram.load_from(&src, 1 << 20, 4 << 20).unwrap(), 3 << 20);
+        let out = dir.path().join("out");
+        ram.store_to(&out, 1 << 20, 3 << 20).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), content);
+        assert!(ram.load_from(&src, 6 << 20, 4 << 20).is_err());
+    }
+}
