@@ -59,9 +59,13 @@ pub enum MemoryMapError {
     Config(#[from] MachineConfigError),
     #[error("nvdimm layout: {0}")]
     Layout(#[from] LayoutError),
-    #[error("the NVDIMM windows end at {end:#x}, beyond the {max:#x} guest physical limit; use fewer or smaller --nvdimm")]
+    #[error(
+        "the NVDIMM windows end at {end:#x}, beyond the {max:#x} guest physical limit; use fewer or smaller --nvdimm"
+    )]
     AddressSpace { end: u64, max: u64 },
-    #[error("{count} flush hints need {need:#x} bytes of MMIO but the flush hint area holds {have:#x}; lower flush-hints=")]
+    #[error(
+        "{count} flush hints need {need:#x} bytes of MMIO but the flush hint area holds {have:#x}; lower flush-hints="
+    )]
     TooManyFlushHints { count: usize, need: u64, have: u64 },
     #[error("memory map bug: {a} [{a_start:#x}, {a_end:#x}) overlaps {b} [{b_start:#x}, {b_end:#x})")]
     Overlap { a: String, a_start: u64, a_end: u64, b: String, b_start: u64, b_end: u64 },
@@ -126,7 +130,12 @@ impl MemoryMap {
         let mut ram_blocks = vec![(0, low_size)];
         let mut regions = vec![
             Region::new("RAM below the legacy hole", 0, LEGACY_HOLE_START, RegionKind::Ram),
-            Region::new("legacy VGA/ROM hole", LEGACY_HOLE_START, MAILBOX_ADDR - LEGACY_HOLE_START, RegionKind::Reserved),
+            Region::new(
+                "legacy VGA/ROM hole",
+                LEGACY_HOLE_START,
+                MAILBOX_ADDR - LEGACY_HOLE_START,
+                RegionKind::Reserved,
+            ),
             Region::new("DSM mailbox", MAILBOX_ADDR, MAILBOX_SIZE, RegionKind::Reserved),
             Region::new(
                 "legacy ROM hole",

@@ -35,8 +35,10 @@ pub struct DumpArgs {
 /// The platform the options describe: the built-in two-DIMM default unless `--nvdimm` is given.
 pub fn platform_config(args: &DumpArgs) -> Result<PlatformConfig, Failure> {
     if args.nvdimms.is_empty() {
-        let domain: PersistenceDomain =
-            args.persistence_domain.parse().map_err(|e: nvdimm_model::config::ConfigError| Failure::usage(e.to_string()))?;
+        let domain: PersistenceDomain = args
+            .persistence_domain
+            .parse()
+            .map_err(|e: nvdimm_model::config::ConfigError| Failure::usage(e.to_string()))?;
         let mut platform = PlatformConfig::default_in(Path::new("."));
         platform.persistence_domain = domain;
         return Ok(platform);

@@ -144,6 +144,26 @@ fn foreign_tables_are_checked() {
     ssdt[last] ^= 1;
     let err = check_sdt("SSDT", &ssdt).unwrap_err().to_string();
     assert!(err.contains("checksum"), "{err}");
-    ssdt.pop();
+    ssdt.push(0);
     assert!(check_sdt("SSDT", &ssdt).unwrap_err().to_string().contains("length"));
+}
+
+#[test]
+fn largest_configuration_fits_the_acpi_area() {
+    use nvdimm_model::config::{DimmConfig, MAX_DIMMS, MAX_FLUSH_HINTS, MIB};
+    let dimms = (0..MAX_DIMMS)
+        .map(|i| {
+            let mut d = DimmConfig::with_defaults(i, format!("d{i}").into(), 16 * MIB);
+            d.flush_hints = MAX_FLUSH_HINTS;
+            d
+        })
+        .collect();
+    let platform = PlatformConfig::new(dimms, nvdimm_model::PersistenceDomain::CpuCache).unwrap();
+    let machine = MachineConfig { memory: 4 * 1024 * MIB, cpus: crate::config::MAX_CPUS };
+    let map = MemoryMap::new(&machine, &platform).unwrap();
+    let tables = AcpiTables::build(&machine, &platform, &map).expect("largest configuration fits");
+    let last = tables.tables.last().unwrap();
+    assert!(last.guest_addr + last.bytes.len() as u64 <= ACPI_AREA_END);
+    let nfit = &tables.get("NFIT").unwrap().bytes;
+    assert!(nfit.len() > MAX_DIMMS * MAX_FLUSH_HINTS as usize * 8, "NFIT carries every hint");
 }

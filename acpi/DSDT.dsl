@@ -1,0 +1,41 @@
+/*
+ *
+ * Disassembling to symbolic ASL+ operators
+ *
+ *
+ * Original Table Header:
+ *     Signature        "DSDT"
+ *     Length           0x0000005E (94)
+ *     Revision         0x02
+ *     Checksum         0x45
+ *     OEM ID           "VNVDMM"
+ *     OEM Table ID     "VNVDDSDT"
+ *     OEM Revision     0x00000001 (1)
+ *     Compiler ID      "RVAT"
+ *     Compiler Version 0x01000000 (16777216)
+ */
+DefinitionBlock ("", "DSDT", 2, "VNVDMM", "VNVDDSDT", 0x00000001)
+{
+    Scope (\_SB)
+    {
+        Device (COM1)
+        {
+            Name (_HID, EisaId ("PNP0501") /* 16550A-compatible COM Serial Port */)  // _HID: Hardware ID
+            Name (_UID, Zero)  // _UID: Unique ID
+            Name (_CRS, ResourceTemplate ()  // _CRS: Current Resource Settings
+            {
+                IO (Decode16,
+                    0x03F8,             // Range Minimum
+                    0x03F8,             // Range Maximum
+                    0x01,               // Alignment
+                    0x08,               // Length
+                    )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )
+                {
+                    0x00000004,
+                }
+            })
+        }
+    }
+}
+
