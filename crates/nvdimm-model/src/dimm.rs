@@ -1,19 +1,83 @@
 //! One emulated DIMM: its configuration, placement, live state and storage.
+//!
+//! The backing file is the DIMM's media and nothing else: it is never read or written
+//! here (it may be a multi-terabyte sparse file the VMM maps). Labels and state live in
+//! sidecar files next to it (see `persist.rs` and docs/labels-and-persistence.md).
 
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::config::DimmConfig;
-use crate::health::HealthState;
+use crate::events::{Notification, NotifyTarget, NOTIFY_DIMM_HEALTH};
+use crate::health::{HealthError, InjectRequest, SmartHealth, SmartInjection, SmartThresholds};
 use crate::layout::DimmPlacement;
+use crate::persist::{self, PersistError, SidecarPaths};
 use crate::poison::PoisonSet;
 
+#[derive(Debug, Error)]
+pub enum DimmError {
+    #[error("backing file {path}: {source}; create it first (e.g. `truncate -s SIZE FILE`)")]
+    BackingFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("backing file {path} is {actual} bytes but the DIMM is configured as {required} bytes; grow it (e.g. `truncate -s {required} FILE`) or lower size=")]
+    BackingTooSmall { path: PathBuf, actual: u64, required: u64 },
+    #[error("backing file {path} is neither a regular file nor a block device")]
+    BackingNotFile { path: PathBuf },
+    #[error("label sidecar {path} is {actual} bytes but label-size is {expected}; restore the matching label-size= or move the file away to start with blank labels")]
+    LabelSidecarSize { path: PathBuf, actual: u64, expected: u64 },
+    #[error("label access [{offset:#x}, +{len:#x}) is outside the {area:#x}-byte label area")]
+    LabelRange { offset: u64, len: u64, area: u64 },
+    #[error("nvdimm {handle:#x} is read-only; its labels cannot be written")]
+    ReadOnly { handle: u32 },
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error(transparent)]
+    Health(#[from] HealthError),
+}
+
 /// State that survives VMM restarts (everything but the label bytes, which have their own file).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DimmState {
     pub poison: PoisonSet,
-    pub health: HealthState,
+    /// SMART values as the host set them (injection and threshold alarms are applied on read).
+    pub health: SmartHealth,
+    pub thresholds: SmartThresholds,
+    pub injection: SmartInjection,
+    /// Intel function 10 latch: whether an unclean stop of this run is counted at the next
+    /// open. Re-armed at every open, like a platform BIOS does at power-on.
+    pub latch_shutdown_status: bool,
+    /// True while a VMM has the DIMM open; still true at open = the last stop was unclean.
+    pub running: bool,
+}
+
+impl Default for DimmState {
+    fn default() -> Self {
+        DimmState {
+            poison: PoisonSet::default(),
+            health: SmartHealth::default(),
+            thresholds: SmartThresholds::default(),
+            injection: SmartInjection::default(),
+            latch_shutdown_status: true,
+            running: false,
+        }
+    }
+}
+
+impl DimmState {
+    /// The SMART payload the guest reads.
+    pub fn smart(&self) -> SmartHealth {
+        self.health.effective(&self.thresholds, &self.injection)
+    }
 }
 
 pub struct Dimm {
@@ -22,14 +86,63 @@ pub struct Dimm {
     pub state: DimmState,
     /// Label storage area (`config.label_size` bytes).
     pub labels: Vec<u8>,
+    /// Sidecar files; `None` for an ephemeral DIMM.
+    storage: Option<SidecarPaths>,
 }
 
 impl Dimm {
     /// A DIMM with fresh state that is never written to disk (table generation, tests).
     pub fn ephemeral(config: DimmConfig, placement: DimmPlacement) -> Self {
         let labels = vec![0; config.label_size as usize];
-        let state = DimmState { health: config.health, ..DimmState::default() };
-        Dimm { config, placement, state, labels }
+        let state = DimmState { health: SmartHealth::with_state(config.health), ..DimmState::default() };
+        Dimm { config, placement, state, labels, storage: None }
+    }
+
+    /// Opens a persistent DIMM: checks the backing file's size (without touching its
+    /// contents), loads the label and state sidecars (fresh ones when missing), counts
+    /// an unsafe shutdown if the previous run did not call [`Dimm::close_clean`], and
+    /// marks the DIMM running on disk.
+    pub fn open(config: DimmConfig, placement: DimmPlacement) -> Result<Dimm, DimmError> {
+        let actual = backing_size(&config.path)?;
+        if actual < config.size {
+            return Err(DimmError::BackingTooSmall { path: config.path.clone(), actual, required: config.size });
+        }
+        let paths = SidecarPaths::for_backing_file(&config.path);
+        let labels = if config.label_size == 0 {
+            Vec::new()
+        } else {
+            match persist::read_optional(&paths.labels)? {
+                None => vec![0; config.label_size as usize],
+                Some(bytes) if bytes.len() as u64 == config.label_size => bytes,
+                Some(bytes) => {
+                    return Err(DimmError::LabelSidecarSize {
+                        path: paths.labels.clone(),
+                        actual: bytes.len() as u64,
+                        expected: config.label_size,
+                    })
+                }
+            }
+        };
+        let mut state = match persist::read_json::<DimmState>(&paths.state)? {
+            Some(state) => state,
+            None => DimmState { health: SmartHealth::with_state(config.health), ..DimmState::default() },
+        };
+        state.health.validate()?;
+        state.thresholds.validate()?;
+        // A new power cycle: the shutdown state is recomputed; the counter only grows.
+        if state.running {
+            if state.latch_shutdown_status {
+                state.health.unsafe_shutdown_count = state.health.unsafe_shutdown_count.saturating_add(1);
+                state.health.last_shutdown_state = 1;
+            }
+        } else {
+            state.health.last_shutdown_state = 0;
+        }
+        state.running = true;
+        state.latch_shutdown_status = true;
+        let dimm = Dimm { config, placement, state, labels, storage: Some(paths) };
+        dimm.save_state()?;
+        Ok(dimm)
     }
 
     pub fn handle(&self) -> u32 {
@@ -40,4 +153,150 @@ impl Dimm {
     pub fn spa_range(&self) -> Range<u64> {
         self.placement.spa_base..self.placement.spa_base + self.config.size
     }
+
+    /// Whether state and label changes reach disk.
+    pub fn is_persistent(&self) -> bool {
+        self.storage.is_some()
+    }
+
+    pub fn sidecars(&self) -> Option<&SidecarPaths> {
+        self.storage.as_ref()
+    }
+
+    /// Writes [`DimmState`] to its sidecar (atomically); a no-op for ephemeral DIMMs.
+    pub fn save_state(&self) -> Result<(), DimmError> {
+        if let Some(paths) = &self.storage {
+            persist::write_json(&paths.state, &self.state)?;
+        }
+        Ok(())
+    }
+
+    /// Records a clean stop: the next open will not count an unsafe shutdown. Call it
+    /// last, after the guest memory mapping has been flushed.
+    pub fn close_clean(&mut self) -> Result<(), DimmError> {
+        self.state.running = false;
+        self.save_state()
+    }
+
+    /// Label bytes `[offset, offset + len)`, or `None` outside the area.
+    pub fn read_labels(&self, offset: u64, len: u64) -> Option<&[u8]> {
+        let end = offset.checked_add(len)?;
+        self.labels.get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?)
+    }
+
+    /// Writes label bytes and makes them durable before returning. On a storage
+    /// error the in-memory area is left as it was.
+    pub fn write_labels(&mut self, offset: u64, data: &[u8]) -> Result<(), DimmError> {
+        if self.config.readonly {
+            return Err(DimmError::ReadOnly { handle: self.handle() });
+        }
+        let area = self.labels.len() as u64;
+        let range_err = || DimmError::LabelRange { offset, len: data.len() as u64, area };
+        let end = offset.checked_add(data.len() as u64).filter(|&e| e <= area).ok_or_else(range_err)?;
+        let range = offset as usize..end as usize;
+        let Some(paths) = &self.storage else {
+            self.labels[range].copy_from_slice(data);
+            return Ok(());
+        };
+        let old = self.labels[range.clone()].to_vec();
+        self.labels[range.clone()].copy_from_slice(data);
+        if let Err(e) = persist::write_atomic(&paths.labels, &self.labels) {
+            self.labels[range].copy_from_slice(&old);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The SMART payload the guest reads (host values, injection, threshold alarms).
+    pub fn smart(&self) -> SmartHealth {
+        self.state.smart()
+    }
+
+    /// Host: replaces the SMART values. Returns the health event to raise, if the
+    /// guest-visible health, alarms or shutdown state changed.
+    pub fn set_health(&mut self, health: SmartHealth) -> Result<Vec<Notification>, DimmError> {
+        health.validate()?;
+        self.update_state(|s| s.health = health)
+    }
+
+    /// Host (or function 17): replaces the alarm thresholds.
+    pub fn set_thresholds(&mut self, thresholds: SmartThresholds) -> Result<Vec<Notification>, DimmError> {
+        thresholds.validate()?;
+        self.update_state(|s| s.thresholds = thresholds)
+    }
+
+    /// Host: replaces the whole SMART injection state (same effects as function 18).
+    pub fn set_injection(&mut self, injection: SmartInjection) -> Result<Vec<Notification>, DimmError> {
+        if let Some(s) = injection.spares_percent.filter(|&s| s > 100) {
+            return Err(HealthError::Percentage { field: "injected spares", value: s }.into());
+        }
+        self.update_state(|s| {
+            bump_on_unsafe_shutdown_injection(s, injection.unsafe_shutdown);
+            s.injection = injection;
+        })
+    }
+
+    /// Function 18: injects or uninjects the fields the request names. Injecting an
+    /// unsafe shutdown bumps the shutdown count once, as a real unsafe shutdown would.
+    pub fn inject(&mut self, request: &InjectRequest) -> Result<Vec<Notification>, DimmError> {
+        self.update_state(|s| {
+            if let Some(t) = request.media_temperature {
+                s.injection.media_temperature = t;
+            }
+            if let Some(p) = request.spares_percent {
+                s.injection.spares_percent = p;
+            }
+            if let Some(f) = request.fatal {
+                s.injection.fatal = f;
+            }
+            if let Some(u) = request.unsafe_shutdown {
+                bump_on_unsafe_shutdown_injection(s, u);
+                s.injection.unsafe_shutdown = u;
+            }
+        })
+    }
+
+    /// Function 10: arms (or disarms) counting of an unclean stop of this run.
+    pub fn set_shutdown_latch(&mut self, enable: bool) -> Result<(), DimmError> {
+        self.update_state(|s| s.latch_shutdown_status = enable).map(|_| ())
+    }
+
+    /// Applies `change`, persists it, and reports a health event if the guest-visible
+    /// health changed. If the state cannot be saved, nothing changes.
+    fn update_state(&mut self, change: impl FnOnce(&mut DimmState)) -> Result<Vec<Notification>, DimmError> {
+        let before = self.state.clone();
+        change(&mut self.state);
+        if let Err(e) = self.save_state() {
+            self.state = before;
+            return Err(e);
+        }
+        if before.smart().event_key() != self.state.smart().event_key() {
+            Ok(vec![Notification { target: NotifyTarget::Dimm { handle: self.handle() }, code: NOTIFY_DIMM_HEALTH }])
+        } else {
+            Ok(Vec::new())
+        }
+    }
 }
+
+fn bump_on_unsafe_shutdown_injection(state: &mut DimmState, inject: bool) {
+    if inject && !state.injection.unsafe_shutdown {
+        state.health.unsafe_shutdown_count = state.health.unsafe_shutdown_count.saturating_add(1);
+    }
+}
+
+/// Size of a regular file or block device, without reading its contents.
+fn backing_size(path: &std::path::Path) -> Result<u64, DimmError> {
+    let io_err = |source| DimmError::BackingFile { path: path.to_path_buf(), source };
+    let meta = fs::metadata(path).map_err(io_err)?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    if meta.file_type().is_block_device() {
+        let mut f = File::open(path).map_err(io_err)?;
+        return f.seek(SeekFrom::End(0)).map_err(io_err);
+    }
+    Err(DimmError::BackingNotFile { path: path.to_path_buf() })
+}
+
+#[cfg(test)]
+mod tests;

@@ -507,7 +507,8 @@ impl InjectRequest {
             1 => Ok(true),
             other => Err(HealthError::BadEnable(name, other)),
         };
-        let mut req = InjectRequest { media_temperature: None, spares_percent: None, fatal: None, unsafe_shutdown: None };
+        let mut req =
+            InjectRequest { media_temperature: None, spares_percent: None, fatal: None, unsafe_shutdown: None };
         if flags & SmartInjection::FLAG_MEDIA_TEMPERATURE != 0 {
             let on = enable("media temperature", input[8])?;
             let t = Temperature::decode(u16::from_le_bytes([input[9], input[10]]));

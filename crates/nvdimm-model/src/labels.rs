@@ -197,14 +197,7 @@ fn validate_as(area: &[u8], version: LabelVersion) -> Result<IndexInfo, Vec<Stri
     let free_slots = (0..nslot as usize)
         .filter(|&s| block.get(FREE + s / 8).is_some_and(|b| b & (1 << (s % 8)) != 0))
         .count() as u32;
-    Ok(IndexInfo {
-        version,
-        index_size,
-        current,
-        seq: u32::from_le_bytes(get::<4>(block, SEQ)),
-        nslot,
-        free_slots,
-    })
+    Ok(IndexInfo { version, index_size, current, seq: u32::from_le_bytes(get::<4>(block, SEQ)), nslot, free_slots })
 }
 
 /// One block's checks, in Linux's order; returns its sequence number.
