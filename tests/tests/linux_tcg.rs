@@ -56,7 +56,10 @@ fn guest_script(region0_spa: u64) -> Script {
         .step("init_labels", "ndctl init-labels all")
         .step("read_labels", "ndctl read-labels -j all")
         .step("enable_region", "ndctl enable-region all")
-        .step("create_namespace", &format!("ndctl create-namespace -r $({find_region})"))
+        .step(
+            "create_namespace",
+            &format!("ndctl create-namespace -r $({find_region})"),
+        )
         .step("start_scrub", "ndctl start-scrub")
         .step("wait_scrub", "ndctl wait-scrub")
         .step(
@@ -64,7 +67,10 @@ fn guest_script(region0_spa: u64) -> Script {
             "for r in /sys/bus/nd/devices/region*; do echo \"$(basename $r) resource=$(cat $r/resource)\"; \
              cat $r/badblocks; done",
         )
-        .step("pmem_badblocks", "for b in /sys/block/pmem*; do echo \"$(basename $b):\"; cat $b/badblocks; done")
+        .step(
+            "pmem_badblocks",
+            "for b in /sys/block/pmem*; do echo \"$(basename $b):\"; cat $b/badblocks; done",
+        )
         .step("media_errors", "ndctl list -RNM")
         .step("list_final", "ndctl list -BDRNH -i")
         .step("iomem", "cat /proc/iomem")
@@ -78,7 +84,9 @@ fn fail_setup(what: &str, err: impl std::fmt::Display) -> ! {
 
 #[test]
 fn linux_under_tcg_sees_our_nvdimms() {
-    if let Err(e) = std::process::Command::new(vnvdimm_tcg::qemu::QemuCommand::default_qemu()).arg("--version").output()
+    if let Err(e) = std::process::Command::new(vnvdimm_tcg::qemu::QemuCommand::default_qemu())
+        .arg("--version")
+        .output()
     {
         fail_setup(
             "qemu-system-x86_64 is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU)",
@@ -86,15 +94,24 @@ fn linux_under_tcg_sees_our_nvdimms() {
         );
     }
     let image = GuestImage::locate_or_build().unwrap_or_else(|e| fail_setup("guest image", e));
-    let work = tempfile::Builder::new().prefix("vnv-tcg-").tempdir().unwrap_or_else(|e| fail_setup("work dir", e));
-    let work_path = if std::env::var_os("VNV_KEEP_WORK").is_some() { work.keep() } else { work.path().to_path_buf() };
+    let work = tempfile::Builder::new()
+        .prefix("vnv-tcg-")
+        .tempdir()
+        .unwrap_or_else(|e| fail_setup("work dir", e));
+    let work_path = if std::env::var_os("VNV_KEEP_WORK").is_some() {
+        work.keep()
+    } else {
+        work.path().to_path_buf()
+    };
     eprintln!("work dir: {}", work_path.display());
 
     let config = platform_config(&work_path);
     let layout = TcgLayout::new(&config, TcgLayoutOptions::default()).unwrap_or_else(|e| fail_setup("layout", e));
     let mut platform = NvdimmPlatform::ephemeral(config.clone(), layout.platform_layout())
         .unwrap_or_else(|e| fail_setup("device model", e));
-    platform.add_poison(0, POISON_OFFSET, POISON_LEN).unwrap_or_else(|e| fail_setup("add_poison", e));
+    platform
+        .add_poison(0, POISON_OFFSET, POISON_LEN)
+        .unwrap_or_else(|e| fail_setup("add_poison", e));
     let platform = Arc::new(Mutex::new(platform));
 
     let mut spec = GuestSpec::new(image, layout.clone(), platform.clone(), &work_path);
@@ -121,7 +138,11 @@ fn output<'a>(out: &'a GuestOutput, step: &str, failures: &mut Vec<String>) -> O
     match out.results.get(step) {
         Some(r) if r.ok() => Some(r.output.as_str()),
         Some(r) => {
-            failures.push(format!("guest step `{step}` exited with {:?}: {}", r.rc, r.output.trim()));
+            failures.push(format!(
+                "guest step `{step}` exited with {:?}: {}",
+                r.rc,
+                r.output.trim()
+            ));
             Some(r.output.as_str())
         }
         None => {
@@ -135,7 +156,12 @@ fn output<'a>(out: &'a GuestOutput, step: &str, failures: &mut Vec<String>) -> O
 fn sysfs_line<'a>(text: &'a str, name: &str) -> Vec<(&'a str, &'a str)> {
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
-        .map(|l| l.split_whitespace().skip(1).filter_map(|kv| kv.split_once('=')).collect())
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|kv| kv.split_once('='))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -145,7 +171,8 @@ fn field<'a>(pairs: &[(&'a str, &'a str)], key: &str) -> Option<&'a str> {
 
 fn hex(s: &str) -> Option<u64> {
     let s = s.trim();
-    s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok())
+    s.strip_prefix("0x")
+        .map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok())
 }
 
 fn json_value(v: &Value) -> Option<u64> {
@@ -201,16 +228,32 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
             let name = line.split_whitespace().next().unwrap_or("?");
             let pairs = sysfs_line(text, name);
             if field(&pairs, "handle").and_then(hex) != Some(u64::from(dimm.handle)) {
-                f.push(format!("{name}: handle {:?}, expected {:#x}", field(&pairs, "handle"), dimm.handle));
+                f.push(format!(
+                    "{name}: handle {:?}, expected {:#x}",
+                    field(&pairs, "handle"),
+                    dimm.handle
+                ));
             }
-            if field(&pairs, "family") != Some("intel") {
-                f.push(format!("{name}: family {:?}, expected intel", field(&pairs, "family")));
+            // sysfs prints the family number; NVDIMM_FAMILY_INTEL is 0 (ndctl's "intel").
+            if field(&pairs, "family") != Some("0") {
+                f.push(format!(
+                    "{name}: family {:?}, expected 0 (NVDIMM_FAMILY_INTEL)",
+                    field(&pairs, "family")
+                ));
             }
             match field(&pairs, "dsm_mask").and_then(hex) {
                 Some(mask) => {
-                    for (func, what) in [(1, "SMART health"), (2, "SMART threshold"), (4, "label size"), (5, "label read"), (6, "label write")] {
+                    for (func, what) in [
+                        (1, "SMART health"),
+                        (2, "SMART threshold"),
+                        (4, "label size"),
+                        (5, "label read"),
+                        (6, "label write"),
+                    ] {
                         if mask & (1 << func) == 0 {
-                            f.push(format!("{name}: dsm_mask {mask:#x} lacks Intel function {func} ({what})"));
+                            f.push(format!(
+                                "{name}: dsm_mask {mask:#x} lacks Intel function {func} ({what})"
+                            ));
                         }
                     }
                 }
@@ -229,8 +272,15 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
                 for d in &config.dimms {
                     let id = d.identity.ndctl_id();
                     match dimms.iter().find(|j| j["id"] == id.as_str()) {
+                        // ndctl only shows health for DIMMs of a family it has SMART support for.
+                        Some(j) if j.get("health").is_none() => f.push(format!(
+                            "ndctl: DIMM {id} shows no health (intel SMART not recognised): {j}"
+                        )),
                         Some(j) if j.get("handle").and_then(json_value) == Some(u64::from(d.handle)) => {}
-                        Some(j) => f.push(format!("ndctl: DIMM {id} has handle {}, expected {:#x}", j["handle"], d.handle)),
+                        Some(j) => f.push(format!(
+                            "ndctl: DIMM {id} has handle {}, expected {:#x}",
+                            j["handle"], d.handle
+                        )),
                         None => f.push(format!("ndctl list shows no DIMM with id {id}")),
                     }
                 }
@@ -244,13 +294,19 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
         for (i, w) in layout.windows.iter().enumerate() {
             let line = text.lines().find(|l| l.contains(&format!("resource={:#x} ", w.start)));
             match line {
-                None => f.push(format!("no region at nvdimm #{i}'s window {:#x}; regions:\n{text}", w.start)),
+                None => f.push(format!(
+                    "no region at nvdimm #{i}'s window {:#x}; regions:\n{text}",
+                    w.start
+                )),
                 Some(l) => {
                     let name = l.split_whitespace().next().unwrap_or("?");
                     let pairs = sysfs_line(text, name);
                     let want = DOMAIN.as_str();
                     if field(&pairs, "persistence_domain") != Some(want) {
-                        f.push(format!("{name}: persistence_domain {:?}, expected {want}", field(&pairs, "persistence_domain")));
+                        f.push(format!(
+                            "{name}: persistence_domain {:?}, expected {want}",
+                            field(&pairs, "persistence_domain")
+                        ));
                     }
                 }
             }
@@ -293,7 +349,9 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
     if let Some(text) = output(out, "pmem_badblocks", &mut f) {
         let lines = text.lines().filter(|l| l.split_whitespace().count() == 2).count();
         if lines == 0 {
-            f.push(format!("no pmem block device lists a bad block after the scrub:\n{text}"));
+            f.push(format!(
+                "no pmem block device lists a bad block after the scrub:\n{text}"
+            ));
         }
     }
     output(out, "media_errors", &mut f);
@@ -303,7 +361,9 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
             for h in hints {
                 let needle = format!("{h:08x}-");
                 if !text.lines().any(|l| l.trim_start().starts_with(&needle)) {
-                    f.push(format!("flush hint {h:#x} of nvdimm #{i} is not claimed in /proc/iomem"));
+                    f.push(format!(
+                        "flush hint {h:#x} of nvdimm #{i} is not claimed in /proc/iomem"
+                    ));
                 }
             }
         }
@@ -311,9 +371,14 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
 
     // dmesg: no warnings or errors from the NVDIMM stack or ACPI (raw levels 0-4).
     if let Some(text) = output(out, "dmesg", &mut f) {
-        let keys = ["nfit", "nvdimm", "ndbus", "nmem", "region", "pmem", "dax", "ACPI", "DSM", "badblock", "btt"];
+        let keys = [
+            "nfit", "nvdimm", "ndbus", "nmem", "region", "pmem", "dax", "ACPI", "DSM", "badblock", "btt",
+        ];
         for line in text.lines() {
-            let level = line.strip_prefix('<').and_then(|l| l.split('>').next()).and_then(|n| n.parse::<u32>().ok());
+            let level = line
+                .strip_prefix('<')
+                .and_then(|l| l.split('>').next())
+                .and_then(|n| n.parse::<u32>().ok());
             let level = level.map(|l| l & 7);
             if matches!(level, Some(0..=4)) && keys.iter().any(|k| line.contains(k)) {
                 f.push(format!("dmesg: {line}"));
@@ -329,7 +394,10 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
 fn print_summary(out: &GuestOutput, layout: &TcgLayout) {
     eprintln!("---- TCG guest summary ----");
     eprintln!("command: {}", out.command_line);
-    eprintln!("layout: ram {:#x}, linux ram {:x?}, windows {:x?}, mailbox {:#x}, hints {:x?}", layout.ram_size, layout.linux_ram, layout.windows, layout.mailbox, layout.hints);
+    eprintln!(
+        "layout: ram {:#x}, linux ram {:x?}, windows {:x?}, mailbox {:#x}, hints {:x?}",
+        layout.ram_size, layout.linux_ram, layout.windows, layout.mailbox, layout.hints
+    );
     eprintln!(
         "exit {:?}, timed out {}, wall {:?}, host time to init ready {:?}, guest uptime ready {:?} done {:?}, DSM calls {}",
         out.exit, out.timed_out, out.wall, out.ready_after, out.results.ready_uptime, out.results.done_uptime, out.dsm_calls_served
