@@ -1,0 +1,487 @@
+//! The NFIT and the NVDIMM SSDT checked by ACPICA, the interpreter Linux itself uses:
+//! `iasl` disassembles and recompiles both tables, `acpiexec` loads the SSDT and runs its
+//! methods. A test table ("harness", ASL below) drives the `_DSM` transport inside
+//! acpiexec: with the doorbell placed on the completion word, ringing the doorbell
+//! completes the call at once, so the success path runs without a host.
+//!
+//! Needs `iasl` and `acpiexec` (Debian package acpica-tools); fails if they are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nvdimm_model::aml::{build_ssdt_with, SsdtOptions};
+use nvdimm_model::config::MIB;
+use nvdimm_model::mailbox;
+use nvdimm_model::{nfit, PlatformConfig, PlatformLayout};
+
+const MAILBOX: u64 = 0x7000_0000;
+/// acpiexec simulates SystemMemory regions with zero-filled RAM: a call can only time out.
+const SHORT_POLL: u32 = 3;
+
+fn workdir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("acpica_nvdimm")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test directory");
+    dir
+}
+
+/// Runs an ACPICA tool in `dir`, returning stdout and stderr together.
+fn run(dir: &Path, tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `{tool}` ({e}): install acpica-tools (apt-get install -y acpica-tools)"
+            )
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "`{tool} {}` failed:\n{text}",
+        args.join(" ")
+    );
+    text
+}
+
+/// The default two-DIMM platform; `doorbell` is where the AML rings.
+fn platform(dir: &Path, doorbell: u64) -> (PlatformConfig, PlatformLayout) {
+    let config = PlatformConfig::default_in(dir);
+    let layout = PlatformLayout::packed(
+        &config,
+        0x1_0000_0000,
+        2 * MIB,
+        0xfe00_0000,
+        MAILBOX,
+        doorbell,
+    );
+    layout.validate(&config).expect("test layout is valid");
+    (config, layout)
+}
+
+fn write_ssdt(dir: &Path, doorbell: u64, poll_limit: u32) -> PlatformConfig {
+    let (config, layout) = platform(dir, doorbell);
+    let options = SsdtOptions {
+        poll_limit,
+        ..SsdtOptions::default()
+    };
+    std::fs::write(
+        dir.join("ssdt.aml"),
+        build_ssdt_with(&config, &layout, &options),
+    )
+    .unwrap();
+    config
+}
+
+/// Output of `acpiexec -b COMMANDS` over the given tables, checked for interpreter errors.
+fn acpiexec(dir: &Path, commands: &str, tables: &[&str]) -> String {
+    let mut args = vec!["-b", commands];
+    args.extend_from_slice(tables);
+    let out = run(dir, "acpiexec", &args);
+    for bad in [
+        "ACPI Error",
+        "ACPI Exception",
+        "failed with status",
+        "ACPI Warning",
+    ] {
+        assert!(!out.contains(bad), "acpiexec reported `{bad}`:\n{out}");
+    }
+    out
+}
+
+/// The text acpiexec prints for the object returned by `Evaluate path`.
+fn evaluation<'a>(out: &'a str, path: &str) -> &'a str {
+    let start = out
+        .find(&format!("Evaluating {path}\n"))
+        .unwrap_or_else(|| panic!("{path} was not evaluated:\n{out}"));
+    let rest = &out[start..];
+    let end = rest[1..]
+        .find("\nEvaluating ")
+        .map_or(rest.len(), |at| at + 1);
+    &rest[..end]
+}
+
+fn uuid_arg(uuid: &[u8; 16]) -> String {
+    let bytes: Vec<String> = uuid.iter().map(|b| format!("{b:02x}")).collect();
+    format!("({})", bytes.join(" "))
+}
+
+#[test]
+fn ssdt_disassembles_and_recompiles_without_errors_or_warnings() {
+    let dir = workdir("ssdt_iasl");
+    write_ssdt(
+        &dir,
+        MAILBOX + mailbox::DOORBELL_SLOT as u64,
+        mailbox::AML_POLL_LIMIT,
+    );
+    run(&dir, "iasl", &["-d", "ssdt.aml"]);
+    let dsl = std::fs::read_to_string(dir.join("ssdt.dsl")).unwrap();
+    for needle in [
+        "Device (NVDR)",
+        "Method (NCAL, 5, Serialized)",
+        "Stall (0x0A)",
+        "Device (NV01)",
+        "_LSW",
+    ] {
+        assert!(dsl.contains(needle), "disassembly lacks `{needle}`");
+    }
+    let compiled = run(&dir, "iasl", &["ssdt.dsl"]);
+    assert!(
+        compiled.contains("0 Errors, 0 Warnings"),
+        "iasl recompile:\n{compiled}"
+    );
+}
+
+#[test]
+fn nfit_disassembles_and_recompiles_to_the_same_bytes() {
+    let dir = workdir("nfit_iasl");
+    let (config, layout) = platform(&dir, MAILBOX + mailbox::DOORBELL_SLOT as u64);
+    let table = nfit::build(&config, &layout);
+    std::fs::write(dir.join("nfit.dat"), &table).unwrap();
+    run(&dir, "iasl", &["-d", "nfit.dat"]);
+    let dsl = std::fs::read_to_string(dir.join("nfit.dsl")).unwrap();
+    assert_eq!(dsl.matches("[System Physical Address Range]").count(), 2);
+    assert_eq!(dsl.matches("[NVDIMM Control Region]").count(), 2);
+    assert_eq!(dsl.matches("[Platform Capabilities]").count(), 1);
+    let compiled = run(&dir, "iasl", &["nfit.dsl"]);
+    assert!(
+        compiled.contains("0 Errors, 0 Warnings"),
+        "iasl recompile:\n{compiled}"
+    );
+    let again = std::fs::read(dir.join("nfit.aml")).unwrap();
+    assert_eq!(again.len(), table.len());
+    // iasl writes its own checksum (byte 9) and compiler id/revision (28..36).
+    let differing: Vec<usize> = (0..table.len()).filter(|&i| again[i] != table[i]).collect();
+    assert!(
+        differing.iter().all(|&i| i == 9 || (28..36).contains(&i)),
+        "bytes differ at {differing:?}"
+    );
+}
+
+#[test]
+fn acpiexec_lists_every_method_and_evaluates_identity_objects() {
+    let dir = workdir("acpiexec_identity");
+    let config = write_ssdt(&dir, MAILBOX + mailbox::DOORBELL_SLOT as u64, SHORT_POLL);
+    let mut commands = vec![
+        "Methods".to_string(),
+        "Evaluate \\_SB.NVDR._STA".into(),
+        "Evaluate \\_SB.NVDR._HID".into(),
+    ];
+    for i in 0..config.dimms.len() {
+        commands.push(format!("Evaluate \\_SB.NVDR.NV{i:02X}._ADR"));
+        commands.push(format!("Evaluate \\_SB.NVDR.NV{i:02X}._STA"));
+    }
+    let out = acpiexec(&dir, &commands.join("; "), &["ssdt.aml"]);
+    let mut methods = vec![
+        "\\_SB.NVDR._STA".to_string(),
+        "\\_SB.NVDR._DSM".into(),
+        "\\_SB.NVDR._FIT".into(),
+        "\\_SB.NVDR.NCAL".into(),
+        "\\_SB.NVDR.NEVT".into(),
+    ];
+    for i in 0..config.dimms.len() {
+        for m in ["_STA", "_DSM", "_LSI", "_LSR", "_LSW"] {
+            methods.push(format!("\\_SB.NVDR.NV{i:02X}.{m}"));
+        }
+    }
+    for m in &methods {
+        assert!(
+            out.contains(&format!("{m} Method")),
+            "method {m} not listed:\n{out}"
+        );
+    }
+    assert!(evaluation(&out, "\\_SB.NVDR._STA").contains("[Integer] = 000000000000000F"));
+    assert!(evaluation(&out, "\\_SB.NVDR._HID").contains("\"ACPI0012\""));
+    for (i, dimm) in config.dimms.iter().enumerate() {
+        let adr = evaluation(&out, &format!("\\_SB.NVDR.NV{i:02X}._ADR"));
+        assert!(
+            adr.contains(&format!("[Integer] = {:016X}", dimm.handle)),
+            "{adr}"
+        );
+        assert!(
+            evaluation(&out, &format!("\\_SB.NVDR.NV{i:02X}._STA")).contains("000000000000000F")
+        );
+    }
+}
+
+#[test]
+fn unanswered_calls_time_out_with_hardware_error_status() {
+    let dir = workdir("acpiexec_timeout");
+    write_ssdt(&dir, MAILBOX + mailbox::DOORBELL_SLOT as u64, SHORT_POLL);
+    let root_uuid = uuid_arg(&nvdimm_model::dsm::ROOT_UUID);
+    // acpiexec drops an empty Package argument, so Arg3 is a Package without a Buffer.
+    let commands = format!(
+        "Evaluate \\_SB.NVDR._DSM {root_uuid} 1 0 [0]; Evaluate \\_SB.NVDR.NV00._LSI; Evaluate \\_SB.NVDR.NV00._LSR 0 128"
+    );
+    let out = acpiexec(&dir, &commands, &["ssdt.aml"]);
+    assert!(
+        evaluation(&out, "\\_SB.NVDR._DSM").contains("[Buffer] Length 04 =     0000: 04 00 00 00"),
+        "{out}"
+    );
+    let lsi = evaluation(&out, "\\_SB.NVDR.NV00._LSI");
+    assert!(
+        lsi.contains("Contains 3 Elements") && lsi.contains("[Integer] = 0000000000000001"),
+        "{lsi}"
+    );
+    let lsr = evaluation(&out, "\\_SB.NVDR.NV00._LSR");
+    assert!(
+        lsr.contains("Contains 2 Elements") && lsr.contains("[Buffer] Length 00"),
+        "{lsr}"
+    );
+}
+
+/// Presets answers in the mailbox, calls the methods and shows what NCAL wrote.
+const HARNESS: &str = r#"DefinitionBlock ("", "SSDT", 2, "VNVDMM", "HARNESS", 1)
+{
+    External (\_SB.NVDR.OLEN, FieldUnitObj)
+    External (\_SB.NVDR.OBUF, FieldUnitObj)
+    External (\_SB.NVDR.HDLE, FieldUnitObj)
+    External (\_SB.NVDR.REVN, FieldUnitObj)
+    External (\_SB.NVDR.FUNC, FieldUnitObj)
+    External (\_SB.NVDR.ILEN, FieldUnitObj)
+    External (\_SB.NVDR.UUID, FieldUnitObj)
+    External (\_SB.NVDR.IBUF, FieldUnitObj)
+    External (\_SB.NVDR.NWRT, FieldUnitObj)
+    External (\_SB.NVDR.NW01, FieldUnitObj)
+    External (\_SB.NVDR.SEQN, IntObj)
+    External (\_SB.NVDR.NEVT, MethodObj)
+    External (\_SB.NVDR._DSM, MethodObj)
+    External (\_SB.NVDR.NV01._DSM, MethodObj)
+    External (\_SB.NVDR.NV01._LSI, MethodObj)
+    External (\_SB.NVDR.NV01._LSR, MethodObj)
+    External (\_SB.NVDR.NV01._LSW, MethodObj)
+
+    Method (SHOW, 0, Serialized)
+    {
+        Debug = Concatenate ("HDLE=", ToHexString (\_SB.NVDR.HDLE))
+        Debug = Concatenate ("REVN=", ToHexString (\_SB.NVDR.REVN))
+        Debug = Concatenate ("FUNC=", ToHexString (\_SB.NVDR.FUNC))
+        Debug = Concatenate ("ILEN=", ToHexString (\_SB.NVDR.ILEN))
+        Debug = Concatenate ("SEQN=", ToHexString (\_SB.NVDR.SEQN))
+        Debug = Concatenate ("UUID=", ToHexString (\_SB.NVDR.UUID))
+        Debug = Concatenate ("IBUF=", ToHexString (Mid (\_SB.NVDR.IBUF, 0, 12)))
+    }
+
+    Method (HDSM, 0, Serialized)
+    {
+        \_SB.NVDR.OLEN = 5
+        \_SB.NVDR.OBUF = Buffer () {0xAA, 0xBB, 0xCC, 0xDD, 0xEE}
+        Local0 = \_SB.NVDR.NV01._DSM (ToUUID ("4309ac30-0d11-11e4-9191-0800200c9a66"), 2, 9, Package () {Buffer () {1, 2, 3}})
+        SHOW ()
+        Return (Local0)
+    }
+
+    Method (HBIG, 0, Serialized)
+    {
+        \_SB.NVDR.OLEN = 0x2000
+        Local0 = \_SB.NVDR._DSM (ToUUID ("2f10e7a4-9e91-11e4-89d3-123b93f75cba"), 1, 3, Package () {})
+        SHOW ()
+        Return (SizeOf (Local0))
+    }
+
+    Method (HLSI, 0, Serialized)
+    {
+        \_SB.NVDR.OLEN = 12
+        \_SB.NVDR.OBUF = Buffer () {0, 0, 0, 0, 0, 0, 2, 0, 0xEC, 0x0F, 0, 0}
+        Local0 = \_SB.NVDR.NV01._LSI ()
+        SHOW ()
+        Return (Local0)
+    }
+
+    Method (HLSR, 0, Serialized)
+    {
+        \_SB.NVDR.OLEN = 7
+        \_SB.NVDR.OBUF = Buffer () {0, 0, 0, 0, 0x11, 0x22, 0x33}
+        Local0 = \_SB.NVDR.NV01._LSR (0x100, 3)
+        SHOW ()
+        Return (Local0)
+    }
+
+    Method (HLSW, 0, Serialized)
+    {
+        \_SB.NVDR.OLEN = 4
+        \_SB.NVDR.OBUF = Buffer () {3, 0, 0, 0}
+        Local0 = \_SB.NVDR.NV01._LSW (0x80, 2, Buffer () {0x5A, 0xA5})
+        SHOW ()
+        Return (Local0)
+    }
+
+    Method (HEVT, 0, Serialized)
+    {
+        \_SB.NVDR.NWRT = 3
+        \_SB.NVDR.NW01 = 1
+        \_SB.NVDR.NEVT ()
+        Return (Package () {\_SB.NVDR.NWRT, \_SB.NVDR.NW01})
+    }
+}
+"#;
+
+/// Builds the SSDT with the doorbell on the completion word and compiles the harness.
+fn harness_dir(test: &str) -> PathBuf {
+    let dir = workdir(test);
+    write_ssdt(&dir, MAILBOX + mailbox::COMPLETION as u64, SHORT_POLL);
+    std::fs::write(dir.join("harness.asl"), HARNESS).unwrap();
+    let compiled = run(&dir, "iasl", &["harness.asl"]);
+    assert!(compiled.contains("0 Errors"), "{compiled}");
+    dir
+}
+
+/// How `ToHexString` shows an Integer in acpiexec's Debug output.
+fn int_debug(key: &str, value: u64) -> String {
+    format!("{key}={value:016X}")
+}
+
+fn debug_line<'a>(out: &'a str, key: &str) -> &'a str {
+    let at = out
+        .find(&format!("\"{key}="))
+        .unwrap_or_else(|| panic!("no {key} in:\n{out}"));
+    out[at..].lines().next().unwrap_or_default()
+}
+
+#[test]
+fn dimm_dsm_writes_the_request_and_returns_the_host_output() {
+    let dir = harness_dir("harness_dsm");
+    let out = acpiexec(&dir, "Evaluate \\HDSM", &["ssdt.aml", "harness.aml"]);
+    let result = evaluation(&out, "\\HDSM");
+    assert!(
+        result.contains("[Buffer] Length 05 =     0000: AA BB CC DD EE"),
+        "{result}"
+    );
+    assert!(
+        debug_line(result, "HDLE").contains(&int_debug("HDLE", 0x11)),
+        "{result}"
+    );
+    assert!(
+        debug_line(result, "REVN").contains(&int_debug("REVN", 0x2)),
+        "{result}"
+    );
+    assert!(
+        debug_line(result, "FUNC").contains(&int_debug("FUNC", 0x9)),
+        "{result}"
+    );
+    assert!(
+        debug_line(result, "ILEN").contains(&int_debug("ILEN", 0x3)),
+        "{result}"
+    );
+    assert!(
+        debug_line(result, "SEQN").contains(&int_debug("SEQN", 0x1)),
+        "{result}"
+    );
+    let uuid: Vec<String> = nvdimm_model::dsm::INTEL_UUID
+        .iter()
+        .map(|b| format!("0x{b:02X}"))
+        .collect();
+    assert!(
+        debug_line(result, "UUID").contains(&uuid.join(",")),
+        "{result}"
+    );
+    assert!(
+        debug_line(result, "IBUF").contains("0x01,0x02,0x03,0x00"),
+        "{result}"
+    );
+}
+
+#[test]
+fn oversized_output_length_is_clamped_and_empty_input_is_not_copied() {
+    let dir = harness_dir("harness_clamp");
+    let out = acpiexec(&dir, "Evaluate \\HBIG", &["ssdt.aml", "harness.aml"]);
+    let result = evaluation(&out, "\\HBIG");
+    assert!(
+        result.contains(&format!("[Integer] = {:016X}", mailbox::MAX_OUTPUT)),
+        "{result}"
+    );
+    assert!(
+        debug_line(result, "HDLE").contains(&int_debug("HDLE", 0x0)),
+        "{result}"
+    );
+    assert!(
+        debug_line(result, "ILEN").contains(&int_debug("ILEN", 0x0)),
+        "{result}"
+    );
+}
+
+#[test]
+fn label_methods_use_intel_functions_and_return_linux_shapes() {
+    let dir = harness_dir("harness_labels");
+    let out = acpiexec(
+        &dir,
+        "Evaluate \\HLSI; Evaluate \\HLSR; Evaluate \\HLSW",
+        &["ssdt.aml", "harness.aml"],
+    );
+
+    let lsi = evaluation(&out, "\\HLSI");
+    assert!(
+        debug_line(lsi, "FUNC").contains(&int_debug("FUNC", 0x4)),
+        "{lsi}"
+    );
+    assert!(
+        debug_line(lsi, "REVN").contains(&int_debug("REVN", 0x1)),
+        "{lsi}"
+    );
+    let want = ["0000000000000000", "0000000000020000", "0000000000000FEC"]
+        .map(|v| format!("[Integer] = {v}"));
+    assert!(
+        lsi.contains("Contains 3 Elements") && want.iter().all(|w| lsi.contains(w.as_str())),
+        "{lsi}"
+    );
+
+    let lsr = evaluation(&out, "\\HLSR");
+    assert!(
+        debug_line(lsr, "FUNC").contains(&int_debug("FUNC", 0x5)),
+        "{lsr}"
+    );
+    assert!(
+        debug_line(lsr, "IBUF").contains("0x00,0x01,0x00,0x00,0x03,0x00,0x00,0x00"),
+        "{lsr}"
+    );
+    assert!(
+        lsr.contains("Contains 2 Elements") && lsr.contains("[Integer] = 0000000000000000"),
+        "{lsr}"
+    );
+    assert!(
+        lsr.contains("[Buffer] Length 03 =     0000: 11 22 33"),
+        "{lsr}"
+    );
+
+    let lsw = evaluation(&out, "\\HLSW");
+    assert!(
+        debug_line(lsw, "FUNC").contains(&int_debug("FUNC", 0x6)),
+        "{lsw}"
+    );
+    assert!(
+        debug_line(lsw, "ILEN").contains(&int_debug("ILEN", 0xA)),
+        "{lsw}"
+    );
+    assert!(
+        debug_line(lsw, "IBUF").contains("0x80,0x00,0x00,0x00,0x02,0x00,0x00,0x00,0x5A,0xA5"),
+        "{lsw}"
+    );
+    // Intel status 3 (invalid input) becomes _LSW status 2.
+    assert!(lsw.contains("[Integer] = 0000000000000002"), "{lsw}");
+}
+
+#[test]
+fn nevt_notifies_for_pending_bits_and_clears_them() {
+    let dir = harness_dir("harness_nevt");
+    let out = acpiexec(&dir, "Evaluate \\HEVT", &["ssdt.aml", "harness.aml"]);
+    let result = evaluation(&out, "\\HEVT");
+    assert!(result.contains("Contains 2 Elements"), "{result}");
+    assert_eq!(
+        result.matches("[Integer] = 0000000000000000").count(),
+        2,
+        "{result}"
+    );
+    for (device, value) in [("NVDR", "0x80"), ("NVDR", "0x81"), ("NV01", "0x81")] {
+        let seen = out.lines().any(|l| {
+            l.contains("Notify") && l.contains(&format!("[{device}]")) && l.contains(value)
+        });
+        assert!(seen, "no Notify({device}, {value}) in:\n{out}");
+    }
+}
