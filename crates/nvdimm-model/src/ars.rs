@@ -139,13 +139,17 @@ impl ArsEngine {
             status = ext_status::STOPPED_EARLY;
         }
         let handle = dimm.handle();
-        let records: Vec<Record> =
-            records.into_iter().map(|(s, l)| Record { handle, spa: base + s, len: l }).collect();
+        let records: Vec<Record> = records.into_iter().map(|(s, l)| Record { handle, spa: base + s, len: l }).collect();
         status_output(status, &header, &records)
     }
 
     /// Records that the guest injected `[offset, offset + len)` on DIMM `dimm_index`.
-    pub fn note_injected(&mut self, dimm_index: usize, offset: u64, len: u64) -> Result<(), crate::poison::PoisonError> {
+    pub fn note_injected(
+        &mut self,
+        dimm_index: usize,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), crate::poison::PoisonError> {
         self.injected.entry(dimm_index).or_default().insert(offset, len)
     }
 

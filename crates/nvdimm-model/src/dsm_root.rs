@@ -13,6 +13,7 @@ use crate::dimm::Dimm;
 use crate::dsm::root_status::{FUNCTION_SPECIFIC, HW_ERROR, INVALID_INPUT, NOT_SUPPORTED, SUCCESS};
 use crate::dsm::{function_mask, no_functions, status_only, Input, Output};
 use crate::events::{Notification, NotifyTarget, NOTIFY_ROOT_NEW_ERRORS};
+use crate::platform_poison::{change_poison, HostPoisonError};
 
 /// Everything a root `_DSM` call may look at or change.
 pub struct RootContext<'a> {
@@ -86,10 +87,6 @@ pub fn locate(dimms: &[Dimm], spa: u64, len: u64) -> Option<(usize, u64)> {
     Some((index, spa - dimms[index].placement.spa_base))
 }
 
-/// Called after a guest call changed a DIMM's poison. Persistence of `DimmState` belongs
-/// to the DIMM module; until it offers a save call this is the one place to add it.
-pub(crate) fn poison_changed(_dimm: &mut Dimm) {}
-
 fn range_input(input: &Input<'_>) -> Option<(u64, u64)> {
     Some((input.u64(0)?, input.u64(8)?))
 }
@@ -151,16 +148,13 @@ fn clear_error(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
     let Some((index, offset)) = locate(ctx.dimms, spa, len) else {
         return answer(INVALID_INPUT, 0);
     };
-    let dimm = &mut ctx.dimms[index];
-    match dimm.state.poison.remove(offset, len) {
-        Ok(removed) => {
+    match change_poison(&mut ctx.dimms[index], index, |p| p.remove(offset, len)) {
+        Ok(_) => {
             ctx.ars.forget_injected(index, offset, len);
-            if removed > 0 {
-                poison_changed(dimm);
-            }
             answer(SUCCESS, len)
         }
-        // Only a hole punched into a full set fails; the media "could not be cleared".
+        // A hole punched into a full set, or a state file that cannot be written: the
+        // media "could not be cleared".
         Err(_) => answer(HW_ERROR, 0),
     }
 }
@@ -193,13 +187,13 @@ fn inject_error(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
     let Some((index, offset)) = locate(ctx.dimms, spa, len) else {
         return status_only(INVALID_INPUT);
     };
-    let dimm = &mut ctx.dimms[index];
-    // The only possible failure left is a full poison list; ndctl turns status 2 into
-    // an error the user sees, while other codes would read as success.
-    if dimm.state.poison.insert(offset, len).is_err() {
-        return status_only(INVALID_INPUT);
+    match change_poison(&mut ctx.dimms[index], index, |p| p.insert(offset, len)) {
+        Ok(()) => {}
+        // A full poison list: ndctl turns status 2 into an error the user sees, while
+        // other codes would read as success.
+        Err(HostPoisonError::Poison { .. }) => return status_only(INVALID_INPUT),
+        Err(_) => return status_only(HW_ERROR),
     }
-    poison_changed(dimm);
     // A full injected list only shortens Inject Status; the poison itself is in place.
     let _ = ctx.ars.note_injected(index, offset, len);
     if options & INJECT_OPTION_NOTIFY != 0 {
@@ -221,19 +215,16 @@ fn inject_clear(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
         Some(set) => set.clipped(offset, offset + len).collect(),
         None => return status_only(SUCCESS),
     };
-    let dimm = &mut ctx.dimms[index];
-    let mut status = SUCCESS;
-    for (start, piece) in &pieces {
-        if dimm.state.poison.remove(*start, *piece).is_err() {
-            status = HW_ERROR;
-            break;
+    let removed = change_poison(&mut ctx.dimms[index], index, |p| {
+        pieces.iter().try_for_each(|&(start, piece)| p.remove(start, piece).map(drop))
+    });
+    match removed {
+        Ok(()) => {
+            ctx.ars.forget_injected(index, offset, len);
+            status_only(SUCCESS)
         }
-        ctx.ars.forget_injected(index, *start, *piece);
+        Err(_) => status_only(HW_ERROR),
     }
-    if !pieces.is_empty() {
-        poison_changed(dimm);
-    }
-    status_only(status)
 }
 
 /// F9 output: status, record count, then {SPA base, length} of injected ranges in SPA
@@ -253,3 +244,6 @@ fn inject_status(ctx: &RootContext<'_>) -> Vec<u8> {
     }
     out.finish()
 }
+
+#[cfg(test)]
+mod tests;

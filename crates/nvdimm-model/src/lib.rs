@@ -18,6 +18,7 @@ pub mod mailbox;
 pub mod nfit;
 pub mod persist;
 pub mod platform;
+pub mod platform_poison;
 pub mod poison;
 
 pub use config::{DimmConfig, PersistenceDomain, PlatformConfig};

@@ -155,11 +155,8 @@ impl PoisonSet {
             .next_back()
             .filter(|(_, &e)| e > start && start < end)
             .map(|(&s, &e)| (s, e - s));
-        let inside = if start < end {
-            Some(self.ranges.range((Bound::Included(start), Bound::Excluded(end))))
-        } else {
-            None
-        };
+        let inside =
+            if start < end { Some(self.ranges.range((Bound::Included(start), Bound::Excluded(end)))) } else { None };
         before.into_iter().chain(inside.into_iter().flatten().map(|(&s, &e)| (s, e - s)))
     }
 

@@ -1,0 +1,179 @@
+//! Host-side poison and scrub controls (control API, test harness). Host-added poison
+//! models latent media errors: the guest learns of it through ARS or by consuming it,
+//! not through a notification, unless the host asks with `notify_new_errors`.
+
+use thiserror::Error;
+
+use crate::dimm::Dimm;
+use crate::dsm_root::locate;
+use crate::events::{Notification, NotifyTarget, NOTIFY_ROOT_NEW_ERRORS};
+use crate::poison::{PoisonError, PoisonSet};
+use crate::NvdimmPlatform;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum HostPoisonError {
+    #[error("no nvdimm #{index}: the platform has {count} nvdimms, numbered from 0")]
+    NoSuchDimm { index: usize, count: usize },
+    #[error("range {offset:#x}+{len:#x} is outside nvdimm #{index}, whose media is {size:#x} bytes")]
+    OutsideDimm { index: usize, offset: u64, len: u64, size: u64 },
+    #[error("guest physical range {spa:#x}+{len:#x} is not inside one nvdimm window")]
+    OutsideWindows { spa: u64, len: u64 },
+    #[error("nvdimm #{index}: {source}")]
+    Poison {
+        index: usize,
+        #[source]
+        source: PoisonError,
+    },
+    #[error("nvdimm #{index}: the poison change was undone because the DIMM state could not be saved: {message}")]
+    Persist { index: usize, message: String },
+    #[error("ARS scrub rate must be at least 1 byte per second")]
+    ZeroRate,
+}
+
+/// Applies `change` to the poison of `dimm` (DIMM number `index`) and saves the DIMM
+/// state when the set changed. If saving fails the set is put back, so memory and the
+/// state file agree. Used by both host commands and guest `_DSM` calls.
+pub(crate) fn change_poison<T>(
+    dimm: &mut Dimm,
+    index: usize,
+    change: impl FnOnce(&mut PoisonSet) -> Result<T, PoisonError>,
+) -> Result<T, HostPoisonError> {
+    // Saving serializes the whole set anyway, so a copy for rollback costs the same order.
+    let before = dimm.is_persistent().then(|| dimm.state.poison.clone());
+    let shape = |p: &PoisonSet| (p.len(), p.total_bytes());
+    let old_shape = shape(&dimm.state.poison);
+    let result = change(&mut dimm.state.poison);
+    // Every insert adds bytes unless already covered and every remove takes some away
+    // unless none were there, so an unchanged shape means an unchanged set.
+    if shape(&dimm.state.poison) != old_shape {
+        if let Err(e) = dimm.save_state() {
+            if let Some(before) = before {
+                dimm.state.poison = before;
+            }
+            return Err(HostPoisonError::Persist { index, message: e.to_string() });
+        }
+    }
+    result.map_err(|source| HostPoisonError::Poison { index, source })
+}
+
+impl NvdimmPlatform {
+    /// Checks that `[offset, offset + len)` is a non-empty range inside DIMM `index`.
+    fn check_dimm_range(&self, index: usize, offset: u64, len: u64) -> Result<(), HostPoisonError> {
+        let dimm = self.dimms.get(index).ok_or(HostPoisonError::NoSuchDimm { index, count: self.dimms.len() })?;
+        if len == 0 {
+            return Err(HostPoisonError::Poison { index, source: PoisonError::ZeroLength { offset } });
+        }
+        let size = dimm.config.size;
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(HostPoisonError::OutsideDimm { index, offset, len, size }),
+        }
+    }
+
+    /// Marks `[offset, offset + len)` of DIMM `dimm_index` (offsets into its media) bad.
+    pub fn add_poison(&mut self, dimm_index: usize, offset: u64, len: u64) -> Result<(), HostPoisonError> {
+        self.check_dimm_range(dimm_index, offset, len)?;
+        change_poison(&mut self.dimms[dimm_index], dimm_index, |p| p.insert(offset, len))
+    }
+
+    /// Clears `[offset, offset + len)` of DIMM `dimm_index`; returns the poisoned bytes removed.
+    pub fn clear_poison(&mut self, dimm_index: usize, offset: u64, len: u64) -> Result<u64, HostPoisonError> {
+        self.check_dimm_range(dimm_index, offset, len)?;
+        let removed = change_poison(&mut self.dimms[dimm_index], dimm_index, |p| p.remove(offset, len))?;
+        self.ars.forget_injected(dimm_index, offset, len);
+        Ok(removed)
+    }
+
+    /// The poisoned ranges of DIMM `dimm_index` as `(offset, length)`, ascending.
+    pub fn poison_ranges(&self, dimm_index: usize) -> Result<Vec<(u64, u64)>, HostPoisonError> {
+        let dimm = self
+            .dimms
+            .get(dimm_index)
+            .ok_or(HostPoisonError::NoSuchDimm { index: dimm_index, count: self.dimms.len() })?;
+        Ok(dimm.state.poison.iter().collect())
+    }
+
+    /// Marks the guest-physical range `[spa, spa + len)` bad. It must lie inside one
+    /// DIMM window. Returns the DIMM index and offset it landed on.
+    pub fn add_poison_spa(&mut self, spa: u64, len: u64) -> Result<(usize, u64), HostPoisonError> {
+        let (index, offset) = locate(&self.dimms, spa, len).ok_or(HostPoisonError::OutsideWindows { spa, len })?;
+        self.add_poison(index, offset, len)?;
+        Ok((index, offset))
+    }
+
+    /// Sets the speed of full scrubs started from now on, in bytes per second.
+    pub fn set_ars_rate(&mut self, bytes_per_sec: u64) -> Result<(), HostPoisonError> {
+        if bytes_per_sec == 0 {
+            return Err(HostPoisonError::ZeroRate);
+        }
+        self.config.ars.scrub_rate = bytes_per_sec;
+        Ok(())
+    }
+
+    /// Queues Notify(root, 0x81) so the guest rescans (Linux starts an ARS).
+    pub fn notify_new_errors(&mut self) {
+        self.notifications.push(Notification { target: NotifyTarget::Root, code: NOTIFY_ROOT_NEW_ERRORS });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::GIB;
+    use crate::{PlatformConfig, PlatformLayout};
+
+    fn platform() -> NvdimmPlatform {
+        let config = PlatformConfig::default_in(Path::new("/nonexistent"));
+        let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xFE00_0000, 0x3FF0_0000, 0x3FF0_0028);
+        NvdimmPlatform::ephemeral(config, layout).unwrap()
+    }
+
+    #[test]
+    fn add_clear_and_list() {
+        let mut p = platform();
+        p.add_poison(1, 4096, 512).unwrap();
+        p.add_poison(1, 4096 + 512, 512).unwrap();
+        assert_eq!(p.poison_ranges(1).unwrap(), vec![(4096, 1024)]);
+        assert_eq!(p.clear_poison(1, 4096, 256).unwrap(), 256);
+        assert_eq!(p.clear_poison(1, 0, 4096).unwrap(), 0);
+        assert_eq!(p.poison_ranges(1).unwrap(), vec![(4096 + 256, 768)]);
+        assert!(p.poison_ranges(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_change_nothing() {
+        let mut p = platform();
+        p.add_poison(0, 0, 256).unwrap();
+        let err = p.add_poison(2, 0, 1).unwrap_err();
+        assert_eq!(err, HostPoisonError::NoSuchDimm { index: 2, count: 2 });
+        assert!(err.to_string().contains("2 nvdimms"));
+        assert_eq!(
+            p.add_poison(0, GIB - 1, 2),
+            Err(HostPoisonError::OutsideDimm { index: 0, offset: GIB - 1, len: 2, size: GIB })
+        );
+        assert!(matches!(p.add_poison(0, u64::MAX, 2), Err(HostPoisonError::OutsideDimm { .. })));
+        assert!(matches!(
+            p.clear_poison(0, 0, 0),
+            Err(HostPoisonError::Poison { index: 0, source: PoisonError::ZeroLength { .. } })
+        ));
+        assert!(p.poison_ranges(5).is_err());
+        assert_eq!(p.add_poison_spa(5 << 30, 0), Err(HostPoisonError::OutsideWindows { spa: 5 << 30, len: 0 }));
+        assert!(p.add_poison_spa((5 << 30) - 1, 2).is_err());
+        assert_eq!(p.set_ars_rate(0), Err(HostPoisonError::ZeroRate));
+        assert_eq!(p.poison_ranges(0).unwrap(), vec![(0, 256)]);
+        assert!(p.poison_ranges(1).unwrap().is_empty());
+        assert_eq!(p.config().ars.scrub_rate, crate::config::ArsConfig::default().scrub_rate);
+    }
+
+    #[test]
+    fn spa_poison_lands_on_the_right_dimm() {
+        let mut p = platform();
+        assert_eq!(p.add_poison_spa((5 << 30) + 0x2000, 100), Ok((1, 0x2000)));
+        assert_eq!(p.poison_ranges(1).unwrap(), vec![(0x2000, 100)]);
+        assert!(p.take_notifications().is_empty());
+        p.notify_new_errors();
+        assert_eq!(p.take_notifications().len(), 1);
+    }
+}
