@@ -31,9 +31,21 @@ if [ -n "$need_pkgs" ]; then
         || die "apt-get install$need_pkgs failed"
 fi
 
+# --- fast path -------------------------------------------------------------
+# Asking apt costs seconds; skip it while neither the apt lists, the host packages nor
+# this recipe changed since the last build.
+script_hash=$(cat "$0" "$here/init" | sha256sum | cut -c1-12)
+host_key="busybox-static=$(installed busybox-static) kmod=$(installed kmod) \
+ndctl=$(installed ndctl) daxctl=$(installed daxctl) libc6=$(installed libc6) script=$script_hash"
+if [ -z "${VNV_KERNEL_PKG:-}" ] && [ -f "$cache/current/done" ] && [ -f "$cache/current/host-key" ] \
+    && [ "$(cat "$cache/current/host-key")" = "$host_key" ] && [ "$cache/current/done" -nt /var/lib/apt/lists ]; then
+    readlink -f "$cache/current"
+    exit 0
+fi
+
 # --- which kernel ----------------------------------------------------------
 pick_kernel() {
-    apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | cut -d' ' -f1 | sort -V | tail -n1
+    apt-cache pkgnames linux-image-6.1.0- | grep -E '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | sort -V | tail -n1
 }
 kpkg=${VNV_KERNEL_PKG:-$(pick_kernel)}
 if [ -z "$kpkg" ] && [ "$(id -u)" = 0 ]; then
@@ -46,12 +58,12 @@ kver=$(apt-cache policy "$kpkg" | awk '/Candidate:/ {print $2}')
 [ -n "$kver" ] && [ "$kver" != "(none)" ] || die "apt has no candidate version for $kpkg"
 krel=${kpkg#linux-image-}; krel=${krel%-unsigned}
 
-script_hash=$(cat "$0" "$here/init" | sha256sum | cut -c1-12)
-key_src="$kpkg=$kver busybox-static=$(installed busybox-static) kmod=$(installed kmod) \
-ndctl=$(installed ndctl) daxctl=$(installed daxctl) libc6=$(installed libc6) script=$script_hash"
+key_src="$kpkg=$kver $host_key"
 key=$(echo "$key_src" | sha256sum | cut -c1-16)
 out=$cache/$key
 if [ -f "$out/done" ]; then
+    echo "$host_key" >"$out/host-key"
+    touch "$out/done"
     ln -sfn "$key" "$cache/current"
     echo "$out"
     exit 0
@@ -130,8 +142,13 @@ mkdir -p "$out"
 mv "$work/vmlinux" "$work/bzImage" "$work/initramfs.cpio.gz" "$out/"
 echo "$krel" >"$out/kernel-release"
 echo "$key_src" >"$out/packages"
+echo "$host_key" >"$out/host-key"
 for ko in $list; do basename "$ko"; done >"$out/modules"
 touch "$out/done"
 ln -sfn "$key" "$cache/current"
+# Older builds are dead weight (~45 MB each); the recipe can always rebuild them.
+for old in "$cache"/????????????????; do
+    [ "$old" = "$out" ] || [ ! -f "$old/done" ] || rm -rf "$old"
+done
 log "done: $(du -sh "$out" | cut -f1)"
 echo "$out"
