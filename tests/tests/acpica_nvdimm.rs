@@ -248,6 +248,7 @@ const HARNESS: &str = r#"DefinitionBlock ("", "SSDT", 2, "VNVDMM", "HARNESS", 1)
     External (\_SB.NVDR.ILEN, FieldUnitObj)
     External (\_SB.NVDR.UUID, FieldUnitObj)
     External (\_SB.NVDR.IBUF, FieldUnitObj)
+    External (\_SB.NVDR.CMPL, FieldUnitObj)
     External (\_SB.NVDR.NWRT, FieldUnitObj)
     External (\_SB.NVDR.NW01, FieldUnitObj)
     External (\_SB.NVDR.SEQN, IntObj)
@@ -274,6 +275,16 @@ const HARNESS: &str = r#"DefinitionBlock ("", "SSDT", 2, "VNVDMM", "HARNESS", 1)
         \_SB.NVDR.OLEN = 5
         \_SB.NVDR.OBUF = Buffer () {0xAA, 0xBB, 0xCC, 0xDD, 0xEE}
         Local0 = \_SB.NVDR.NV01._DSM (ToUUID ("4309ac30-0d11-11e4-9191-0800200c9a66"), 2, 9, Package () {Buffer () {1, 2, 3}})
+        SHOW ()
+        Return (Local0)
+    }
+
+    Method (HSTL, 0, Serialized)
+    {
+        \_SB.NVDR.CMPL = 1
+        \_SB.NVDR.OLEN = 1
+        \_SB.NVDR.OBUF = Buffer () {0x77}
+        Local0 = \_SB.NVDR._DSM (ToUUID ("2f10e7a4-9e91-11e4-89d3-123b93f75cba"), 1, 0, Package () {})
         SHOW ()
         Return (Local0)
     }
@@ -384,6 +395,22 @@ fn dimm_dsm_writes_the_request_and_returns_the_host_output() {
     );
     assert!(
         debug_line(result, "IBUF").contains("0x01,0x02,0x03,0x00"),
+        "{result}"
+    );
+}
+
+#[test]
+fn a_stale_completion_word_is_skipped_by_the_sequence_number() {
+    let dir = harness_dir("harness_stale");
+    let out = acpiexec(&dir, "Evaluate \\HSTL", &["ssdt.aml", "harness.aml"]);
+    let result = evaluation(&out, "\\HSTL");
+    // SEQN 1 would equal the leftover completion 1, so the call uses 2.
+    assert!(
+        debug_line(result, "SEQN").contains(&int_debug("SEQN", 2)),
+        "{result}"
+    );
+    assert!(
+        result.contains("[Buffer] Length 01 =     0000: 77"),
         "{result}"
     );
 }

@@ -302,6 +302,12 @@ fn lsta_method() -> Raw {
     ))
 }
 
+/// SEQN = (SEQN & 0xFFFF) + 1
+fn next_sequence() -> Raw {
+    let seqn = p("SEQN");
+    Raw::of(&Add::new(&seqn, &And::new(&ZERO, &seqn, &0xffffu16), &ONE))
+}
+
 /// NCAL(handle, uuid, revision, function, input) -> output Buffer. See mailbox.rs.
 fn ncal_method(poll_limit: u32) -> Raw {
     let max_input = mailbox::MAX_INPUT as u32;
@@ -311,12 +317,10 @@ fn ncal_method(poll_limit: u32) -> Raw {
     let not_done = NotEqual::new(&cmpl, &seqn);
     let body = vec![
         Raw::of(&Acquire::new(p("MLCK"), 0xffff)),
-        // Never 0, so a cleared completion word cannot look answered.
-        Raw::of(&Add::new(
-            &p("SEQN"),
-            &And::new(&ZERO, &p("SEQN"), &0xffffu16),
-            &ONE,
-        )),
+        // Never 0 (the host ignores a zero doorbell) and never the current completion
+        // word, which may be left over from before a reboot: either would look answered.
+        next_sequence(),
+        Raw::of(&If::new(&Equal::new(&seqn, &cmpl), vec![&next_sequence()])),
         Raw::of(&Store::new(&p("HDLE"), &Arg(0))),
         Raw::of(&Store::new(&p("REVN"), &Arg(2))),
         Raw::of(&Store::new(&p("FUNC"), &Arg(3))),
@@ -335,7 +339,8 @@ fn ncal_method(poll_limit: u32) -> Raw {
             ),
             vec![&Store::new(&p("IBUF"), &Arg(4))],
         )),
-        Raw::of(&Store::new(&p("CMPL"), &ZERO)),
+        // The completion word is not cleared: a polling host serves whenever doorbell !=
+        // completion, so clearing it would make the host serve this request twice.
         Raw::of(&Store::new(&p("DBEL"), &p("SEQN"))),
         Raw::of(&Store::new(&Local(1), &ZERO)),
         Raw::of(&While::new(
