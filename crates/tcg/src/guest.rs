@@ -325,6 +325,72 @@ impl Drop for Guest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::TcgLayoutOptions;
+    use nvdimm_model::config::{DimmConfig, PersistenceDomain, PlatformConfig, MIB};
+
+    /// A spec whose "QEMU" is `qemu` and whose image files are dummies.
+    fn fake_spec(dir: &Path, qemu: &Path) -> GuestSpec {
+        let img = dir.join("image");
+        std::fs::create_dir_all(&img).unwrap();
+        for f in ["vmlinux", "bzImage", "initramfs.cpio.gz"] {
+            std::fs::write(img.join(f), b"x").unwrap();
+        }
+        std::fs::write(img.join("kernel-release"), "6.1.0-test\n").unwrap();
+        let image = GuestImage::from_dir(&img).unwrap();
+        let dimms = vec![DimmConfig::with_defaults(0, dir.join("d0"), 64 * MIB)];
+        let config = PlatformConfig::new(dimms, PersistenceDomain::CpuCache).unwrap();
+        let layout = TcgLayout::new(&config, TcgLayoutOptions::default()).unwrap();
+        let platform = NvdimmPlatform::ephemeral(config, layout.platform_layout()).unwrap();
+        let mut spec = GuestSpec::new(image, layout, Arc::new(Mutex::new(platform)), &dir.join("run"));
+        spec.qemu = qemu.to_path_buf();
+        spec
+    }
+
+    #[test]
+    fn missing_qemu_is_an_error_that_says_what_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = fake_spec(dir.path(), &dir.path().join("no-such-qemu"));
+        let err = Guest::start(&spec).err().expect("starting a missing QEMU must fail");
+        assert!(matches!(err, GuestError::QemuMissing { .. }), "{err}");
+        assert!(err.to_string().contains("qemu-system-x86"), "{err}");
+    }
+
+    #[test]
+    fn timeout_kills_qemu_and_output_is_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in QEMU that writes like the guest's init to the second -serial file, then hangs.
+        let fake = dir.path().join("fake-qemu");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nlog=\nfor a; do case $a in file:*results.log) log=${a#file:};; esac; done\n\
+             printf '@@VNV-READY 1.5 0@@\\n@@VNV-BEGIN s@@\\nhello\\n\\n@@VNV-END s rc=0@@\\n' >\"$log\"\n\
+             exec sleep 30\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spec = fake_spec(dir.path(), &fake);
+        let out = Guest::run(&spec, Duration::from_millis(1500)).unwrap();
+        assert!(out.timed_out);
+        assert!(out.exit.is_none());
+        assert!(
+            out.wall < Duration::from_secs(20),
+            "QEMU was not killed: {:?}",
+            out.wall
+        );
+        assert_eq!(out.results.ready_uptime, Some(1.5));
+        assert_eq!(out.results.get("s").map(|s| s.output.as_str()), Some("hello\n"));
+        assert!(!out.results.finished());
+        // The tables and the appended test script were written for QEMU.
+        let run = dir.path().join("run");
+        assert!(std::fs::read(run.join("NFIT.dat")).unwrap().starts_with(b"NFIT"));
+        assert!(std::fs::read(run.join("SSDT.dat")).unwrap().starts_with(b"SSDT"));
+        let initrd = std::fs::read(run.join("initrd.img")).unwrap();
+        assert!(initrd.starts_with(b"x070701"), "initramfs then our cpio");
+        assert!(std::fs::read_to_string(run.join("qemu.cmdline"))
+            .unwrap()
+            .contains("-acpitable"));
+    }
 
     #[test]
     fn script_quotes_commands_for_the_guest_shell() {
