@@ -108,6 +108,25 @@ fn evaluation<'a>(out: &'a str, path: &str) -> &'a str {
     &rest[..end]
 }
 
+/// The bytes of a Buffer in acpiexec's hex dump ("    0010: 79 D3 ...  // text").
+fn dumped_bytes(evaluation: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for line in evaluation.lines() {
+        let Some((offset, rest)) = line.trim_start().split_once(": ") else {
+            continue;
+        };
+        if offset.len() != 4 || u16::from_str_radix(offset, 16).is_err() {
+            continue;
+        }
+        let hex = rest.split("//").next().unwrap_or_default();
+        bytes.extend(
+            hex.split_whitespace()
+                .map(|b| u8::from_str_radix(b, 16).expect("hex byte")),
+        );
+    }
+    bytes
+}
+
 fn uuid_arg(uuid: &[u8; 16]) -> String {
     let bytes: Vec<String> = uuid.iter().map(|b| format!("{b:02x}")).collect();
     format!("({})", bytes.join(" "))
@@ -169,10 +188,12 @@ fn nfit_disassembles_and_recompiles_to_the_same_bytes() {
 fn acpiexec_lists_every_method_and_evaluates_identity_objects() {
     let dir = workdir("acpiexec_identity");
     let config = write_ssdt(&dir, MAILBOX + mailbox::DOORBELL_SLOT as u64, SHORT_POLL);
+    let (_, layout) = platform(&dir, MAILBOX + mailbox::DOORBELL_SLOT as u64);
     let mut commands = vec![
         "Methods".to_string(),
         "Evaluate \\_SB.NVDR._STA".into(),
         "Evaluate \\_SB.NVDR._HID".into(),
+        "Evaluate \\_SB.NVDR._FIT".into(),
     ];
     for i in 0..config.dimms.len() {
         commands.push(format!("Evaluate \\_SB.NVDR.NV{i:02X}._ADR"));
@@ -199,6 +220,9 @@ fn acpiexec_lists_every_method_and_evaluates_identity_objects() {
     }
     assert!(evaluation(&out, "\\_SB.NVDR._STA").contains("[Integer] = 000000000000000F"));
     assert!(evaluation(&out, "\\_SB.NVDR._HID").contains("\"ACPI0012\""));
+    // Linux prefers _FIT over the NFIT: both must describe the same platform.
+    let fit = dumped_bytes(evaluation(&out, "\\_SB.NVDR._FIT"));
+    assert_eq!(fit, nfit::structures(&config, &layout));
     for (i, dimm) in config.dimms.iter().enumerate() {
         let adr = evaluation(&out, &format!("\\_SB.NVDR.NV{i:02X}._ADR"));
         assert!(
@@ -218,7 +242,8 @@ fn unanswered_calls_time_out_with_hardware_error_status() {
     let root_uuid = uuid_arg(&nvdimm_model::dsm::ROOT_UUID);
     // acpiexec drops an empty Package argument, so Arg3 is a Package without a Buffer.
     let commands = format!(
-        "Evaluate \\_SB.NVDR._DSM {root_uuid} 1 0 [0]; Evaluate \\_SB.NVDR.NV00._LSI; Evaluate \\_SB.NVDR.NV00._LSR 0 128"
+        "Evaluate \\_SB.NVDR._DSM {root_uuid} 1 0 [0]; Evaluate \\_SB.NVDR.NV00._LSI; Evaluate \\_SB.NVDR.NV00._LSR 0 128; \
+         Evaluate \\_SB.NVDR.NV00._LSW 0 2 (01 02)"
     );
     let out = acpiexec(&dir, &commands, &["ssdt.aml"]);
     assert!(
@@ -230,6 +255,8 @@ fn unanswered_calls_time_out_with_hardware_error_status() {
         lsi.contains("Contains 3 Elements") && lsi.contains("[Integer] = 0000000000000001"),
         "{lsi}"
     );
+    let lsw = evaluation(&out, "\\_SB.NVDR.NV00._LSW");
+    assert!(lsw.contains("[Integer] = 0000000000000001"), "{lsw}");
     let lsr = evaluation(&out, "\\_SB.NVDR.NV00._LSR");
     assert!(
         lsr.contains("Contains 2 Elements") && lsr.contains("[Buffer] Length 00"),
