@@ -198,6 +198,11 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
     if out.timed_out {
         f.push(format!("guest did not power off within {TIMEOUT:?}"));
     }
+    for bad in ["Initramfs unpacking failed", "Kernel panic", "BUG:", "Oops"] {
+        if let Some(line) = out.console.lines().find(|l| l.contains(bad)) {
+            f.push(format!("console: {}", line.trim()));
+        }
+    }
     if !out.results.finished() {
         f.push("guest init never reported DONE (see console tail)".into());
     }

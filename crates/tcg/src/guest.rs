@@ -181,6 +181,9 @@ impl Guest {
         // The cached initramfs followed by a tiny archive holding /test.sh.
         let initrd = dir.join("initrd.img");
         let mut bytes = std::fs::read(&spec.image.initramfs).map_err(io("reading initramfs", &spec.image.initramfs))?;
+        // Linux only looks for another archive at a 4-byte aligned offset after a
+        // compressed one, skipping zero bytes to get there.
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
         let script = spec.script.to_shell();
         bytes.extend(cpio::archive(&[CpioFile {
             name: "test.sh",
@@ -386,7 +389,10 @@ mod tests {
         assert!(std::fs::read(run.join("NFIT.dat")).unwrap().starts_with(b"NFIT"));
         assert!(std::fs::read(run.join("SSDT.dat")).unwrap().starts_with(b"SSDT"));
         let initrd = std::fs::read(run.join("initrd.img")).unwrap();
-        assert!(initrd.starts_with(b"x070701"), "initramfs then our cpio");
+        assert!(
+            initrd.starts_with(b"x\0\0\0070701"),
+            "initramfs, zeros to a 4-byte boundary, then our cpio"
+        );
         assert!(std::fs::read_to_string(run.join("qemu.cmdline"))
             .unwrap()
             .contains("-acpitable"));
