@@ -5,9 +5,9 @@
  *
  * Original Table Header:
  *     Signature        "SSDT"
- *     Length           0x0000085D (2141)
+ *     Length           0x00000871 (2161)
  *     Revision         0x02
- *     Checksum         0x48
+ *     Checksum         0xBC
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDIMM "
  *     OEM Revision     0x00000001 (1)
@@ -104,6 +104,11 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
             {
                 Acquire (MLCK, 0xFFFF)
                 SEQN = ((SEQN & 0xFFFF) + One)
+                If ((SEQN == CMPL))
+                {
+                    SEQN = ((SEQN & 0xFFFF) + One)
+                }
+
                 HDLE = Arg0
                 REVN = Arg2
                 FUNC = Arg3
@@ -123,7 +128,6 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
                     IBUF = Arg4
                 }
 
-                CMPL = Zero
                 DBEL = SEQN /* \_SB_.NVDR.SEQN */
                 Local1 = Zero
                 While (((CMPL != SEQN) && (Local1 < 0x001E8480)))
