@@ -316,6 +316,15 @@ const HARNESS: &str = r#"DefinitionBlock ("", "SSDT", 2, "VNVDMM", "HARNESS", 1)
         Return (Local0)
     }
 
+    Method (HKEP, 0, Serialized)
+    {
+        \_SB.NVDR.CMPL = 0x1234
+        Local0 = \_SB.NVDR._DSM (ToUUID ("2f10e7a4-9e91-11e4-89d3-123b93f75cba"), 1, 0, Package () {})
+        Debug = Concatenate ("CMPL=", ToHexString (\_SB.NVDR.CMPL))
+        SHOW ()
+        Return (Local0)
+    }
+
     Method (HBIG, 0, Serialized)
     {
         \_SB.NVDR.OLEN = 0x2000
@@ -361,10 +370,15 @@ const HARNESS: &str = r#"DefinitionBlock ("", "SSDT", 2, "VNVDMM", "HARNESS", 1)
 }
 "#;
 
-/// Builds the SSDT with the doorbell on the completion word and compiles the harness.
+/// Builds the SSDT with the doorbell on the completion word (calls complete at once)
+/// and compiles the harness.
 fn harness_dir(test: &str) -> PathBuf {
+    harness_dir_with_doorbell(test, MAILBOX + mailbox::COMPLETION as u64)
+}
+
+fn harness_dir_with_doorbell(test: &str, doorbell: u64) -> PathBuf {
     let dir = workdir(test);
-    write_ssdt(&dir, MAILBOX + mailbox::COMPLETION as u64, SHORT_POLL);
+    write_ssdt(&dir, doorbell, SHORT_POLL);
     std::fs::write(dir.join("harness.asl"), HARNESS).unwrap();
     let compiled = run(&dir, "iasl", &["harness.asl"]);
     assert!(compiled.contains("0 Errors"), "{compiled}");
@@ -438,6 +452,23 @@ fn a_stale_completion_word_is_skipped_by_the_sequence_number() {
     );
     assert!(
         result.contains("[Buffer] Length 01 =     0000: 77"),
+        "{result}"
+    );
+}
+
+#[test]
+fn the_completion_word_is_left_to_the_host() {
+    // A polling host serves whenever doorbell != completion: if the AML cleared the
+    // completion word, the host would serve one request twice.
+    let dir = harness_dir_with_doorbell("harness_keep", MAILBOX + mailbox::DOORBELL_SLOT as u64);
+    let out = acpiexec(&dir, "Evaluate \\HKEP", &["ssdt.aml", "harness.aml"]);
+    let result = evaluation(&out, "\\HKEP");
+    assert!(
+        debug_line(result, "CMPL").contains(&int_debug("CMPL", 0x1234)),
+        "{result}"
+    );
+    assert!(
+        result.contains("[Buffer] Length 04 =     0000: 04 00 00 00"),
         "{result}"
     );
 }
