@@ -263,14 +263,19 @@ impl Dimm {
 
     /// Applies `change`, persists it, and reports a health event if the guest-visible
     /// health changed. If the state cannot be saved, nothing changes.
+    /// `change` must only touch the SMART part of the state: only that is rolled back,
+    /// so the poison list (possibly large) is never cloned here.
     fn update_state(&mut self, change: impl FnOnce(&mut DimmState)) -> Result<Vec<Notification>, DimmError> {
-        let before = self.state.clone();
+        let s = &self.state;
+        let before = (s.health.clone(), s.thresholds, s.injection, s.latch_shutdown_status);
+        let key_before = s.smart().event_key();
         change(&mut self.state);
         if let Err(e) = self.save_state() {
-            self.state = before;
+            let s = &mut self.state;
+            (s.health, s.thresholds, s.injection, s.latch_shutdown_status) = before;
             return Err(e);
         }
-        if before.smart().event_key() != self.state.smart().event_key() {
+        if key_before != self.state.smart().event_key() {
             Ok(vec![Notification { target: NotifyTarget::Dimm { handle: self.handle() }, code: NOTIFY_DIMM_HEALTH }])
         } else {
             Ok(Vec::new())

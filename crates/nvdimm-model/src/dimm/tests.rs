@@ -244,3 +244,15 @@ fn old_state_files_without_new_fields_still_load() {
     assert!(state.latch_shutdown_status);
     assert!(state.injection.is_empty());
 }
+
+#[test]
+fn failed_state_save_rolls_back_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dimm = Dimm::open(config_in(dir.path()), placement()).unwrap();
+    let paths = dimm.sidecars().unwrap().clone();
+    fs::create_dir(temp_path(&paths.state)).unwrap();
+    let before = dimm.state.clone();
+    assert!(dimm.set_health(SmartHealth::with_state(HealthState::Fatal)).is_err());
+    assert!(dimm.set_shutdown_latch(false).is_err());
+    assert_eq!(dimm.state, before);
+}
