@@ -32,7 +32,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 
-fn of_type<'a>(table: &'a [u8], kind: u16) -> Vec<&'a [u8]> {
+fn of_type(table: &[u8], kind: u16) -> Vec<&[u8]> {
     split_structures(&table[HEADER_LEN..])
         .into_iter()
         .filter(|(k, _)| *k == kind)
