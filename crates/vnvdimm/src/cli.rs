@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-use crate::acpi_dump;
+use crate::{acpi_dump, demo};
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -27,6 +27,8 @@ pub enum Command {
     /// ACPI tables of the guest machine.
     #[command(subcommand)]
     Acpi(AcpiCommand),
+    /// Boot Debian's 6.1 kernel under QEMU TCG on the default two NVDIMMs and show what ndctl sees.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +76,7 @@ where
     };
     let result = match cli.command {
         Command::Acpi(AcpiCommand::Dump(args)) => acpi_dump::run(&args, out),
+        Command::Demo(args) => demo::run(&args, out),
     };
     match result {
         Ok(()) => EXIT_OK,

@@ -2,3 +2,4 @@
 
 pub mod acpi_dump;
 pub mod cli;
+pub mod demo;
