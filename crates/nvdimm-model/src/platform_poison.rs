@@ -168,6 +168,29 @@ mod tests {
     }
 
     #[test]
+    fn changes_are_saved_and_undone_when_saving_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PlatformConfig::default_in(dir.path());
+        let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xFE00_0000, 0x3FF0_0000, 0x3FF0_0028);
+        let dimm_config = crate::DimmConfig { size: 16 << 20, ..config.dimms[0].clone() };
+        std::fs::File::create(&dimm_config.path).unwrap().set_len(16 << 20).unwrap();
+        let mut dimm = Dimm::open(dimm_config.clone(), layout.dimms[0].clone()).unwrap();
+        change_poison(&mut dimm, 0, |p| p.insert(4096, 512)).unwrap();
+        drop(dimm);
+        let mut dimm = Dimm::open(dimm_config.clone(), layout.dimms[0].clone()).unwrap();
+        assert_eq!(dimm.state.poison.iter().collect::<Vec<_>>(), vec![(4096, 512)]);
+        // A directory where the state file goes makes the atomic rename fail, even as root.
+        let state = crate::persist::SidecarPaths::for_backing_file(&dimm_config.path).state;
+        std::fs::remove_file(&state).unwrap();
+        std::fs::create_dir_all(state.join("blocker")).unwrap();
+        let err = change_poison(&mut dimm, 0, |p| p.insert(0, 256)).unwrap_err();
+        assert!(matches!(err, HostPoisonError::Persist { index: 0, .. }), "{err}");
+        assert_eq!(dimm.state.poison.iter().collect::<Vec<_>>(), vec![(4096, 512)]);
+        // An unchanged set is not saved, so it cannot fail.
+        assert_eq!(change_poison(&mut dimm, 0, |p| p.remove(0, 256)), Ok(0));
+    }
+
+    #[test]
     fn spa_poison_lands_on_the_right_dimm() {
         let mut p = platform();
         assert_eq!(p.add_poison_spa((5 << 30) + 0x2000, 100), Ok((1, 0x2000)));
