@@ -7,7 +7,7 @@
  *     Signature        "SSDT"
  *     Length           0x00000871 (2161)
  *     Revision         0x02
- *     Checksum         0xBC
+ *     Checksum         0x4D
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDIMM "
  *     OEM Revision     0x00000001 (1)
@@ -130,7 +130,7 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
 
                 DBEL = SEQN /* \_SB_.NVDR.SEQN */
                 Local1 = Zero
-                While (((CMPL != SEQN) && (Local1 < 0x001E8480)))
+                While (((CMPL != SEQN) && (Local1 < 0x000F4240)))
                 {
                     Stall (0x0A)
                     Local1++

@@ -40,9 +40,11 @@ pub const INPUT: usize = 0x1000;
 pub const OUTPUT: usize = 0x2000;
 pub const MAX_INPUT: usize = 0x1000;
 pub const MAX_OUTPUT: usize = 0x1000;
-/// How many 10 us stalls the AML waits for completion before giving up (about 20 s
-/// of guest time; a real call under TCG takes well under a millisecond).
-pub const AML_POLL_LIMIT: u32 = 2_000_000;
+/// How many 10 us stalls the AML waits for completion before giving up: about 10 s of
+/// guest time, well inside ACPICA's 30 s limit on one `While` loop (a loop that hits that
+/// limit aborts the method instead of returning our time-out status). A real call under
+/// TCG takes well under a millisecond.
+pub const AML_POLL_LIMIT: u32 = 1_000_000;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum MailboxError {
