@@ -10,6 +10,7 @@ pub mod dimm;
 pub mod dsm;
 pub mod dsm_intel;
 pub mod dsm_root;
+pub mod event_log;
 pub mod events;
 pub mod health;
 pub mod labels;

@@ -10,6 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::PlatformConfig;
 use crate::dimm::Dimm;
 use crate::dsm::{no_functions, INTEL_UUID, ROOT_UUID};
+use crate::event_log::{Event, EventKind, EventLog};
 use crate::events::{DsmCallRecord, Notification};
 use crate::layout::{LayoutError, PlatformLayout};
 use crate::mailbox::{self, DsmRequest, MailboxMemory};
@@ -30,7 +31,7 @@ pub struct NvdimmPlatform {
     pub(crate) ars: ArsEngine,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) notifications: Vec<Notification>,
-    pub(crate) calls: Vec<DsmCallRecord>,
+    pub(crate) log: EventLog,
 }
 
 impl NvdimmPlatform {
@@ -63,7 +64,7 @@ impl NvdimmPlatform {
             ars: ArsEngine::default(),
             clock,
             notifications: Vec::new(),
-            calls: Vec::new(),
+            log: EventLog::default(),
         }
     }
 
@@ -116,13 +117,13 @@ impl NvdimmPlatform {
         };
         let status = (request.function != 0 && output.len() >= 4)
             .then(|| u32::from_le_bytes(output[..4].try_into().expect("4 bytes")));
-        self.calls.push(DsmCallRecord {
+        self.log.push(EventKind::Dsm(DsmCallRecord {
             handle: request.handle,
             family,
             function: request.function,
             revision: request.revision,
             status,
-        });
+        }));
         output
     }
 
@@ -149,8 +150,13 @@ impl NvdimmPlatform {
         std::mem::take(&mut self.notifications)
     }
 
-    /// `_DSM` calls answered since the last call.
-    pub fn take_call_log(&mut self) -> Vec<DsmCallRecord> {
-        std::mem::take(&mut self.calls)
+    /// Records something that happened outside the device model (flushes, machine checks, ...).
+    pub fn log_event(&mut self, kind: EventKind) -> u64 {
+        self.log.push(kind)
+    }
+
+    /// Events with a sequence number greater than `after`, oldest first.
+    pub fn events_since(&self, after: u64) -> Vec<Event> {
+        self.log.since(after)
     }
 }
