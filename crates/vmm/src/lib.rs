@@ -3,3 +3,23 @@
 //! guest's port and MMIO exits (serial console, `_DSM` doorbell, flush hints,
 //! power off).
 
+pub mod debug_log;
+
+pub mod bare_metal;
+pub mod bus;
+pub mod cpuid;
+pub mod debug_port;
+pub mod doorbell;
+pub mod flush_hint;
+pub mod guest_memory;
+pub mod long_mode;
+pub mod mmap;
+pub mod outcome;
+pub mod page_tables;
+pub mod power;
+pub mod run_loop;
+pub mod serial;
+pub mod vm;
+
+pub use outcome::GuestOutcome;
+pub use vm::{Vm, VmError, VmStats};

@@ -1,0 +1,70 @@
+//! Loading a flat bare-metal program (firmware/) and entering it in long mode.
+//!
+//! Low memory used (below the legacy hole, so away from everything the machine
+//! reserves): GDT at `GDT_ADDR`, identity page tables from `PAGE_TABLES_ADDR`, the
+//! stack growing down from `STACK_TOP`, the program at `LOAD_ADDR` (1 MiB).
+
+use thiserror::Error;
+
+use crate::guest_memory::GuestMemoryError;
+use crate::long_mode;
+use crate::page_tables::{self, PageTableError};
+use crate::vm::{ioctl, Vm, VmError};
+
+pub const GDT_ADDR: u64 = 0x500;
+pub const PAGE_TABLES_ADDR: u64 = 0x1000;
+pub const PAGE_TABLES_END: u64 = 0x8_0000;
+pub const STACK_TOP: u64 = 0x9_f000;
+pub const LOAD_ADDR: u64 = 0x10_0000;
+
+#[derive(Debug, Error)]
+pub enum BareMetalError {
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    PageTables(#[from] PageTableError),
+    #[error("the program ({len} bytes) does not fit in guest RAM at {LOAD_ADDR:#x}: {source}")]
+    TooLarge {
+        len: usize,
+        source: GuestMemoryError,
+    },
+    #[error("guest RAM: {0}")]
+    Memory(#[from] GuestMemoryError),
+}
+
+/// Highest guest physical address anything is mapped at (RAM, MMIO hole, windows).
+fn mapped_end(vm: &Vm) -> u64 {
+    vm.machine
+        .memory_map
+        .regions
+        .iter()
+        .map(|r| r.end())
+        .chain([4 << 30])
+        .max()
+        .unwrap_or(4 << 30)
+}
+
+/// Copies `program` to `LOAD_ADDR` and points vCPU 0 at its first byte in long mode.
+/// `rsi` is passed through (bare-metal programs take no arguments; tests may use it).
+pub fn load(vm: &mut Vm, program: &[u8]) -> Result<(), BareMetalError> {
+    vm.memory
+        .write_ram(LOAD_ADDR, program)
+        .map_err(|source| BareMetalError::TooLarge {
+            len: program.len(),
+            source,
+        })?;
+    let tables = page_tables::identity_map(
+        PAGE_TABLES_ADDR,
+        mapped_end(vm),
+        PAGE_TABLES_END - PAGE_TABLES_ADDR,
+    )?;
+    vm.memory.write_ram(PAGE_TABLES_ADDR, &tables)?;
+    vm.memory.write_ram(GDT_ADDR, &long_mode::gdt_bytes())?;
+    let vcpu = &vm.vcpus[0];
+    let sregs = vcpu.get_sregs().map_err(ioctl("KVM_GET_SREGS"))?;
+    vcpu.set_sregs(&long_mode::sregs(sregs, PAGE_TABLES_ADDR, GDT_ADDR))
+        .map_err(ioctl("KVM_SET_SREGS"))?;
+    vcpu.set_regs(&long_mode::regs(LOAD_ADDR, STACK_TOP, 0))
+        .map_err(ioctl("KVM_SET_REGS"))?;
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Flush hint pages. A store to any of a DIMM's hint pages makes everything the
+//! guest wrote to that DIMM durable (fdatasync of the backing file) before the
+//! vCPU continues, which is what the guest's flush hint write means on hardware.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nvdimm_model::event_log::EventKind;
+use nvdimm_model::NvdimmPlatform;
+
+use crate::bus::{Action, BusDevice};
+use crate::guest_memory::GuestMemory;
+
+/// Flushes per DIMM, in configuration order.
+#[derive(Debug)]
+pub struct FlushCounters(Vec<AtomicU64>);
+
+impl FlushCounters {
+    pub fn new(dimms: usize) -> Self {
+        FlushCounters((0..dimms).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    pub fn get(&self, dimm: usize) -> u64 {
+        self.0.get(dimm).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn all(&self) -> Vec<u64> {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
+    fn bump(&self, dimm: usize) {
+        if let Some(c) = self.0.get(dimm) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub struct FlushHint {
+    dimm: usize,
+    handle: u32,
+    memory: Arc<GuestMemory>,
+    platform: Arc<Mutex<NvdimmPlatform>>,
+    counters: Arc<FlushCounters>,
+}
+
+impl FlushHint {
+    pub fn new(
+        dimm: usize,
+        memory: Arc<GuestMemory>,
+        platform: Arc<Mutex<NvdimmPlatform>>,
+        counters: Arc<FlushCounters>,
+    ) -> Self {
+        let handle = platform
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config()
+            .dimms
+            .get(dimm)
+            .map_or(0, |d| d.handle);
+        FlushHint {
+            dimm,
+            handle,
+            memory,
+            platform,
+            counters,
+        }
+    }
+}
+
+/// Makes the window's stores durable. A read-only window has nothing to flush.
+pub fn flush_window(memory: &GuestMemory, dimm: usize) -> std::io::Result<()> {
+    let Some(window) = memory.pmem.iter().find(|w| w.dimm == dimm) else {
+        return Ok(());
+    };
+    if window.readonly {
+        return Ok(());
+    }
+    // SAFETY: fdatasync on a file descriptor this window owns.
+    if unsafe { libc::fdatasync(window.file.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl BusDevice for FlushHint {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+
+    fn write(&mut self, _offset: u64, _data: &[u8]) -> Action {
+        // Any store of any width is a flush request, as on hardware.
+        if let Err(e) = flush_window(&self.memory, self.dimm) {
+            // The guest cannot be told; the host operator must be.
+            eprintln!(
+                "vnvdimm: flush of nvdimm #{} failed: {e}; its data may not be durable",
+                self.dimm
+            );
+        }
+        self.counters.bump(self.dimm);
+        self.platform
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log_event(EventKind::Flush {
+                dimm: self.dimm,
+                handle: self.handle,
+            });
+        Action::Continue
+    }
+}

@@ -1,0 +1,411 @@
+//! A throw-away VM whose single vCPU starts directly in 64-bit long mode, for programs of
+//! a few hand-assembled instructions (the capability check, and tests of the poison path).
+//!
+//! KVM_SET_SREGS puts the vCPU in long mode without any boot code: paging on with an
+//! identity map of the low 4 GiB (2 MiB pages), a flat 64-bit code segment, a 64-bit TSS
+//! (VMX requires a usable busy TSS even though nothing reads it) and an IDT whose #DE and
+//! #UD gates point at a handler the caller supplies.
+//!
+//! Guest-physical layout of the 64 KiB low memory slot:
+//!
+//! | address | what |
+//! |---|---|
+//! | `0x1000` | PML4 |
+//! | `0x2000` | PDPT |
+//! | `0x3000..0x7000` | four page directories, 2 MiB pages, identity map of 0..4 GiB |
+//! | `0x7000` | GDT (null, code 0x08, data 0x10, TSS 0x18) |
+//! | `0x7100` | TSS |
+//! | `0x8000` | IDT, 256 gates |
+//! | `0x9000` | exception handler code |
+//! | `0xA000` | main code (entry point) |
+//! | `0x10000` | top of the stack |
+
+use std::io;
+use std::ptr::NonNull;
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+
+pub const LOW_MEM_SIZE: u64 = 0x1_0000;
+const PML4: u64 = 0x1000;
+const PDPT: u64 = 0x2000;
+const PD: u64 = 0x3000;
+const GDT: u64 = 0x7000;
+const TSS: u64 = 0x7100;
+const TSS_LIMIT: u64 = 0x67;
+const IDT: u64 = 0x8000;
+pub const HANDLER_ADDR: u64 = 0x9000;
+pub const CODE_ADDR: u64 = 0xA000;
+const STACK_TOP: u64 = LOW_MEM_SIZE;
+const MAX_CODE: usize = 0x1000;
+
+const CODE_SEL: u16 = 0x08;
+const DATA_SEL: u16 = 0x10;
+const TSS_SEL: u16 = 0x18;
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+/// CR4.MCE: without it a machine check shuts the CPU down instead of raising #MC.
+const CR4_MCE: u64 = 1 << 6;
+const EFER_LME: u64 = 1 << 8;
+pub const EFER_LMA: u64 = 1 << 10;
+
+/// Page table entry bits: present, writable, page size (2 MiB).
+const PTE_P: u64 = 1;
+const PTE_W: u64 = 1 << 1;
+const PTE_PS: u64 = 1 << 7;
+const MIB2: u64 = 2 << 20;
+
+/// Vectors whose gates point at the handler.
+pub const VECTOR_DE: usize = 0;
+pub const VECTOR_UD: usize = 6;
+pub const VECTOR_MC: usize = 18;
+
+/// An anonymous, zeroed host mapping used as guest memory.
+pub struct AnonMemory {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// The mapping is plain memory owned by this value.
+unsafe impl Send for AnonMemory {}
+
+impl AnonMemory {
+    pub fn new(len: usize) -> io::Result<Self> {
+        // SAFETY: a fresh private anonymous mapping; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(AnonMemory { ptr, len })
+    }
+
+    pub fn host_addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable, owned by self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AnonMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// What one KVM_RUN returned, owned so it can cross threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    IoOut { port: u16, data: Vec<u8> },
+    IoIn { port: u16 },
+    MmioRead { addr: u64, len: usize },
+    MmioWrite { addr: u64, data: Vec<u8> },
+    Hlt,
+    Shutdown,
+    InternalError,
+    FailEntry { reason: u64 },
+    Other(String),
+}
+
+impl Exit {
+    /// Whether the vCPU cannot continue after this exit.
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            Exit::IoOut { .. } | Exit::IoIn { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. }
+        )
+    }
+}
+
+/// One KVM_RUN. Port and MMIO reads return all ones, like an unclaimed bus.
+pub fn run_once(vcpu: &mut VcpuFd) -> io::Result<Exit> {
+    let exit = match vcpu.run().map_err(io::Error::from)? {
+        VcpuExit::IoOut(port, data) => Exit::IoOut {
+            port,
+            data: data.to_vec(),
+        },
+        VcpuExit::IoIn(port, data) => {
+            data.fill(0xFF);
+            Exit::IoIn { port }
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            data.fill(0xFF);
+            Exit::MmioRead {
+                addr,
+                len: data.len(),
+            }
+        }
+        VcpuExit::MmioWrite(addr, data) => Exit::MmioWrite {
+            addr,
+            data: data.to_vec(),
+        },
+        VcpuExit::Hlt => Exit::Hlt,
+        VcpuExit::Shutdown => Exit::Shutdown,
+        VcpuExit::InternalError => Exit::InternalError,
+        VcpuExit::FailEntry(reason, _) => Exit::FailEntry { reason },
+        other => Exit::Other(format!("{other:?}")),
+    };
+    Ok(exit)
+}
+
+/// Runs until a final exit or `max_exits` exits, whichever comes first.
+pub fn run_until_final(vcpu: &mut VcpuFd, max_exits: usize) -> io::Result<Vec<Exit>> {
+    let mut exits = Vec::new();
+    while exits.len() < max_exits {
+        let exit = run_once(vcpu)?;
+        let last = exit.is_final();
+        exits.push(exit);
+        if last {
+            break;
+        }
+    }
+    Ok(exits)
+}
+
+/// The VM, its vCPU and its low memory. Drop order: vCPU and VM fds close before the
+/// memory is unmapped (fields drop in declaration order).
+pub struct LongModeVm {
+    pub vcpu: VcpuFd,
+    pub vm: VmFd,
+    pub low: AnonMemory,
+}
+
+pub struct LongModeSetup<'a> {
+    pub code: &'a [u8],
+    pub handler: &'a [u8],
+    /// Set CR4.MCE (a guest that takes machine checks).
+    pub cr4_mce: bool,
+}
+
+impl LongModeVm {
+    pub fn new(kvm: &Kvm, setup: &LongModeSetup<'_>) -> io::Result<Self> {
+        if setup.code.len() > MAX_CODE || setup.handler.len() > MAX_CODE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bare-metal program larger than 4 KiB",
+            ));
+        }
+        let vm = kvm.create_vm().map_err(io::Error::from)?;
+        let mut low = AnonMemory::new(LOW_MEM_SIZE as usize)?;
+        write_tables(low.as_mut_slice());
+        put(low.as_mut_slice(), HANDLER_ADDR, setup.handler);
+        put(low.as_mut_slice(), CODE_ADDR, setup.code);
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: LOW_MEM_SIZE,
+            userspace_addr: low.host_addr(),
+        };
+        // SAFETY: `low` outlives the VM (see the struct's drop order) and is LOW_MEM_SIZE long.
+        unsafe { vm.set_user_memory_region(region) }.map_err(io::Error::from)?;
+        let vcpu = vm.create_vcpu(0).map_err(io::Error::from)?;
+        set_long_mode(&vcpu, setup.cr4_mce)?;
+        Ok(LongModeVm { vcpu, vm, low })
+    }
+}
+
+fn put(mem: &mut [u8], addr: u64, bytes: &[u8]) {
+    let start = addr as usize;
+    mem[start..start + bytes.len()].copy_from_slice(bytes);
+}
+
+fn put_u64(mem: &mut [u8], addr: u64, value: u64) {
+    put(mem, addr, &value.to_le_bytes());
+}
+
+fn write_tables(mem: &mut [u8]) {
+    put_u64(mem, PML4, PDPT | PTE_P | PTE_W);
+    for gib in 0..4u64 {
+        let pd = PD + gib * 0x1000;
+        put_u64(mem, PDPT + gib * 8, pd | PTE_P | PTE_W);
+        for i in 0..512u64 {
+            put_u64(
+                mem,
+                pd + i * 8,
+                (gib << 30) + i * MIB2 | PTE_P | PTE_W | PTE_PS,
+            );
+        }
+    }
+    // Flat segments: 64-bit code (L=1, P, S, type execute/read accessed), data read/write accessed.
+    put_u64(mem, GDT + 8, 0x00AF_9B00_0000_FFFF);
+    put_u64(mem, GDT + 16, 0x00CF_9300_0000_FFFF);
+    let (tss_lo, tss_hi) = tss_descriptor(TSS, TSS_LIMIT);
+    put_u64(mem, GDT + 24, tss_lo);
+    put_u64(mem, GDT + 32, tss_hi);
+    for vector in [VECTOR_DE, VECTOR_UD, VECTOR_MC] {
+        let (lo, hi) = interrupt_gate(HANDLER_ADDR, CODE_SEL);
+        put_u64(mem, IDT + vector as u64 * 16, lo);
+        put_u64(mem, IDT + vector as u64 * 16 + 8, hi);
+    }
+}
+
+/// 16-byte system descriptor of a busy 64-bit TSS.
+fn tss_descriptor(base: u64, limit: u64) -> (u64, u64) {
+    let lo = (limit & 0xFFFF)
+        | (base & 0xFF_FFFF) << 16
+        | 0xBu64 << 40
+        | 1u64 << 47
+        | ((limit >> 16) & 0xF) << 48
+        | ((base >> 24) & 0xFF) << 56;
+    (lo, base >> 32)
+}
+
+/// 16-byte 64-bit interrupt gate, DPL 0, no IST.
+fn interrupt_gate(offset: u64, selector: u16) -> (u64, u64) {
+    let lo = (offset & 0xFFFF)
+        | (selector as u64) << 16
+        | 0xEu64 << 40
+        | 1u64 << 47
+        | ((offset >> 16) & 0xFFFF) << 48;
+    (lo, offset >> 32)
+}
+
+fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: u8::from(!long),
+        s: 1,
+        l: u8::from(long),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+fn set_long_mode(vcpu: &VcpuFd, cr4_mce: bool) -> io::Result<()> {
+    let mut sregs = vcpu.get_sregs().map_err(io::Error::from)?;
+    sregs.cs = segment(CODE_SEL, 0xB, true);
+    let data = segment(DATA_SEL, 0x3, false);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = kvm_segment {
+        base: TSS,
+        limit: TSS_LIMIT as u32,
+        selector: TSS_SEL,
+        type_: 0xB,
+        present: 1,
+        s: 0,
+        ..Default::default()
+    };
+    sregs.gdt.base = GDT;
+    sregs.gdt.limit = 40 - 1;
+    sregs.idt.base = IDT;
+    sregs.idt.limit = 256 * 16 - 1;
+    sregs.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;
+    sregs.cr3 = PML4;
+    sregs.cr4 = CR4_PAE | if cr4_mce { CR4_MCE } else { 0 };
+    sregs.efer = EFER_LME | EFER_LMA;
+    vcpu.set_sregs(&sregs).map_err(io::Error::from)?;
+    let regs = kvm_regs {
+        rip: CODE_ADDR,
+        rsp: STACK_TOP,
+        rflags: 0x2,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs).map_err(io::Error::from)
+}
+
+/// Tiny x86-64 encoder for the few instructions the bare-metal programs use.
+pub mod asm {
+    /// `mov dx, port; mov al, value; out dx, al`
+    pub fn out8(port: u16, value: u8) -> Vec<u8> {
+        let [lo, hi] = port.to_le_bytes();
+        vec![0x66, 0xBA, lo, hi, 0xB0, value, 0xEE]
+    }
+
+    /// `hlt`
+    pub const HLT: [u8; 1] = [0xF4];
+
+    /// `xor eax, eax; xor edx, edx; xor ecx, ecx; div ecx` (raises #DE)
+    pub const DIVIDE_BY_ZERO: [u8; 8] = [0x31, 0xC0, 0x31, 0xD2, 0x31, 0xC9, 0xF7, 0xF1];
+
+    /// `mov rax, imm64; mov rax, [rax]` — a 64-bit load from `addr`.
+    pub fn load64(addr: u64) -> Vec<u8> {
+        let mut code = vec![0x48, 0xB8];
+        code.extend_from_slice(&addr.to_le_bytes());
+        code.extend_from_slice(&[0x48, 0x8B, 0x00]);
+        code
+    }
+
+    /// `mov rax, imm64; mov rcx, value(imm64); mov [rax], rcx` — a 64-bit store to `addr`.
+    pub fn store64(addr: u64, value: u64) -> Vec<u8> {
+        let mut code = vec![0x48, 0xB8];
+        code.extend_from_slice(&addr.to_le_bytes());
+        code.extend_from_slice(&[0x48, 0xB9]);
+        code.extend_from_slice(&value.to_le_bytes());
+        code.extend_from_slice(&[0x48, 0x89, 0x08]);
+        code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_and_tss_descriptors_encode_the_offsets() {
+        let (lo, hi) = interrupt_gate(0x1234_5678_9ABC_DEF0, 0x08);
+        assert_eq!(lo & 0xFFFF, 0xDEF0);
+        assert_eq!(lo >> 48, 0x9ABC);
+        assert_eq!((lo >> 16) & 0xFFFF, 0x08);
+        assert_eq!(
+            (lo >> 40) & 0xFF,
+            0x8E,
+            "present, DPL 0, 64-bit interrupt gate"
+        );
+        assert_eq!(hi, 0x1234_5678);
+        let (lo, hi) = tss_descriptor(0x7100, 0x67);
+        assert_eq!(lo & 0xFFFF, 0x67);
+        assert_eq!((lo >> 16) & 0xFF_FFFF, 0x7100);
+        assert_eq!((lo >> 40) & 0xFF, 0x8B, "present busy 64-bit TSS");
+        assert_eq!(hi, 0);
+    }
+
+    #[test]
+    fn page_tables_identity_map_four_gib() {
+        let mut mem = vec![0u8; LOW_MEM_SIZE as usize];
+        write_tables(&mut mem);
+        let read = |addr: u64| {
+            u64::from_le_bytes(mem[addr as usize..addr as usize + 8].try_into().unwrap())
+        };
+        // Walk 0xC000_1000 by hand.
+        let va: u64 = 0xC000_1000;
+        let pdpt = read(PML4 + ((va >> 39) & 511) * 8) & !0xFFF;
+        let pd = read(pdpt + ((va >> 30) & 511) * 8) & !0xFFF;
+        let pde = read(pd + ((va >> 21) & 511) * 8);
+        assert_ne!(pde & PTE_PS, 0);
+        assert_eq!((pde & !0x1F_FFFF) + (va & 0x1F_FFFF), va);
+    }
+}
