@@ -1,11 +1,13 @@
 //! Can this host's KVM run a real operating system? Checked by running a few
 //! instructions in a throw-away VM before any guest is built.
 //!
-//! Linux needs the CPU to deliver exceptions and interrupts to a long-mode guest. KVM
-//! without VMX/SVM (for example the `kvm_pvm` module on a cloud VM) runs unmodified
-//! guests in its instruction emulator, which cannot: a divide by zero ends in
-//! KVM_EXIT_SHUTDOWN. The probe enters long mode with KVM_SET_SREGS, divides by zero
-//! and looks for the `out` of the #DE handler (see `longmode.rs` for the program).
+//! Linux needs the CPU to deliver exceptions to a long-mode guest and to return from
+//! them. KVM without VMX/SVM (the `kvm_pvm` module on the project's cloud machines) runs
+//! unmodified guests in its instruction emulator, which gets only part of the way: measured
+//! there, with a valid IDT and TSS a `ud2` reaches its #UD handler and `iretq` returns, but
+//! an `int3` ends in KVM_EXIT_INTERNAL_ERROR (and Linux uses `int3` for text patching). The probe enters long mode
+//! with KVM_SET_SREGS and walks through exactly those steps, each reporting on its own
+//! port (see `probe_program`); the host is usable only if every step completes.
 //!
 //! How the VMM uses it:
 //! ```ignore
@@ -13,7 +15,7 @@
 //! let caps = vnvdimm_vmm::kvm_check::check()?;
 //! // --backend auto: KVM where it works, TCG otherwise.
 //! let use_kvm = vnvdimm_vmm::kvm_check::probe().is_ok_and(|c| c.can_run_linux());
-//! // Also useful: caps.mce_banks, caps.nr_memslots (limit for memslots::PoisonSlots).
+//! // Also useful: caps.mce_banks, caps.nr_memslots (the limit for memslots::PoisonSlots).
 //! ```
 
 pub(crate) mod longmode;
@@ -28,12 +30,16 @@ use thiserror::Error;
 
 use longmode::{asm, Exit, LongModeSetup, LongModeVm, EFER_LMA};
 
-/// Port the main program writes before the exception (proves it ran in long mode).
+/// Port the main program writes first (proves it runs, in long mode).
 pub const START_PORT: u16 = 0x0510;
-/// Port the #DE handler writes.
-pub const HANDLER_PORT: u16 = 0x0511;
-/// Port written if the divide did not fault at all.
-pub const FALLTHROUGH_PORT: u16 = 0x0512;
+/// Port the #UD handler writes.
+pub const UD_HANDLER_PORT: u16 = 0x0511;
+/// Port the main program writes after the #UD handler's `iretq` came back.
+pub const RETURNED_PORT: u16 = 0x0512;
+/// Port the #BP (`int3`) handler writes.
+pub const BP_HANDLER_PORT: u16 = 0x0513;
+/// Port the main program writes at the end.
+pub const DONE_PORT: u16 = 0x0514;
 /// The program takes a handful of exits; more means something loops.
 const MAX_EXITS: usize = 16;
 /// The emulator runs ~3.6 M instructions per second; the program is ~15 instructions.
@@ -47,54 +53,42 @@ pub enum KvmCheckError {
     #[error("KVM refused to set up the capability-check VM ({0}); use --backend tcg")]
     Setup(#[source] io::Error),
     #[error(
-        "this host's KVM cannot deliver exceptions to a long-mode guest (the probe's divide by zero {outcome}; \
+        "this host's KVM cannot deliver exceptions to a long-mode guest the way Linux needs (probe: {outcome}; \
          CPU virtualization flags: {virt}): without VMX/SVM, KVM runs guests in its instruction emulator, \
          so Linux cannot boot under KVM here; use --backend tcg"
     )]
-    NoExceptionDelivery {
-        outcome: ExceptionProbe,
-        virt: CpuVirtualization,
-    },
+    NoExceptionDelivery { outcome: ExceptionProbe, virt: CpuVirtualization },
 }
 
-/// What happened to the probe's divide by zero.
+/// How far the probe program got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExceptionProbe {
-    /// The #DE handler ran: exceptions reach long-mode guests.
-    Delivered,
-    /// KVM_EXIT_SHUTDOWN: the exception turned into a triple fault.
-    Shutdown,
-    /// KVM_EXIT_INTERNAL_ERROR: the emulator gave up.
-    InternalError,
-    /// KVM_EXIT_FAIL_ENTRY with the hardware reason.
-    EntryFailed(u64),
-    /// The divide completed without a fault.
+    /// Every step: #UD delivered, `iretq` back, `int3` delivered and returned.
+    Works,
+    /// The `ud2` never reached its handler.
+    NotDelivered(Failure),
+    /// The #UD handler ran but its `iretq` did not return.
+    NoIret(Failure),
+    /// #UD and `iretq` worked, `int3` did not.
+    NoInt3(Failure),
+    /// `ud2` did not fault at all.
     NotRaised,
     /// The program never reported running in long mode.
     NotInLongMode,
     /// No verdict within the time limit.
     TimedOut,
-    /// Any other exit sequence.
-    Unexpected(String),
 }
 
 impl fmt::Display for ExceptionProbe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExceptionProbe::Delivered => write!(f, "reached its #DE handler"),
-            ExceptionProbe::Shutdown => write!(f, "ended in KVM_EXIT_SHUTDOWN"),
-            ExceptionProbe::InternalError => write!(f, "ended in KVM_EXIT_INTERNAL_ERROR"),
-            ExceptionProbe::EntryFailed(r) => {
-                write!(f, "ended in KVM_EXIT_FAIL_ENTRY, reason {r:#x}")
-            }
-            ExceptionProbe::NotRaised => write!(f, "did not fault"),
-            ExceptionProbe::NotInLongMode => {
-                write!(f, "never ran: the vCPU did not start in long mode")
-            }
-            ExceptionProbe::TimedOut => {
-                write!(f, "gave no answer within {} s", PROBE_TIMEOUT.as_secs())
-            }
-            ExceptionProbe::Unexpected(s) => write!(f, "gave unexpected exits: {s}"),
+            ExceptionProbe::Works => write!(f, "#UD and #BP delivered, iretq returned"),
+            ExceptionProbe::NotDelivered(e) => write!(f, "ud2 never reached its #UD handler, ended in {e}"),
+            ExceptionProbe::NoIret(e) => write!(f, "ud2 reached its #UD handler, but its iretq ended in {e}"),
+            ExceptionProbe::NoInt3(e) => write!(f, "#UD and iretq worked, but int3 ended in {e}"),
+            ExceptionProbe::NotRaised => write!(f, "ud2 did not fault"),
+            ExceptionProbe::NotInLongMode => write!(f, "the program never ran: the vCPU did not start in long mode"),
+            ExceptionProbe::TimedOut => write!(f, "no answer within {} s", PROBE_TIMEOUT.as_secs()),
         }
     }
 }
@@ -165,7 +159,7 @@ pub struct KvmCapabilities {
 impl KvmCapabilities {
     /// Whether an unmodified Linux guest can run: it needs exception delivery.
     pub fn can_run_linux(&self) -> bool {
-        self.exceptions == ExceptionProbe::Delivered
+        self.exceptions == ExceptionProbe::Works
     }
 }
 
@@ -199,28 +193,36 @@ pub fn check() -> Result<KvmCapabilities, KvmCheckError> {
     }
 }
 
-/// The bare-metal program: report start, divide by zero, report if that fell through.
-pub fn probe_program() -> (Vec<u8>, Vec<u8>) {
+/// The bare-metal program. Each step reports on its own port, so the exits show how far
+/// it got: start, `ud2` (#UD handler reports, skips the `ud2`, `iretq`), back in the main
+/// program, `int3` (#BP handler reports, `iretq`), done.
+pub fn probe_program() -> ProbeProgram {
     let mut code = asm::out8(START_PORT, 1);
-    code.extend_from_slice(&asm::DIVIDE_BY_ZERO);
-    code.extend(asm::out8(FALLTHROUGH_PORT, 1));
+    code.extend_from_slice(&asm::UD2);
+    code.extend(asm::out8(RETURNED_PORT, 1));
+    code.extend_from_slice(&asm::INT3);
+    code.extend(asm::out8(DONE_PORT, 1));
     code.extend_from_slice(&asm::HLT);
-    let mut handler = asm::out8(HANDLER_PORT, 0);
-    handler.extend_from_slice(&asm::HLT);
-    (code, handler)
+    let mut ud_handler = asm::out8(UD_HANDLER_PORT, 1);
+    ud_handler.extend(asm::skip_on_return(asm::UD2.len() as u8));
+    ud_handler.extend_from_slice(&asm::IRETQ);
+    let mut bp_handler = asm::out8(BP_HANDLER_PORT, 1);
+    bp_handler.extend_from_slice(&asm::IRETQ);
+    ProbeProgram { code, ud_handler, bp_handler }
+}
+
+pub struct ProbeProgram {
+    pub code: Vec<u8>,
+    pub ud_handler: Vec<u8>,
+    pub bp_handler: Vec<u8>,
 }
 
 fn probe_exceptions(kvm: Kvm) -> Result<(ExceptionProbe, Vec<Exit>), KvmCheckError> {
-    let (code, handler) = probe_program();
-    let mut vm = LongModeVm::new(
-        &kvm,
-        &LongModeSetup {
-            code: &code,
-            handler: &handler,
-            cr4_mce: false,
-        },
-    )
-    .map_err(KvmCheckError::Setup)?;
+    let program = probe_program();
+    let handlers: [(u8, &[u8]); 2] =
+        [(longmode::VECTOR_UD, &program.ud_handler), (longmode::VECTOR_BP, &program.bp_handler)];
+    let mut vm = LongModeVm::new(&kvm, &LongModeSetup { code: &program.code, handlers: &handlers, cr4_mce: false })
+        .map_err(KvmCheckError::Setup)?;
     let (tx, rx) = mpsc::channel();
     // KVM_RUN cannot be interrupted without signals the VMM may use for itself, so a
     // wedged probe is abandoned (the thread keeps the throw-away VM until it returns).
@@ -239,20 +241,8 @@ fn probe_exceptions(kvm: Kvm) -> Result<(ExceptionProbe, Vec<Exit>), KvmCheckErr
 
 fn run_probe(vm: &mut LongModeVm) -> io::Result<(ExceptionProbe, Vec<Exit>)> {
     let first = longmode::run_once(&mut vm.vcpu)?;
-    let in_long_mode = vm
-        .vcpu
-        .get_sregs()
-        .map(|s| s.efer & EFER_LMA != 0)
-        .unwrap_or(false);
-    if !in_long_mode
-        || !matches!(
-            &first,
-            Exit::IoOut {
-                port: START_PORT,
-                ..
-            }
-        )
-    {
+    let in_long_mode = vm.vcpu.get_sregs().map(|s| s.efer & EFER_LMA != 0).unwrap_or(false);
+    if !in_long_mode || !matches!(&first, Exit::IoOut { port: START_PORT, .. }) {
         return Ok((ExceptionProbe::NotInLongMode, vec![first]));
     }
     let mut exits = vec![first];
@@ -260,24 +250,52 @@ fn run_probe(vm: &mut LongModeVm) -> io::Result<(ExceptionProbe, Vec<Exit>)> {
     Ok((classify_exits(&exits[1..]), exits))
 }
 
-/// The verdict from the exits after the start marker.
-pub fn classify_exits(exits: &[Exit]) -> ExceptionProbe {
-    for exit in exits {
-        match exit {
-            Exit::IoOut {
-                port: HANDLER_PORT, ..
-            } => return ExceptionProbe::Delivered,
-            Exit::IoOut {
-                port: FALLTHROUGH_PORT,
-                ..
-            } => return ExceptionProbe::NotRaised,
-            Exit::Shutdown => return ExceptionProbe::Shutdown,
-            Exit::InternalError => return ExceptionProbe::InternalError,
-            Exit::FailEntry { reason } => return ExceptionProbe::EntryFailed(*reason),
-            _ => {}
+/// How a step that did not complete ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// KVM_EXIT_SHUTDOWN: a triple fault.
+    Shutdown,
+    /// KVM_EXIT_INTERNAL_ERROR: the instruction emulator gave up.
+    InternalError,
+    /// KVM_EXIT_FAIL_ENTRY with the hardware reason.
+    EntryFailed(u64),
+    /// Some other exit, or none before the exit budget ran out.
+    Other(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Shutdown => write!(f, "KVM_EXIT_SHUTDOWN"),
+            Failure::InternalError => write!(f, "KVM_EXIT_INTERNAL_ERROR"),
+            Failure::EntryFailed(r) => write!(f, "KVM_EXIT_FAIL_ENTRY (reason {r:#x})"),
+            Failure::Other(s) => write!(f, "{s}"),
         }
     }
-    ExceptionProbe::Unexpected(format!("{exits:?}"))
+}
+
+/// The verdict from the exits after the start marker.
+pub fn classify_exits(exits: &[Exit]) -> ExceptionProbe {
+    let seen = |port: u16| exits.iter().any(|e| matches!(e, Exit::IoOut { port: p, .. } if *p == port));
+    let failure = || match exits.last() {
+        Some(Exit::Shutdown) => Failure::Shutdown,
+        Some(Exit::InternalError) => Failure::InternalError,
+        Some(Exit::FailEntry { reason }) => Failure::EntryFailed(*reason),
+        other => Failure::Other(format!("{other:?}")),
+    };
+    if !seen(UD_HANDLER_PORT) {
+        if seen(RETURNED_PORT) {
+            return ExceptionProbe::NotRaised;
+        }
+        return ExceptionProbe::NotDelivered(failure());
+    }
+    if !seen(RETURNED_PORT) {
+        return ExceptionProbe::NoIret(failure());
+    }
+    if !seen(BP_HANDLER_PORT) || !seen(DONE_PORT) {
+        return ExceptionProbe::NoInt3(failure());
+    }
+    ExceptionProbe::Works
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod debug_port;
 pub mod doorbell;
 pub mod flush_hint;
 pub mod guest_memory;
+pub mod kvm_check;
 pub mod long_mode;
 pub mod mmap;
 pub mod outcome;

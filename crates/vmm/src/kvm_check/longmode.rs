@@ -4,7 +4,7 @@
 //! KVM_SET_SREGS puts the vCPU in long mode without any boot code: paging on with an
 //! identity map of the low 4 GiB (2 MiB pages), a flat 64-bit code segment, a 64-bit TSS
 //! (VMX requires a usable busy TSS even though nothing reads it) and an IDT whose #DE and
-//! #UD gates point at a handler the caller supplies.
+//! each gate the caller asks for points at the handler code it supplies.
 //!
 //! Guest-physical layout of the 64 KiB low memory slot:
 //!
@@ -16,7 +16,7 @@
 //! | `0x7000` | GDT (null, code 0x08, data 0x10, TSS 0x18) |
 //! | `0x7100` | TSS |
 //! | `0x8000` | IDT, 256 gates |
-//! | `0x9000` | exception handler code |
+//! | `0x9000..0xA000` | exception handlers, 256 bytes each |
 //! | `0xA000` | main code (entry point) |
 //! | `0x10000` | top of the stack |
 
@@ -34,7 +34,9 @@ const GDT: u64 = 0x7000;
 const TSS: u64 = 0x7100;
 const TSS_LIMIT: u64 = 0x67;
 const IDT: u64 = 0x8000;
-pub const HANDLER_ADDR: u64 = 0x9000;
+pub const HANDLER_AREA: u64 = 0x9000;
+const HANDLER_SLOT: u64 = 0x100;
+const MAX_HANDLERS: usize = 16;
 pub const CODE_ADDR: u64 = 0xA000;
 const STACK_TOP: u64 = LOW_MEM_SIZE;
 const MAX_CODE: usize = 0x1000;
@@ -59,10 +61,10 @@ const PTE_W: u64 = 1 << 1;
 const PTE_PS: u64 = 1 << 7;
 const MIB2: u64 = 2 << 20;
 
-/// Vectors whose gates point at the handler.
-pub const VECTOR_DE: usize = 0;
-pub const VECTOR_UD: usize = 6;
-pub const VECTOR_MC: usize = 18;
+pub const VECTOR_DE: u8 = 0;
+pub const VECTOR_BP: u8 = 3;
+pub const VECTOR_UD: u8 = 6;
+pub const VECTOR_MC: u8 = 18;
 
 /// An anonymous, zeroed host mapping used as guest memory.
 pub struct AnonMemory {
@@ -194,23 +196,31 @@ pub struct LongModeVm {
 
 pub struct LongModeSetup<'a> {
     pub code: &'a [u8],
-    pub handler: &'a [u8],
+    /// (vector, handler code): an interrupt gate per entry, each handler in its own 256-byte slot.
+    pub handlers: &'a [(u8, &'a [u8])],
     /// Set CR4.MCE (a guest that takes machine checks).
     pub cr4_mce: bool,
 }
 
 impl LongModeVm {
     pub fn new(kvm: &Kvm, setup: &LongModeSetup<'_>) -> io::Result<Self> {
-        if setup.code.len() > MAX_CODE || setup.handler.len() > MAX_CODE {
+        let handler_too_big = setup.handlers.iter().any(|(_, h)| h.len() > HANDLER_SLOT as usize);
+        if setup.code.len() > MAX_CODE || handler_too_big || setup.handlers.len() > MAX_HANDLERS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "bare-metal program larger than 4 KiB",
+                "bare-metal program larger than 4 KiB, a handler above 256 bytes or more than 16 handlers",
             ));
         }
         let vm = kvm.create_vm().map_err(io::Error::from)?;
         let mut low = AnonMemory::new(LOW_MEM_SIZE as usize)?;
         write_tables(low.as_mut_slice());
-        put(low.as_mut_slice(), HANDLER_ADDR, setup.handler);
+        for (i, (vector, handler)) in setup.handlers.iter().enumerate() {
+            let addr = HANDLER_AREA + i as u64 * HANDLER_SLOT;
+            put(low.as_mut_slice(), addr, handler);
+            let (lo, hi) = interrupt_gate(addr, CODE_SEL);
+            put_u64(low.as_mut_slice(), IDT + u64::from(*vector) * 16, lo);
+            put_u64(low.as_mut_slice(), IDT + u64::from(*vector) * 16 + 8, hi);
+        }
         put(low.as_mut_slice(), CODE_ADDR, setup.code);
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -255,11 +265,6 @@ fn write_tables(mem: &mut [u8]) {
     let (tss_lo, tss_hi) = tss_descriptor(TSS, TSS_LIMIT);
     put_u64(mem, GDT + 24, tss_lo);
     put_u64(mem, GDT + 32, tss_hi);
-    for vector in [VECTOR_DE, VECTOR_UD, VECTOR_MC] {
-        let (lo, hi) = interrupt_gate(HANDLER_ADDR, CODE_SEL);
-        put_u64(mem, IDT + vector as u64 * 16, lo);
-        put_u64(mem, IDT + vector as u64 * 16 + 8, hi);
-    }
 }
 
 /// 16-byte system descriptor of a busy 64-bit TSS.
@@ -347,6 +352,20 @@ pub mod asm {
 
     /// `hlt`
     pub const HLT: [u8; 1] = [0xF4];
+
+    /// `ud2` (raises #UD; the saved RIP points at it)
+    pub const UD2: [u8; 2] = [0x0F, 0x0B];
+
+    /// `int3` (raises #BP; the saved RIP points after it)
+    pub const INT3: [u8; 1] = [0xCC];
+
+    /// `add qword [rsp], n` — skip `n` bytes of the faulting instruction on return.
+    pub fn skip_on_return(n: u8) -> Vec<u8> {
+        vec![0x48, 0x83, 0x04, 0x24, n]
+    }
+
+    /// `iretq`
+    pub const IRETQ: [u8; 2] = [0x48, 0xCF];
 
     /// `xor eax, eax; xor edx, edx; xor ecx, ecx; div ecx` (raises #DE)
     pub const DIVIDE_BY_ZERO: [u8; 8] = [0x31, 0xC0, 0x31, 0xD2, 0x31, 0xC9, 0xF7, 0xF1];

@@ -23,39 +23,34 @@ fn cpuinfo_flags_are_parsed() {
 
 #[test]
 fn exit_sequences_classify() {
-    let out = |port| Exit::IoOut {
-        port,
-        data: vec![0],
-    };
+    let out = |port| Exit::IoOut { port, data: vec![1] };
+    let full = [out(UD_HANDLER_PORT), out(RETURNED_PORT), out(BP_HANDLER_PORT), out(DONE_PORT), Exit::Hlt];
+    assert_eq!(classify_exits(&full), ExceptionProbe::Works);
+    assert_eq!(classify_exits(&[Exit::Shutdown]), ExceptionProbe::NotDelivered(Failure::Shutdown));
+    assert_eq!(classify_exits(&[out(UD_HANDLER_PORT), Exit::Shutdown]), ExceptionProbe::NoIret(Failure::Shutdown));
     assert_eq!(
-        classify_exits(&[out(HANDLER_PORT), Exit::Hlt]),
-        ExceptionProbe::Delivered
+        classify_exits(&[out(UD_HANDLER_PORT), out(RETURNED_PORT), Exit::InternalError]),
+        ExceptionProbe::NoInt3(Failure::InternalError)
     );
-    assert_eq!(classify_exits(&[Exit::Shutdown]), ExceptionProbe::Shutdown);
+    assert_eq!(classify_exits(&[out(RETURNED_PORT), Exit::Hlt]), ExceptionProbe::NotRaised);
     assert_eq!(
-        classify_exits(&[Exit::InternalError]),
-        ExceptionProbe::InternalError
+        classify_exits(&[Exit::FailEntry { reason: 7 }]),
+        ExceptionProbe::NotDelivered(Failure::EntryFailed(7))
     );
-    assert_eq!(
-        classify_exits(&[out(FALLTHROUGH_PORT), Exit::Hlt]),
-        ExceptionProbe::NotRaised
-    );
-    assert!(matches!(
-        classify_exits(&[Exit::Hlt]),
-        ExceptionProbe::Unexpected(_)
-    ));
+    // A missing final step is a failure even if the program halted.
+    assert!(matches!(classify_exits(&full[..3]), ExceptionProbe::NoInt3(Failure::Other(_))));
 }
 
 #[test]
 fn refusal_names_the_cause_and_the_tcg_backend() {
     let err = KvmCheckError::NoExceptionDelivery {
-        outcome: ExceptionProbe::Shutdown,
+        outcome: ExceptionProbe::NoIret(Failure::Shutdown),
         virt: CpuVirtualization::None,
     };
     let msg = err.to_string();
     for needle in [
         "cannot deliver exceptions to a long-mode guest",
-        "KVM_EXIT_SHUTDOWN",
+        "iretq ended in KVM_EXIT_SHUTDOWN",
         "instruction emulator",
         "Linux cannot boot under KVM here",
         "--backend tcg",
@@ -66,20 +61,23 @@ fn refusal_names_the_cause_and_the_tcg_backend() {
 }
 
 #[test]
-fn probe_program_starts_with_the_start_marker_and_divides_by_zero() {
-    let (code, handler) = probe_program();
+fn probe_program_reports_each_step_on_its_port() {
+    let program = probe_program();
+    let code = &program.code;
     assert_eq!(&code[..7], &asm::out8(START_PORT, 1)[..]);
-    let div = code
-        .windows(asm::DIVIDE_BY_ZERO.len())
-        .position(|w| w == asm::DIVIDE_BY_ZERO);
-    assert_eq!(div, Some(7));
-    assert_eq!(code.last(), Some(&0xF4));
-    assert_eq!(&handler[..7], &asm::out8(HANDLER_PORT, 0)[..]);
+    assert_eq!(&code[7..9], &asm::UD2[..]);
+    assert_eq!(&code[9..16], &asm::out8(RETURNED_PORT, 1)[..]);
+    assert_eq!(code[16], asm::INT3[0]);
+    assert_eq!(code.last(), Some(&asm::HLT[0]));
+    assert!(program.ud_handler.starts_with(&asm::out8(UD_HANDLER_PORT, 1)));
+    assert!(program.ud_handler.ends_with(&asm::IRETQ));
+    assert!(program.ud_handler.windows(5).any(|w| w == asm::skip_on_return(2)));
+    assert!(program.bp_handler.starts_with(&asm::out8(BP_HANDLER_PORT, 1)));
 }
 
 /// The verdict on this host must agree with the CPU flags: with VMX/SVM, KVM delivers
-/// exceptions; without (the project's build machines, kvm_pvm), it cannot, and `check`
-/// must refuse with the documented message.
+/// exceptions and returns from them; without (the project's build machines, kvm_pvm), it
+/// cannot, and `check` must refuse with the documented message.
 #[test]
 fn verdict_matches_the_host_cpu() {
     if !std::path::Path::new("/dev/kvm").exists() {
@@ -101,16 +99,16 @@ fn verdict_matches_the_host_cpu() {
         CpuVirtualization::Vmx | CpuVirtualization::Svm => {
             assert_eq!(
                 caps.exceptions,
-                ExceptionProbe::Delivered,
-                "hardware virtualization but no exception delivery"
+                ExceptionProbe::Works,
+                "hardware virtualization but the probe failed"
             );
             assert!(check().is_ok());
         }
         CpuVirtualization::None => {
             assert_ne!(
                 caps.exceptions,
-                ExceptionProbe::Delivered,
-                "no VMX/SVM yet the #DE handler ran"
+                ExceptionProbe::Works,
+                "no VMX/SVM yet every probe step worked"
             );
             // The program itself must have run, or the verdict says nothing about exceptions.
             assert_ne!(caps.exceptions, ExceptionProbe::NotInLongMode);
