@@ -165,6 +165,7 @@ mod tests {
     use crate::ram::RamFile;
     use nvdimm_model::config::{DimmConfig, PersistenceDomain, PlatformConfig, MIB};
     use nvdimm_model::dsm::{INTEL_UUID, ROOT_UUID};
+    use nvdimm_model::event_log::EventKind;
     use nvdimm_model::mailbox::{self, DsmRequest, MailboxMemory};
 
     fn platform() -> (PlatformConfig, TcgLayout, NvdimmPlatform) {
@@ -251,7 +252,16 @@ mod tests {
 
         assert_eq!(poller.stop().unwrap(), 4);
         // The hostile request never reaches a DSM handler, so the model logs 3 calls.
-        let log = platform.lock().unwrap().take_call_log();
+        let log: Vec<_> = platform
+            .lock()
+            .unwrap()
+            .events_since(0)
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Dsm(call) => Some(call),
+                _ => None,
+            })
+            .collect();
         assert_eq!(log.len(), 3);
         assert_eq!(log[1].handle, handle);
         assert_eq!(log[1].function, 4);
