@@ -14,6 +14,7 @@ pub mod flush_hint;
 pub mod guest_memory;
 pub mod kvm_check;
 pub mod long_mode;
+pub mod mce;
 pub mod mmap;
 pub mod outcome;
 pub mod page_tables;

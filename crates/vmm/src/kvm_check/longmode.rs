@@ -364,6 +364,20 @@ pub mod asm {
         vec![0x48, 0x83, 0x04, 0x24, n]
     }
 
+    /// Reads MSR `msr` and writes its low dword to `port`, its high dword to `port + 1`:
+    /// `mov ecx, msr; rdmsr; mov ebx, edx; mov dx, port; out dx, eax; mov eax, ebx;
+    /// mov dx, port + 1; out dx, eax`.
+    pub fn rdmsr_out(msr: u32, port: u16) -> Vec<u8> {
+        let mut code = vec![0xB9];
+        code.extend_from_slice(&msr.to_le_bytes());
+        code.extend_from_slice(&[0x0F, 0x32, 0x89, 0xD3]);
+        let [lo, hi] = port.to_le_bytes();
+        code.extend_from_slice(&[0x66, 0xBA, lo, hi, 0xEF, 0x89, 0xD8]);
+        let [lo, hi] = (port + 1).to_le_bytes();
+        code.extend_from_slice(&[0x66, 0xBA, lo, hi, 0xEF]);
+        code
+    }
+
     /// `iretq`
     pub const IRETQ: [u8; 2] = [0x48, 0xCF];
 
