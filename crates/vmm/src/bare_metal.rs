@@ -32,16 +32,12 @@ pub enum BareMetalError {
     Memory(#[from] GuestMemoryError),
 }
 
-/// Highest guest physical address anything is mapped at (RAM, MMIO hole, windows).
-fn mapped_end(vm: &Vm) -> u64 {
-    vm.machine
-        .memory_map
-        .regions
-        .iter()
-        .map(|r| r.end())
-        .chain([4 << 30])
-        .max()
-        .unwrap_or(4 << 30)
+/// What the identity map covers: the low 4 GiB, RAM above it, and the start of each window.
+fn mapped_ranges(vm: &Vm) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = vec![(0, 4 << 30)];
+    ranges.extend(vm.machine.memory_map.ram_blocks.iter().copied());
+    ranges.extend(vm.memory.pmem.iter().map(|w| (w.gpa, w.mapping.size().min(page_tables::WINDOW_MAP_LIMIT))));
+    ranges
 }
 
 /// Copies `program` to `LOAD_ADDR` and points vCPU 0 at its first byte in long mode.
@@ -55,11 +51,11 @@ pub fn load(vm: &mut Vm, program: &[u8]) -> Result<(), BareMetalError> {
         })?;
     let tables = page_tables::identity_map(
         PAGE_TABLES_ADDR,
-        mapped_end(vm),
+        &mapped_ranges(vm),
         PAGE_TABLES_END - PAGE_TABLES_ADDR,
     )?;
     vm.memory.write_ram(PAGE_TABLES_ADDR, &tables)?;
-    vm.memory.write_ram(GDT_ADDR, &long_mode::gdt_bytes())?;
+    vm.memory.write_ram(GDT_ADDR, &long_mode::gdt_bytes(GDT_ADDR))?;
     let vcpu = &vm.vcpus[0];
     let sregs = vcpu.get_sregs().map_err(ioctl("KVM_GET_SREGS"))?;
     vcpu.set_sregs(&long_mode::sregs(sregs, PAGE_TABLES_ADDR, GDT_ADDR))

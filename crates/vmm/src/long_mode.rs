@@ -14,8 +14,13 @@ const EFER_LMA: u64 = 1 << 10;
 
 pub const CODE_SELECTOR: u16 = 0x08;
 pub const DATA_SELECTOR: u16 = 0x10;
+pub const TSS_SELECTOR: u16 = 0x18;
+/// The TSS sits right after the GDT (which ends with its two-slot descriptor).
+const TSS_OFFSET: u64 = 0x40;
+const TSS_LIMIT: u32 = 0x67;
 
-/// GDT entries matching the segments below (null, code64, data), for guests that reload them.
+/// GDT entries matching the segments below (null, code64, data, TSS low/high), for
+/// guests that reload them. The TSS descriptor is filled in by `gdt_bytes`.
 pub const GDT: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
 
 fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
@@ -45,12 +50,21 @@ pub fn sregs(mut sregs: kvm_sregs, cr3: u64, gdt_addr: u64) -> kvm_sregs {
     sregs.fs = data;
     sregs.gs = data;
     sregs.ss = data;
+    // VM entry checks TR even though nothing here switches stacks: a busy 64-bit TSS.
+    sregs.tr = kvm_segment {
+        base: gdt_addr + TSS_OFFSET,
+        limit: TSS_LIMIT,
+        selector: TSS_SELECTOR,
+        type_: 0xb,
+        present: 1,
+        ..Default::default()
+    };
     sregs.gdt.base = gdt_addr;
-    sregs.gdt.limit = (GDT.len() * 8 - 1) as u16;
+    sregs.gdt.limit = ((GDT.len() + 2) * 8 - 1) as u16;
     sregs.cr3 = cr3;
-    sregs.cr4 |= CR4_PAE | CR4_MCE;
-    sregs.cr0 |= CR0_PE | CR0_PG | CR0_ET | CR0_NE;
-    sregs.efer |= EFER_LME | EFER_LMA;
+    sregs.cr4 = CR4_PAE | CR4_MCE;
+    sregs.cr0 = CR0_PE | CR0_PG | CR0_ET | CR0_NE;
+    sregs.efer = EFER_LME | EFER_LMA;
     sregs
 }
 
@@ -65,6 +79,12 @@ pub fn regs(entry: u64, stack_top: u64, rsi: u64) -> kvm_regs {
     }
 }
 
-pub fn gdt_bytes() -> Vec<u8> {
-    GDT.iter().flat_map(|e| e.to_le_bytes()).collect()
+/// GDT (with the TSS descriptor for a TSS at `gdt_addr + TSS_OFFSET`) followed by the zeroed TSS.
+pub fn gdt_bytes(gdt_addr: u64) -> Vec<u8> {
+    let tss = gdt_addr + TSS_OFFSET;
+    let lo = u64::from(TSS_LIMIT) | ((tss & 0xff_ffff) << 16) | (0x8b << 40) | (((tss >> 24) & 0xff) << 56);
+    let hi = tss >> 32;
+    let mut bytes: Vec<u8> = GDT.iter().chain(&[lo, hi]).flat_map(|e| e.to_le_bytes()).collect();
+    bytes.resize(TSS_OFFSET as usize + TSS_LIMIT as usize + 1, 0);
+    bytes
 }

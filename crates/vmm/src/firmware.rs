@@ -1,0 +1,19 @@
+//! The bare-metal guest programs of firmware/, built by build.rs.
+
+pub const ACPI_NFIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/acpi_nfit.bin"));
+pub const DSM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dsm.bin"));
+pub const PATTERN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern.bin"));
+pub const FLUSH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flush.bin"));
+pub const POISON: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/poison.bin"));
+pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bin"));
+pub const EXIT0: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exit0.bin"));
+
+/// Values the programs write (kept equal to the .S sources).
+pub const PATTERN_VALUE: u64 = 0x766e_7664_6d6d_2d70;
+pub const PATTERN_OFFSET: u64 = 0x2000;
+pub const PATTERN_WORDS: u64 = 512;
+pub const FLUSH_STAMP: u64 = 0x4853_554c_4621_4e56;
+pub const FLUSH_STAMP_OFFSET: u64 = 0x1000;
+pub const POISON_OFFSET: u64 = 0x3000;
+pub const LABEL_PATTERN: &[u8; 16] = b"vnvdimm label!!\n";
+pub const BENCH_ITERATIONS: u32 = 200;

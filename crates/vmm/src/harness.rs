@@ -1,0 +1,81 @@
+//! Booting a bare-metal program on a given machine and collecting what it
+//! reported: used by `vnvdimm selftest`, the tests and the benchmarks.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use nvdimm_model::clock::SystemClock;
+use nvdimm_model::config::{DimmConfig, MIB};
+use nvdimm_model::platform_open::PlatformOpenError;
+use nvdimm_model::{NvdimmPlatform, PersistenceDomain, PlatformConfig};
+use thiserror::Error;
+use vnvdimm_machine::{Machine, MachineConfig, MachineError};
+
+use crate::bare_metal::{self, BareMetalError};
+use crate::outcome::GuestOutcome;
+use crate::run_loop::{self, PmemFaultHandler};
+use crate::vm::{Vm, VmError};
+
+#[derive(Debug, Error)]
+pub enum HarnessError {
+    #[error("cannot create backing file {path}: {source}")]
+    Backing { path: String, source: std::io::Error },
+    #[error("platform: {0}")]
+    Config(#[from] nvdimm_model::config::ConfigError),
+    #[error("machine: {0}")]
+    Machine(#[from] MachineError),
+    #[error(transparent)]
+    Open(#[from] PlatformOpenError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Load(#[from] BareMetalError),
+}
+
+/// A machine of `dimms` DIMMs of `size` bytes each on sparse files in `dir`
+/// (created if missing), 64 MiB of RAM, one vCPU.
+pub fn sparse_machine(dir: &Path, dimms: usize, size: u64) -> Result<Machine, HarnessError> {
+    let configs = (0..dimms)
+        .map(|i| {
+            let path = dir.join(format!("nvdimm{i}.img"));
+            let file = std::fs::File::options().create(true).truncate(false).write(true).open(&path);
+            file.and_then(|f| f.set_len(size))
+                .map_err(|source| HarnessError::Backing { path: path.display().to_string(), source })?;
+            Ok(DimmConfig::with_defaults(i, path, size))
+        })
+        .collect::<Result<Vec<_>, HarnessError>>()?;
+    let platform = PlatformConfig::new(configs, PersistenceDomain::CpuCache)?;
+    Ok(Machine::new(MachineConfig { memory: 64 * MIB, cpus: 1 }, platform)?)
+}
+
+/// Opens the platform (file-backed DIMM state) and builds the VM with `program` loaded.
+pub fn boot(machine: Machine, program: &[u8], console: Box<dyn Write + Send>) -> Result<Vm, HarnessError> {
+    let platform =
+        NvdimmPlatform::open(machine.platform.clone(), machine.memory_map.layout.clone(), Arc::new(SystemClock::new()))?;
+    let mut vm = Vm::new(machine, platform, console)?;
+    bare_metal::load(&mut vm, program)?;
+    Ok(vm)
+}
+
+/// What a bare-metal run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    pub outcome: GuestOutcome,
+    pub report: Vec<u32>,
+}
+
+impl RunResult {
+    /// Report word pair `index` (low, high) as a u64.
+    pub fn u64_at(&self, word: usize) -> Option<u64> {
+        let lo = *self.report.get(word)?;
+        let hi = *self.report.get(word + 1)?;
+        Some(u64::from(lo) | (u64::from(hi) << 32))
+    }
+}
+
+pub fn run(vm: &mut Vm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<RunResult, HarnessError> {
+    let outcome = run_loop::run(vm, pmem_faults)?;
+    let report = vm.stats.report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(RunResult { outcome, report })
+}
