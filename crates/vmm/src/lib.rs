@@ -22,6 +22,7 @@ pub mod outcome;
 pub mod page_tables;
 pub mod power;
 pub mod run_loop;
+pub mod selftest;
 pub mod serial;
 pub mod vm;
 
