@@ -10,6 +10,7 @@ pub mod bus;
 pub mod cpuid;
 pub mod debug_port;
 pub mod doorbell;
+pub mod e820;
 pub mod firmware;
 pub mod flush_hint;
 pub mod guest_memory;
