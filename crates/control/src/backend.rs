@@ -1,0 +1,95 @@
+//! What a VMM backend (KVM, QEMU TCG) provides to the control API. The API server
+//! changes the device model itself (poison, health, ARS rate) through
+//! [`Backend::platform`], and asks the backend for the things only the backend can do:
+//! raise ACPI notifications, deliver machine checks, re-plan guest memory, power off.
+//!
+//! Locking rule: the server never holds the platform lock while it calls another
+//! `Backend` method, so a backend may lock the platform inside any of them.
+
+use std::sync::Mutex;
+
+use nvdimm_model::event_log::MachineCheckKind;
+use nvdimm_model::NvdimmPlatform;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a backend could not do what the API asked. The server turns each kind into an
+/// HTTP status: `Unsupported` 501, `Conflict` 409, `Failed` 500.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum BackendError {
+    /// This backend cannot do it at all (e.g. machine checks under QEMU TCG).
+    #[error("not supported by this backend: {0}")]
+    Unsupported(String),
+    /// Not possible in the VM's current state (e.g. the guest has already stopped).
+    #[error("{0}")]
+    Conflict(String),
+    /// It should have worked but did not (an ioctl or I/O error).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Life cycle of the guest as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    /// Set up, first guest instruction not yet run.
+    Created,
+    Running,
+    /// A power-off was requested; the guest has not stopped yet.
+    ShuttingDown,
+    Stopped,
+}
+
+/// What a backend can do, so the API refuses a request before changing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Can deliver an action-optional (patrol scrub, SRAO) machine check on request.
+    pub action_optional_machine_check: bool,
+    /// Delivers action-required machine checks when the guest consumes poison.
+    pub action_required_machine_check: bool,
+}
+
+/// Facts about the VM that only the backend knows (the rest comes from the platform).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmInfo {
+    /// `kvm`, `tcg`, or `fake` in tests.
+    pub backend: String,
+    pub state: VmState,
+    /// Guest RAM in bytes (NVDIMM windows not included).
+    pub memory_bytes: u64,
+    pub cpus: u32,
+    /// Milliseconds since the VM was created.
+    pub uptime_ms: u64,
+    pub capabilities: Capabilities,
+}
+
+/// Implemented by each VMM backend and handed to [`crate::ApiServer::start`].
+pub trait Backend: Send + Sync {
+    /// Current facts for `GET /vm`. Must be cheap; called on every `GET /vm` and `GET /dimms`.
+    fn info(&self) -> VmInfo;
+
+    /// The device model the vCPUs use. The server locks it for each model change.
+    fn platform(&self) -> &Mutex<NvdimmPlatform>;
+
+    /// Delivers every pending notification (`platform.take_notifications()`) to the guest
+    /// as ACPI `Notify`, logging each as `EventKind::Notify`. Called after the API queued
+    /// some (new poison with `notify`, health changes).
+    fn raise_notifications(&self) -> Result<(), BackendError>;
+
+    /// Delivers a machine check of `kind` for guest physical address `gpa` to the guest
+    /// and logs it as `EventKind::MachineCheck`. Only called for kinds the backend's
+    /// [`Capabilities`] claim.
+    fn machine_check(&self, gpa: u64, kind: MachineCheckKind) -> Result<(), BackendError>;
+
+    /// The poison of DIMM `dimm` changed (added or cleared by the host). KVM takes newly
+    /// poisoned pages out of the guest's memory slots and gives cleared ones back.
+    fn poison_changed(&self, dimm: usize) -> Result<(), BackendError>;
+
+    /// Flush-hint writes served so far, one count per DIMM in platform order.
+    fn flush_counts(&self) -> Vec<u64>;
+
+    /// Stops the guest (like pulling the power; the VMM then exits as it does when the
+    /// guest powers off) and logs `EventKind::PowerOff`. May return before the guest has
+    /// stopped: `info().state` says `shutting_down` until then.
+    fn power_off(&self) -> Result<(), BackendError>;
+}

@@ -1,0 +1,169 @@
+//! A [`Backend`] without a VM, for tests: it records every call, does what a real
+//! backend logs (notifications, machine checks, power-off) and can be told to fail.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use nvdimm_model::event_log::{EventKind, MachineCheckKind};
+use nvdimm_model::events::Notification;
+use nvdimm_model::{NvdimmPlatform, PlatformConfig, PlatformLayout};
+
+use crate::backend::{Backend, BackendError, Capabilities, VmInfo, VmState};
+
+/// One call a [`FakeBackend`] received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// With the notifications it took from the platform.
+    RaiseNotifications(Vec<Notification>),
+    MachineCheck {
+        gpa: u64,
+        kind: MachineCheckKind,
+    },
+    PoisonChanged(usize),
+    PowerOff,
+}
+
+pub struct FakeBackend {
+    platform: Mutex<NvdimmPlatform>,
+    state: Mutex<FakeState>,
+    started: Instant,
+}
+
+struct FakeState {
+    vm_state: VmState,
+    capabilities: Capabilities,
+    flush_counts: Vec<u64>,
+    calls: Vec<Call>,
+    fail_next: Option<BackendError>,
+}
+
+impl FakeBackend {
+    /// A running fake VM with both machine-check capabilities (like KVM).
+    pub fn new(platform: NvdimmPlatform) -> Self {
+        let dimms = platform.dimms().len();
+        FakeBackend {
+            platform: Mutex::new(platform),
+            state: Mutex::new(FakeState {
+                vm_state: VmState::Running,
+                capabilities: Capabilities {
+                    action_optional_machine_check: true,
+                    action_required_machine_check: true,
+                },
+                flush_counts: vec![0; dimms],
+                calls: Vec::new(),
+                fail_next: None,
+            }),
+            started: Instant::now(),
+        }
+    }
+
+    /// An ephemeral copy of the built-in default platform (two 1 GiB DIMMs at 4 GiB and 5 GiB).
+    pub fn with_default_platform() -> Self {
+        let config = PlatformConfig::default_in(Path::new("/nonexistent"));
+        let layout =
+            PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xC010_0000, 0xD0000, 0xC000_0000);
+        let platform =
+            NvdimmPlatform::ephemeral(config, layout).expect("the default platform is valid");
+        Self::new(platform)
+    }
+
+    fn state(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Like the QEMU TCG backend: no machine checks.
+    pub fn set_capabilities(&self, capabilities: Capabilities) {
+        self.state().capabilities = capabilities;
+    }
+
+    pub fn set_flush_counts(&self, counts: Vec<u64>) {
+        self.state().flush_counts = counts;
+    }
+
+    /// The next backend call (other than `info`, `platform`, `flush_counts`) fails with `error`.
+    pub fn fail_next(&self, error: BackendError) {
+        self.state().fail_next = Some(error);
+    }
+
+    /// Every call so far, oldest first.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    fn record(&self, call: Call) -> Result<(), BackendError> {
+        let mut state = self.state();
+        if let Some(e) = state.fail_next.take() {
+            return Err(e);
+        }
+        state.calls.push(call);
+        Ok(())
+    }
+
+    fn lock_platform(&self) -> MutexGuard<'_, NvdimmPlatform> {
+        self.platform.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Backend for FakeBackend {
+    fn info(&self) -> VmInfo {
+        let state = self.state();
+        VmInfo {
+            backend: "fake".to_string(),
+            state: state.vm_state,
+            memory_bytes: 512 << 20,
+            cpus: 1,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            capabilities: state.capabilities,
+        }
+    }
+
+    fn platform(&self) -> &Mutex<NvdimmPlatform> {
+        &self.platform
+    }
+
+    fn raise_notifications(&self) -> Result<(), BackendError> {
+        if let Some(e) = self.state().fail_next.take() {
+            return Err(e);
+        }
+        let mut platform = self.lock_platform();
+        let pending = platform.take_notifications();
+        for n in &pending {
+            platform.log_event(EventKind::Notify(*n));
+        }
+        drop(platform);
+        self.record(Call::RaiseNotifications(pending))
+    }
+
+    fn machine_check(&self, gpa: u64, kind: MachineCheckKind) -> Result<(), BackendError> {
+        self.record(Call::MachineCheck { gpa, kind })?;
+        self.lock_platform().log_event(EventKind::MachineCheck {
+            gpa,
+            kind,
+            delivered: true,
+        });
+        Ok(())
+    }
+
+    fn poison_changed(&self, dimm: usize) -> Result<(), BackendError> {
+        self.record(Call::PoisonChanged(dimm))
+    }
+
+    fn flush_counts(&self) -> Vec<u64> {
+        self.state().flush_counts.clone()
+    }
+
+    fn power_off(&self) -> Result<(), BackendError> {
+        if self.state().vm_state == VmState::Stopped {
+            return Err(BackendError::Conflict(
+                "the VM is already stopped".to_string(),
+            ));
+        }
+        self.record(Call::PowerOff)?;
+        self.state().vm_state = VmState::Stopped;
+        self.lock_platform().log_event(EventKind::PowerOff {
+            reason: "control API".to_string(),
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,614 @@
+//! What each endpoint does. Every request is validated completely before anything
+//! changes; the device model is changed under the platform lock, and the backend is
+//! told afterwards, without the lock held (see the locking rule in `backend.rs`).
+
+use std::sync::MutexGuard;
+
+use nvdimm_model::dimm::Dimm;
+use nvdimm_model::event_log::{EventKind, MachineCheckKind};
+use nvdimm_model::health::{valid, SmartHealth, SmartThresholds};
+use nvdimm_model::platform_health::HostHealthError;
+use nvdimm_model::platform_poison::HostPoisonError;
+use nvdimm_model::NvdimmPlatform;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::backend::{Backend, BackendError};
+use crate::routes::Endpoint;
+use crate::types::*;
+
+/// A finished answer: HTTP status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    /// For 405: the methods the path has (the `Allow` header).
+    pub allow: Option<String>,
+}
+
+impl Reply {
+    pub fn ok(body: impl Serialize) -> Self {
+        // Our response types always serialize; `Null` would only hide a bug, so say so.
+        let body = serde_json::to_value(body)
+            .unwrap_or_else(|e| json!({ "error": format!("internal: {e}") }));
+        Reply {
+            status: 200,
+            body,
+            allow: None,
+        }
+    }
+
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Reply {
+            status,
+            body: json!({ "error": message.into() }),
+            allow: None,
+        }
+    }
+}
+
+type Outcome = Result<Reply, Reply>;
+
+fn bad_request(message: impl Into<String>) -> Reply {
+    Reply::error(400, message)
+}
+
+fn backend_failure(context: &str, e: BackendError) -> Reply {
+    let status = match e {
+        BackendError::Unsupported(_) => 501,
+        BackendError::Conflict(_) => 409,
+        BackendError::Failed(_) => 500,
+    };
+    Reply::error(status, format!("{context}{e}"))
+}
+
+/// The parts of a request an endpoint may use.
+pub struct Request<'a> {
+    pub endpoint: Endpoint,
+    /// The raw `{index}` path segment.
+    pub index: Option<&'a str>,
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Runs one request against `backend`.
+pub fn handle(backend: &dyn Backend, req: &Request<'_>) -> Reply {
+    match dispatch(backend, req) {
+        Ok(reply) | Err(reply) => reply,
+    }
+}
+
+fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
+    use Endpoint::*;
+    let takes_body = matches!(
+        req.endpoint,
+        AddPoison | ClearPoison | SetHealth | SetShutdownState | SetArs
+    );
+    if !takes_body && !req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad_request("this endpoint takes no request body"));
+    }
+    if req.endpoint != GetEvents && req.query.is_some_and(|q| !q.is_empty()) {
+        return Err(bad_request("this endpoint takes no query parameters"));
+    }
+    match req.endpoint {
+        GetVm => Ok(Reply::ok(vm_info(backend)?)),
+        PowerOff => power_off(backend),
+        ListDimms => {
+            let counts = backend.flush_counts();
+            let p = lock(backend)?;
+            let dimms = (0..p.dimms().len())
+                .map(|i| summary(&p, i, &counts))
+                .collect();
+            Ok(Reply::ok(DimmsResponse { dimms }))
+        }
+        GetDimm => {
+            let counts = backend.flush_counts();
+            let p = lock(backend)?;
+            let i = path_index(req, &p)?;
+            Ok(Reply::ok(summary(&p, i, &counts)))
+        }
+        ListPoison => {
+            let p = lock(backend)?;
+            let i = path_index(req, &p)?;
+            Ok(Reply::ok(poison_list(&p, i)))
+        }
+        AddPoison => add_poison(backend, parse(req.body)?),
+        ClearPoison => clear_poison(backend, parse(req.body)?),
+        GetHealth => {
+            let p = lock(backend)?;
+            let i = path_index(req, &p)?;
+            Ok(Reply::ok(health_response(&p.dimms()[i], i, None)))
+        }
+        SetHealth => {
+            let update: HealthUpdate = parse(req.body)?;
+            set_health(backend, req, |h, t| apply_health_update(&update, h, t))
+        }
+        SetShutdownState => {
+            let update: ShutdownStateUpdate = parse(req.body)?;
+            set_health(backend, req, |h, _| apply_shutdown_update(&update, h))
+        }
+        GetArs => Ok(Reply::ok(ars_response(&*lock(backend)?))),
+        SetArs => {
+            let update: ArsUpdate = parse(req.body)?;
+            let mut p = lock(backend)?;
+            p.set_ars_rate(update.rate_bytes_per_sec.0)
+                .map_err(|e| bad_request(format!("rate_bytes_per_sec: {e}")))?;
+            Ok(Reply::ok(ars_response(&p)))
+        }
+        GetEvents => {
+            let since = events_since(req.query.unwrap_or(""))?;
+            let events = lock(backend)?.events_since(since);
+            let last_seq = events.last().map_or(since, |e| e.seq);
+            Ok(Reply::ok(json!({ "events": events, "last_seq": last_seq })))
+        }
+    }
+}
+
+fn lock(backend: &dyn Backend) -> Result<MutexGuard<'_, NvdimmPlatform>, Reply> {
+    // A vCPU thread that panicked while holding the lock leaves the model in an unknown
+    // state; refuse rather than report or change it.
+    backend.platform().lock().map_err(|_| {
+        Reply::error(
+            500,
+            "the device model is unusable: a VMM thread panicked while changing it",
+        )
+    })
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad_request(
+            "request body missing: this endpoint takes a JSON object (see docs/api.md)",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid request body: {e}")))
+}
+
+fn path_index(req: &Request<'_>, p: &NvdimmPlatform) -> Result<usize, Reply> {
+    let raw = req.index.unwrap_or("");
+    let index: usize = raw
+        .parse()
+        .map_err(|_| bad_request(format!("DIMM index `{raw}` is not a non-negative integer")))?;
+    let count = p.dimms().len();
+    if index >= count {
+        return Err(Reply::error(
+            404,
+            format!("no nvdimm #{index}: the VM has {count} nvdimms, numbered from 0"),
+        ));
+    }
+    Ok(index)
+}
+
+fn vm_info(backend: &dyn Backend) -> Result<VmResponse, Reply> {
+    let info = backend.info();
+    let p = lock(backend)?;
+    Ok(VmResponse {
+        api_version: "v1".to_string(),
+        backend: info.backend,
+        state: info.state,
+        memory_bytes: info.memory_bytes,
+        cpus: info.cpus,
+        uptime_ms: info.uptime_ms,
+        capabilities: info.capabilities,
+        persistence_domain: p.config().persistence_domain.as_str().to_string(),
+        dimm_count: p.dimms().len(),
+    })
+}
+
+fn power_off(backend: &dyn Backend) -> Outcome {
+    backend
+        .power_off()
+        .map_err(|e| backend_failure("power-off failed: ", e))?;
+    Ok(Reply::ok(PowerOffResponse {
+        state: backend.info().state,
+    }))
+}
+
+fn summary(p: &NvdimmPlatform, index: usize, flush_counts: &[u64]) -> DimmSummary {
+    let dimm = &p.dimms()[index];
+    let poison = p.poison_ranges(index).unwrap_or_default();
+    DimmSummary {
+        index,
+        handle: dimm.handle(),
+        ndctl_id: dimm.config.identity.ndctl_id(),
+        path: dimm.config.path.display().to_string(),
+        size: dimm.config.size,
+        spa_base: dimm.placement.spa_base,
+        label_size: dimm.config.label_size,
+        readonly: dimm.config.readonly,
+        flush_hints: dimm.placement.flush_hints.len(),
+        health: HealthSummary::of(&dimm.smart()),
+        poison_ranges: poison.len(),
+        poison_bytes: poison.iter().map(|(_, len)| len).sum(),
+        flush_count: flush_counts.get(index).copied().unwrap_or(0),
+    }
+}
+
+fn poison_list(p: &NvdimmPlatform, index: usize) -> PoisonList {
+    let base = p.dimms()[index].placement.spa_base;
+    let ranges: Vec<PoisonRange> = p
+        .poison_ranges(index)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(offset, length)| PoisonRange {
+            offset,
+            length,
+            spa: base + offset,
+        })
+        .collect();
+    let total_bytes = ranges.iter().map(|r| r.length).sum();
+    PoisonList {
+        dimm: index,
+        ranges,
+        total_bytes,
+    }
+}
+
+/// A poison range resolved to one DIMM.
+struct Target {
+    dimm: usize,
+    offset: u64,
+    length: u64,
+    spa: u64,
+}
+
+/// Checks the addressing of a poison request and names the field that is wrong.
+fn resolve(
+    p: &NvdimmPlatform,
+    dimm: Option<usize>,
+    offset: Option<Bytes>,
+    spa: Option<Bytes>,
+    length: Bytes,
+) -> Result<Target, Reply> {
+    let length = length.0;
+    if length == 0 {
+        return Err(bad_request("length: must be at least 1 byte"));
+    }
+    let dimms = p.dimms();
+    match (dimm, offset, spa) {
+        (Some(index), Some(Bytes(offset)), None) => {
+            let d = dimms.get(index).ok_or_else(|| {
+                bad_request(format!(
+                    "dimm: no nvdimm #{index}; the VM has {} nvdimms, numbered from 0",
+                    dimms.len()
+                ))
+            })?;
+            let size = d.config.size;
+            if offset >= size {
+                return Err(bad_request(format!(
+                    "offset: {offset:#x} is beyond the end of nvdimm #{index}, whose media is {size:#x} bytes"
+                )));
+            }
+            if length > size - offset {
+                return Err(bad_request(format!(
+                    "length: {offset:#x} + {length:#x} runs past the end of nvdimm #{index}, whose media is {size:#x} bytes"
+                )));
+            }
+            Ok(Target {
+                dimm: index,
+                offset,
+                length,
+                spa: d.placement.spa_base + offset,
+            })
+        }
+        (None, None, Some(Bytes(spa))) => {
+            let Some((index, d)) = dimms
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.spa_range().contains(&spa))
+            else {
+                return Err(bad_request(format!(
+                    "spa: {spa:#x} is not inside any nvdimm window (windows: {})",
+                    windows(dimms)
+                )));
+            };
+            let end = d.spa_range().end;
+            if length > end - spa {
+                return Err(bad_request(format!(
+                    "length: {spa:#x} + {length:#x} runs past the end of nvdimm #{index}'s window at {end:#x}"
+                )));
+            }
+            Ok(Target {
+                dimm: index,
+                offset: spa - d.placement.spa_base,
+                length,
+                spa,
+            })
+        }
+        (Some(_), None, None) => Err(bad_request("offset: required with dimm")),
+        (None, Some(_), None) => Err(bad_request("dimm: required with offset")),
+        (None, None, None) => Err(bad_request("give either dimm and offset, or spa")),
+        _ => Err(bad_request(
+            "spa: give either dimm and offset, or spa, not both",
+        )),
+    }
+}
+
+fn windows(dimms: &[Dimm]) -> String {
+    let list: Vec<String> = dimms
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            format!(
+                "#{i} [{:#x}, {:#x})",
+                d.spa_range().start,
+                d.spa_range().end
+            )
+        })
+        .collect();
+    list.join(", ")
+}
+
+fn model_failure(e: HostPoisonError) -> Reply {
+    match e {
+        HostPoisonError::Persist { .. } => Reply::error(500, e.to_string()),
+        other => bad_request(other.to_string()),
+    }
+}
+
+fn add_poison(backend: &dyn Backend, req: PoisonRequest) -> Outcome {
+    if req.machine_check == MachineCheckRequest::ActionOptional
+        && !backend.info().capabilities.action_optional_machine_check
+    {
+        return Err(Reply::error(
+            501,
+            format!(
+                "machine_check: the {} backend cannot deliver action-optional machine checks; \
+                 use \"none\" (with notify: true the guest still learns of the error)",
+                backend.info().backend
+            ),
+        ));
+    }
+    let t = {
+        let mut p = lock(backend)?;
+        let t = resolve(&p, req.dimm, req.offset, req.spa, req.length)?;
+        p.add_poison(t.dimm, t.offset, t.length)
+            .map_err(model_failure)?;
+        p.log_event(EventKind::PoisonAdded {
+            dimm: t.dimm,
+            offset: t.offset,
+            length: t.length,
+        });
+        if req.notify {
+            p.notify_new_errors();
+        }
+        t
+    };
+    let recorded = "the poison was recorded, but ";
+    backend
+        .poison_changed(t.dimm)
+        .map_err(|e| backend_failure(recorded, e))?;
+    if req.notify {
+        backend
+            .raise_notifications()
+            .map_err(|e| backend_failure(recorded, e))?;
+    }
+    if req.machine_check == MachineCheckRequest::ActionOptional {
+        backend
+            .machine_check(t.spa, MachineCheckKind::ActionOptional)
+            .map_err(|e| backend_failure(recorded, e))?;
+    }
+    Ok(Reply::ok(PoisonAdded {
+        dimm: t.dimm,
+        offset: t.offset,
+        length: t.length,
+        spa: t.spa,
+        notified: req.notify,
+        machine_check: req.machine_check,
+    }))
+}
+
+fn clear_poison(backend: &dyn Backend, req: ClearPoisonRequest) -> Outcome {
+    let (t, cleared) = {
+        let mut p = lock(backend)?;
+        let t = resolve(&p, req.dimm, req.offset, req.spa, req.length)?;
+        let cleared = p
+            .clear_poison(t.dimm, t.offset, t.length)
+            .map_err(model_failure)?;
+        if cleared > 0 {
+            p.log_event(EventKind::PoisonCleared {
+                dimm: t.dimm,
+                offset: t.offset,
+                length: t.length,
+            });
+        }
+        (t, cleared)
+    };
+    if cleared > 0 {
+        backend
+            .poison_changed(t.dimm)
+            .map_err(|e| backend_failure("the poison was cleared, but ", e))?;
+    }
+    Ok(Reply::ok(PoisonCleared {
+        dimm: t.dimm,
+        offset: t.offset,
+        length: t.length,
+        spa: t.spa,
+        cleared_bytes: cleared,
+    }))
+}
+
+fn health_response(dimm: &Dimm, index: usize, notified: Option<bool>) -> HealthResponse {
+    HealthResponse {
+        dimm: index,
+        smart: dimm.smart(),
+        host: dimm.state.health.clone(),
+        thresholds: dimm.state.thresholds,
+        injection: dimm.state.injection,
+        notified,
+    }
+}
+
+/// Applies `change` to copies of the DIMM's host SMART values and thresholds (it
+/// returns which of the two it changed, or a 400 for an empty update), then sets them.
+fn set_health(
+    backend: &dyn Backend,
+    req: &Request<'_>,
+    change: impl FnOnce(&mut SmartHealth, &mut SmartThresholds) -> Result<(bool, bool), Reply>,
+) -> Outcome {
+    let (reply, notified) = {
+        let mut p = lock(backend)?;
+        let i = path_index(req, &p)?;
+        let mut health = p.dimms()[i].state.health.clone();
+        let mut thresholds = p.dimms()[i].state.thresholds;
+        let (health_changed, thresholds_changed) = change(&mut health, &mut thresholds)?;
+        let result = p.set_dimm_health(
+            i,
+            health_changed.then_some(health),
+            thresholds_changed.then_some(thresholds),
+        );
+        let change = result.map_err(|e| match e {
+            HostHealthError::NoSuchDimm { .. } => Reply::error(404, e.to_string()),
+            HostHealthError::Invalid { .. } => bad_request(e.to_string()),
+            HostHealthError::Dimm { .. } => Reply::error(500, e.to_string()),
+        })?;
+        (
+            health_response(&p.dimms()[i], i, Some(change.notified)),
+            change.notified,
+        )
+    };
+    if notified {
+        backend.raise_notifications().map_err(|e| {
+            backend_failure(
+                "the health was changed, but raising its notification failed: ",
+                e,
+            )
+        })?;
+    }
+    Ok(Reply::ok(reply))
+}
+
+fn apply_health_update(
+    u: &HealthUpdate,
+    h: &mut SmartHealth,
+    t: &mut SmartThresholds,
+) -> Result<(bool, bool), Reply> {
+    let mut flags = 0;
+    let mut set = |bit: u32| flags |= bit;
+    if let Some(v) = u.state {
+        h.state = v;
+        set(valid::HEALTH);
+    }
+    if let Some(v) = u.spares_percent {
+        h.spares_percent = v;
+        set(valid::SPARES);
+    }
+    if let Some(v) = u.life_used_percent {
+        h.life_used_percent = v;
+        set(valid::LIFE_USED);
+    }
+    if let Some(v) = &u.alarm_trips {
+        v.apply(&mut h.alarm_trips);
+        set(valid::ALARM_TRIPS);
+    }
+    if let Some(v) = u.media_temperature {
+        h.media_temperature = v;
+        set(valid::MEDIA_TEMPERATURE);
+    }
+    if let Some(v) = u.controller_temperature {
+        h.controller_temperature = v;
+        set(valid::CONTROLLER_TEMPERATURE);
+    }
+    if let Some(v) = u.pmic_temperature {
+        h.pmic_temperature = v;
+        set(valid::PMIC_TEMPERATURE);
+    }
+    if let Some(v) = u.unsafe_shutdown_count {
+        h.unsafe_shutdown_count = v;
+        set(valid::SHUTDOWN_COUNT);
+    }
+    if let Some(v) = u.last_shutdown_state {
+        h.last_shutdown_state = v;
+        set(valid::LAST_SHUTDOWN_STATE);
+    }
+    if let Some(v) = u.ait_dram_status {
+        h.ait_dram_status = v;
+        set(valid::AIT_DRAM_STATUS);
+    }
+    if let Some(v) = &u.vendor_data {
+        h.vendor_data = v.clone();
+        set(valid::VENDOR_DATA);
+    }
+    let fields_set = flags != 0;
+    match u.valid {
+        Some(v) => h.valid = v,
+        None => h.valid |= flags,
+    }
+    let health_changed = fields_set || u.valid.is_some();
+    let thresholds_changed = match &u.thresholds {
+        Some(tu) => {
+            if let Some(a) = &tu.alarm_control {
+                a.apply(&mut t.alarm_control);
+            }
+            if let Some(v) = tu.spares_percent {
+                t.spares_percent = v;
+            }
+            if let Some(v) = tu.media_temperature {
+                t.media_temperature = v;
+            }
+            if let Some(v) = tu.controller_temperature {
+                t.controller_temperature = v;
+            }
+            tu.alarm_control.is_some_and(|a| !a.is_empty())
+                || tu.spares_percent.is_some()
+                || tu.media_temperature.is_some()
+                || tu.controller_temperature.is_some()
+        }
+        None => false,
+    };
+    if !health_changed && !thresholds_changed {
+        return Err(bad_request(
+            "the body names no field to change (see docs/api.md for the health fields)",
+        ));
+    }
+    Ok((health_changed, thresholds_changed))
+}
+
+fn apply_shutdown_update(
+    u: &ShutdownStateUpdate,
+    h: &mut SmartHealth,
+) -> Result<(bool, bool), Reply> {
+    if u.dirty_shutdown_count.is_none() && u.last_shutdown_state.is_none() {
+        return Err(bad_request(
+            "give dirty_shutdown_count, last_shutdown_state or both",
+        ));
+    }
+    if let Some(v) = u.dirty_shutdown_count {
+        h.unsafe_shutdown_count = v;
+        h.valid |= valid::SHUTDOWN_COUNT;
+    }
+    if let Some(v) = u.last_shutdown_state {
+        h.last_shutdown_state = v;
+        h.valid |= valid::LAST_SHUTDOWN_STATE;
+    }
+    Ok((true, false))
+}
+
+fn ars_response(p: &NvdimmPlatform) -> ArsResponse {
+    ArsResponse {
+        rate_bytes_per_sec: p.ars_rate(),
+        running: p.ars_running(),
+    }
+}
+
+fn events_since(query: &str) -> Result<u64, Reply> {
+    let mut since = 0;
+    for pair in query.split('&').filter(|s| !s.is_empty()) {
+        match pair.split_once('=') {
+            Some(("since", v)) => {
+                since = v.parse().map_err(|_| {
+                    bad_request(format!(
+                        "since: `{v}` is not a non-negative integer sequence number"
+                    ))
+                })?;
+            }
+            _ => {
+                return Err(bad_request(format!(
+                    "unknown query parameter `{pair}`; /events takes since=N"
+                )))
+            }
+        }
+    }
+    Ok(since)
+}

@@ -1,0 +1,22 @@
+//! vnvdimm's control API: HTTP/1.1 with JSON bodies over a Unix socket (the
+//! `--api-socket` of `vnvdimm run`), in the style of firecracker and cloud-hypervisor.
+//! Every path starts with `/api/v1`; docs/api.md and docs/api.yaml describe them.
+//!
+//! - [`backend::Backend`]: what a VMM backend (KVM, QEMU TCG) implements.
+//! - [`ApiServer::start`]: serves a backend on a socket, on its own thread.
+//! - [`client::ApiClient`]: a blocking client (used by `vnvdimm ctl`).
+//! - [`routes::ROUTES`]: the paths and methods answered.
+//! - `fake::FakeBackend` (feature `fake`): a backend for tests.
+
+pub mod backend;
+pub mod client;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+pub mod handlers;
+pub mod routes;
+pub mod server;
+pub mod types;
+
+pub use backend::{Backend, BackendError, Capabilities, VmInfo, VmState};
+pub use client::{ApiClient, ApiResponse, ClientError};
+pub use server::{ApiError, ApiServer, ApiServerHandle};
