@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-use crate::{acpi_dump, demo};
+use crate::{acpi_dump, demo, run as run_cmd, selftest};
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -29,6 +29,10 @@ pub enum Command {
     Acpi(AcpiCommand),
     /// Boot Debian's 6.1 kernel under QEMU TCG on the default two NVDIMMs and show what ndctl sees.
     Demo(demo::DemoArgs),
+    /// Run a guest (Linux) on virtual NVDIMMs. Exit status: the guest's outcome (docs/running.md).
+    Run(run_cmd::RunArgs),
+    /// Run the bare-metal firmware checks under KVM on this host and report each.
+    Selftest(selftest::SelftestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,11 +79,13 @@ where
         }
     };
     let result = match cli.command {
-        Command::Acpi(AcpiCommand::Dump(args)) => acpi_dump::run(&args, out),
-        Command::Demo(args) => demo::run(&args, out),
+        Command::Acpi(AcpiCommand::Dump(args)) => acpi_dump::run(&args, out).map(|()| EXIT_OK),
+        Command::Demo(args) => demo::run(&args, out).map(|()| EXIT_OK),
+        Command::Run(args) => run_cmd::run(&args, out, err),
+        Command::Selftest(args) => selftest::run(&args, out),
     };
     match result {
-        Ok(()) => EXIT_OK,
+        Ok(code) => code,
         Err(failure) => {
             let _ = writeln!(err, "error: {}", failure.message);
             if failure.usage {

@@ -3,3 +3,5 @@
 pub mod acpi_dump;
 pub mod cli;
 pub mod demo;
+pub mod run;
+pub mod selftest;
