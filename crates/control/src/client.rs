@@ -60,10 +60,7 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        ApiClient {
-            socket: socket.into(),
-            timeout: Duration::from_secs(30),
-        }
+        ApiClient { socket: socket.into(), timeout: Duration::from_secs(30) }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -102,14 +99,9 @@ impl ApiClient {
             Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Encode(e.to_string()))?,
             None => Vec::new(),
         };
-        let mut head = format!(
-            "{method} {API_PREFIX}{path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-        );
+        let mut head = format!("{method} {API_PREFIX}{path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         if !body.is_empty() {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
         let mut raw = head.into_bytes();
@@ -118,8 +110,7 @@ impl ApiClient {
         let body = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
-            serde_json::from_slice(&body)
-                .map_err(|e| ClientError::BadResponse(format!("body: {e}")))?
+            serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse(format!("body: {e}")))?
         };
         Ok(ApiResponse { status, body })
     }
@@ -127,37 +118,20 @@ impl ApiClient {
     /// Sends `request` as is (for tests of malformed input) and returns the status and body.
     pub fn raw(&self, request: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
         let mut stream = self.connect()?;
-        let io_err = |source| ClientError::Io {
-            path: self.socket.clone(),
-            source,
-        };
-        stream
-            .set_read_timeout(Some(self.timeout))
-            .map_err(io_err)?;
-        stream
-            .set_write_timeout(Some(self.timeout))
-            .map_err(io_err)?;
+        let io_err = |source| ClientError::Io { path: self.socket.clone(), source };
+        stream.set_read_timeout(Some(self.timeout)).map_err(io_err)?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(io_err)?;
         stream.write_all(request).map_err(io_err)?;
         let mut answer = Vec::new();
-        stream
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut answer)
-            .map_err(io_err)?;
+        stream.take(MAX_RESPONSE).read_to_end(&mut answer).map_err(io_err)?;
         parse_response(&answer)
     }
 
     fn connect(&self) -> Result<UnixStream, ClientError> {
         UnixStream::connect(&self.socket).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => ClientError::NoSocket {
-                path: self.socket.clone(),
-            },
-            io::ErrorKind::ConnectionRefused => ClientError::NotListening {
-                path: self.socket.clone(),
-            },
-            _ => ClientError::Io {
-                path: self.socket.clone(),
-                source,
-            },
+            io::ErrorKind::NotFound => ClientError::NoSocket { path: self.socket.clone() },
+            io::ErrorKind::ConnectionRefused => ClientError::NotListening { path: self.socket.clone() },
+            _ => ClientError::Io { path: self.socket.clone(), source },
         })
     }
 }
@@ -166,10 +140,8 @@ impl ApiClient {
 /// chunked, or up to the end).
 fn parse_response(answer: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
     let bad = |what: &str| ClientError::BadResponse(what.to_string());
-    let head_end = find(answer, b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers (connection closed early?)"))?;
-    let head =
-        std::str::from_utf8(&answer[..head_end]).map_err(|_| bad("headers are not UTF-8"))?;
+    let head_end = find(answer, b"\r\n\r\n").ok_or_else(|| bad("no end of headers (connection closed early?)"))?;
+    let head = std::str::from_utf8(&answer[..head_end]).map_err(|_| bad("headers are not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or("");
     let status = status_line
@@ -185,14 +157,8 @@ fn parse_response(answer: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            length = Some(
-                value
-                    .parse::<usize>()
-                    .map_err(|_| bad("Content-Length is not a number"))?,
-            );
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            && value.eq_ignore_ascii_case("chunked")
-        {
+            length = Some(value.parse::<usize>().map_err(|_| bad("Content-Length is not a number"))?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
             chunked = true;
         }
     }
@@ -245,15 +211,8 @@ mod tests {
 
     #[test]
     fn refuses_broken_answers() {
-        for r in [
-            &b"HTTP/1.1 200 OK\r\n"[..],
-            b"garbage\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}",
-        ] {
-            assert!(
-                matches!(parse_response(r), Err(ClientError::BadResponse(_))),
-                "{r:?}"
-            );
+        for r in [&b"HTTP/1.1 200 OK\r\n"[..], b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}"] {
+            assert!(matches!(parse_response(r), Err(ClientError::BadResponse(_))), "{r:?}");
         }
     }
 

@@ -46,10 +46,7 @@ impl FakeBackend {
             platform: Mutex::new(platform),
             state: Mutex::new(FakeState {
                 vm_state: VmState::Running,
-                capabilities: Capabilities {
-                    action_optional_machine_check: true,
-                    action_required_machine_check: true,
-                },
+                capabilities: Capabilities { action_optional_machine_check: true, action_required_machine_check: true },
                 flush_counts: vec![0; dimms],
                 calls: Vec::new(),
                 fail_next: None,
@@ -61,10 +58,8 @@ impl FakeBackend {
     /// An ephemeral copy of the built-in default platform (two 1 GiB DIMMs at 4 GiB and 5 GiB).
     pub fn with_default_platform() -> Self {
         let config = PlatformConfig::default_in(Path::new("/nonexistent"));
-        let layout =
-            PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xC010_0000, 0xD0000, 0xC000_0000);
-        let platform =
-            NvdimmPlatform::ephemeral(config, layout).expect("the default platform is valid");
+        let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xC010_0000, 0xD0000, 0xC000_0000);
+        let platform = NvdimmPlatform::ephemeral(config, layout).expect("the default platform is valid");
         Self::new(platform)
     }
 
@@ -137,11 +132,7 @@ impl Backend for FakeBackend {
 
     fn machine_check(&self, gpa: u64, kind: MachineCheckKind) -> Result<(), BackendError> {
         self.record(Call::MachineCheck { gpa, kind })?;
-        self.lock_platform().log_event(EventKind::MachineCheck {
-            gpa,
-            kind,
-            delivered: true,
-        });
+        self.lock_platform().log_event(EventKind::MachineCheck { gpa, kind, delivered: true });
         Ok(())
     }
 
@@ -155,15 +146,11 @@ impl Backend for FakeBackend {
 
     fn power_off(&self) -> Result<(), BackendError> {
         if self.state().vm_state == VmState::Stopped {
-            return Err(BackendError::Conflict(
-                "the VM is already stopped".to_string(),
-            ));
+            return Err(BackendError::Conflict("the VM is already stopped".to_string()));
         }
         self.record(Call::PowerOff)?;
         self.state().vm_state = VmState::Stopped;
-        self.lock_platform().log_event(EventKind::PowerOff {
-            reason: "control API".to_string(),
-        });
+        self.lock_platform().log_event(EventKind::PowerOff { reason: "control API".to_string() });
         Ok(())
     }
 }

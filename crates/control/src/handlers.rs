@@ -30,21 +30,12 @@ pub struct Reply {
 impl Reply {
     pub fn ok(body: impl Serialize) -> Self {
         // Our response types always serialize; `Null` would only hide a bug, so say so.
-        let body = serde_json::to_value(body)
-            .unwrap_or_else(|e| json!({ "error": format!("internal: {e}") }));
-        Reply {
-            status: 200,
-            body,
-            allow: None,
-        }
+        let body = serde_json::to_value(body).unwrap_or_else(|e| json!({ "error": format!("internal: {e}") }));
+        Reply { status: 200, body, allow: None }
     }
 
     pub fn error(status: u16, message: impl Into<String>) -> Self {
-        Reply {
-            status,
-            body: json!({ "error": message.into() }),
-            allow: None,
-        }
+        Reply { status, body: json!({ "error": message.into() }), allow: None }
     }
 }
 
@@ -81,10 +72,7 @@ pub fn handle(backend: &dyn Backend, req: &Request<'_>) -> Reply {
 
 fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
     use Endpoint::*;
-    let takes_body = matches!(
-        req.endpoint,
-        AddPoison | ClearPoison | SetHealth | SetShutdownState | SetArs
-    );
+    let takes_body = matches!(req.endpoint, AddPoison | ClearPoison | SetHealth | SetShutdownState | SetArs);
     if !takes_body && !req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(bad_request("this endpoint takes no request body"));
     }
@@ -97,9 +85,7 @@ fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
         ListDimms => {
             let counts = backend.flush_counts();
             let p = lock(backend)?;
-            let dimms = (0..p.dimms().len())
-                .map(|i| summary(&p, i, &counts))
-                .collect();
+            let dimms = (0..p.dimms().len()).map(|i| summary(&p, i, &counts)).collect();
             Ok(Reply::ok(DimmsResponse { dimms }))
         }
         GetDimm => {
@@ -132,8 +118,7 @@ fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
         SetArs => {
             let update: ArsUpdate = parse(req.body)?;
             let mut p = lock(backend)?;
-            p.set_ars_rate(update.rate_bytes_per_sec.0)
-                .map_err(|e| bad_request(format!("rate_bytes_per_sec: {e}")))?;
+            p.set_ars_rate(update.rate_bytes_per_sec.0).map_err(|e| bad_request(format!("rate_bytes_per_sec: {e}")))?;
             Ok(Reply::ok(ars_response(&p)))
         }
         GetEvents => {
@@ -148,34 +133,26 @@ fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
 fn lock(backend: &dyn Backend) -> Result<MutexGuard<'_, NvdimmPlatform>, Reply> {
     // A vCPU thread that panicked while holding the lock leaves the model in an unknown
     // state; refuse rather than report or change it.
-    backend.platform().lock().map_err(|_| {
-        Reply::error(
-            500,
-            "the device model is unusable: a VMM thread panicked while changing it",
-        )
-    })
+    backend
+        .platform()
+        .lock()
+        .map_err(|_| Reply::error(500, "the device model is unusable: a VMM thread panicked while changing it"))
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(bad_request(
-            "request body missing: this endpoint takes a JSON object (see docs/api.md)",
-        ));
+        return Err(bad_request("request body missing: this endpoint takes a JSON object (see docs/api.md)"));
     }
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid request body: {e}")))
 }
 
 fn path_index(req: &Request<'_>, p: &NvdimmPlatform) -> Result<usize, Reply> {
     let raw = req.index.unwrap_or("");
-    let index: usize = raw
-        .parse()
-        .map_err(|_| bad_request(format!("DIMM index `{raw}` is not a non-negative integer")))?;
+    let index: usize =
+        raw.parse().map_err(|_| bad_request(format!("DIMM index `{raw}` is not a non-negative integer")))?;
     let count = p.dimms().len();
     if index >= count {
-        return Err(Reply::error(
-            404,
-            format!("no nvdimm #{index}: the VM has {count} nvdimms, numbered from 0"),
-        ));
+        return Err(Reply::error(404, format!("no nvdimm #{index}: the VM has {count} nvdimms, numbered from 0")));
     }
     Ok(index)
 }
@@ -197,12 +174,8 @@ fn vm_info(backend: &dyn Backend) -> Result<VmResponse, Reply> {
 }
 
 fn power_off(backend: &dyn Backend) -> Outcome {
-    backend
-        .power_off()
-        .map_err(|e| backend_failure("power-off failed: ", e))?;
-    Ok(Reply::ok(PowerOffResponse {
-        state: backend.info().state,
-    }))
+    backend.power_off().map_err(|e| backend_failure("power-off failed: ", e))?;
+    Ok(Reply::ok(PowerOffResponse { state: backend.info().state }))
 }
 
 fn summary(p: &NvdimmPlatform, index: usize, flush_counts: &[u64]) -> DimmSummary {
@@ -231,18 +204,10 @@ fn poison_list(p: &NvdimmPlatform, index: usize) -> PoisonList {
         .poison_ranges(index)
         .unwrap_or_default()
         .into_iter()
-        .map(|(offset, length)| PoisonRange {
-            offset,
-            length,
-            spa: base + offset,
-        })
+        .map(|(offset, length)| PoisonRange { offset, length, spa: base + offset })
         .collect();
     let total_bytes = ranges.iter().map(|r| r.length).sum();
-    PoisonList {
-        dimm: index,
-        ranges,
-        total_bytes,
-    }
+    PoisonList { dimm: index, ranges, total_bytes }
 }
 
 /// A poison range resolved to one DIMM.
@@ -269,10 +234,7 @@ fn resolve(
     match (dimm, offset, spa) {
         (Some(index), Some(Bytes(offset)), None) => {
             let d = dimms.get(index).ok_or_else(|| {
-                bad_request(format!(
-                    "dimm: no nvdimm #{index}; the VM has {} nvdimms, numbered from 0",
-                    dimms.len()
-                ))
+                bad_request(format!("dimm: no nvdimm #{index}; the VM has {} nvdimms, numbered from 0", dimms.len()))
             })?;
             let size = d.config.size;
             if offset >= size {
@@ -285,19 +247,10 @@ fn resolve(
                     "length: {offset:#x} + {length:#x} runs past the end of nvdimm #{index}, whose media is {size:#x} bytes"
                 )));
             }
-            Ok(Target {
-                dimm: index,
-                offset,
-                length,
-                spa: d.placement.spa_base + offset,
-            })
+            Ok(Target { dimm: index, offset, length, spa: d.placement.spa_base + offset })
         }
         (None, None, Some(Bytes(spa))) => {
-            let Some((index, d)) = dimms
-                .iter()
-                .enumerate()
-                .find(|(_, d)| d.spa_range().contains(&spa))
-            else {
+            let Some((index, d)) = dimms.iter().enumerate().find(|(_, d)| d.spa_range().contains(&spa)) else {
                 return Err(bad_request(format!(
                     "spa: {spa:#x} is not inside any nvdimm window (windows: {})",
                     windows(dimms)
@@ -309,19 +262,12 @@ fn resolve(
                     "length: {spa:#x} + {length:#x} runs past the end of nvdimm #{index}'s window at {end:#x}"
                 )));
             }
-            Ok(Target {
-                dimm: index,
-                offset: spa - d.placement.spa_base,
-                length,
-                spa,
-            })
+            Ok(Target { dimm: index, offset: spa - d.placement.spa_base, length, spa })
         }
         (Some(_), None, None) => Err(bad_request("offset: required with dimm")),
         (None, Some(_), None) => Err(bad_request("dimm: required with offset")),
         (None, None, None) => Err(bad_request("give either dimm and offset, or spa")),
-        _ => Err(bad_request(
-            "spa: give either dimm and offset, or spa, not both",
-        )),
+        _ => Err(bad_request("spa: give either dimm and offset, or spa, not both")),
     }
 }
 
@@ -329,13 +275,7 @@ fn windows(dimms: &[Dimm]) -> String {
     let list: Vec<String> = dimms
         .iter()
         .enumerate()
-        .map(|(i, d)| {
-            format!(
-                "#{i} [{:#x}, {:#x})",
-                d.spa_range().start,
-                d.spa_range().end
-            )
-        })
+        .map(|(i, d)| format!("#{i} [{:#x}, {:#x})", d.spa_range().start, d.spa_range().end))
         .collect();
     list.join(", ")
 }
@@ -363,31 +303,20 @@ fn add_poison(backend: &dyn Backend, req: PoisonRequest) -> Outcome {
     let t = {
         let mut p = lock(backend)?;
         let t = resolve(&p, req.dimm, req.offset, req.spa, req.length)?;
-        p.add_poison(t.dimm, t.offset, t.length)
-            .map_err(model_failure)?;
-        p.log_event(EventKind::PoisonAdded {
-            dimm: t.dimm,
-            offset: t.offset,
-            length: t.length,
-        });
+        p.add_poison(t.dimm, t.offset, t.length).map_err(model_failure)?;
+        p.log_event(EventKind::PoisonAdded { dimm: t.dimm, offset: t.offset, length: t.length });
         if req.notify {
             p.notify_new_errors();
         }
         t
     };
     let recorded = "the poison was recorded, but ";
-    backend
-        .poison_changed(t.dimm)
-        .map_err(|e| backend_failure(recorded, e))?;
+    backend.poison_changed(t.dimm).map_err(|e| backend_failure(recorded, e))?;
     if req.notify {
-        backend
-            .raise_notifications()
-            .map_err(|e| backend_failure(recorded, e))?;
+        backend.raise_notifications().map_err(|e| backend_failure(recorded, e))?;
     }
     if req.machine_check == MachineCheckRequest::ActionOptional {
-        backend
-            .machine_check(t.spa, MachineCheckKind::ActionOptional)
-            .map_err(|e| backend_failure(recorded, e))?;
+        backend.machine_check(t.spa, MachineCheckKind::ActionOptional).map_err(|e| backend_failure(recorded, e))?;
     }
     Ok(Reply::ok(PoisonAdded {
         dimm: t.dimm,
@@ -403,22 +332,14 @@ fn clear_poison(backend: &dyn Backend, req: ClearPoisonRequest) -> Outcome {
     let (t, cleared) = {
         let mut p = lock(backend)?;
         let t = resolve(&p, req.dimm, req.offset, req.spa, req.length)?;
-        let cleared = p
-            .clear_poison(t.dimm, t.offset, t.length)
-            .map_err(model_failure)?;
+        let cleared = p.clear_poison(t.dimm, t.offset, t.length).map_err(model_failure)?;
         if cleared > 0 {
-            p.log_event(EventKind::PoisonCleared {
-                dimm: t.dimm,
-                offset: t.offset,
-                length: t.length,
-            });
+            p.log_event(EventKind::PoisonCleared { dimm: t.dimm, offset: t.offset, length: t.length });
         }
         (t, cleared)
     };
     if cleared > 0 {
-        backend
-            .poison_changed(t.dimm)
-            .map_err(|e| backend_failure("the poison was cleared, but ", e))?;
+        backend.poison_changed(t.dimm).map_err(|e| backend_failure("the poison was cleared, but ", e))?;
     }
     Ok(Reply::ok(PoisonCleared {
         dimm: t.dimm,
@@ -453,37 +374,23 @@ fn set_health(
         let mut health = p.dimms()[i].state.health.clone();
         let mut thresholds = p.dimms()[i].state.thresholds;
         let (health_changed, thresholds_changed) = change(&mut health, &mut thresholds)?;
-        let result = p.set_dimm_health(
-            i,
-            health_changed.then_some(health),
-            thresholds_changed.then_some(thresholds),
-        );
+        let result = p.set_dimm_health(i, health_changed.then_some(health), thresholds_changed.then_some(thresholds));
         let change = result.map_err(|e| match e {
             HostHealthError::NoSuchDimm { .. } => Reply::error(404, e.to_string()),
             HostHealthError::Invalid { .. } => bad_request(e.to_string()),
             HostHealthError::Dimm { .. } => Reply::error(500, e.to_string()),
         })?;
-        (
-            health_response(&p.dimms()[i], i, Some(change.notified)),
-            change.notified,
-        )
+        (health_response(&p.dimms()[i], i, Some(change.notified)), change.notified)
     };
     if notified {
-        backend.raise_notifications().map_err(|e| {
-            backend_failure(
-                "the health was changed, but raising its notification failed: ",
-                e,
-            )
-        })?;
+        backend
+            .raise_notifications()
+            .map_err(|e| backend_failure("the health was changed, but raising its notification failed: ", e))?;
     }
     Ok(Reply::ok(reply))
 }
 
-fn apply_health_update(
-    u: &HealthUpdate,
-    h: &mut SmartHealth,
-    t: &mut SmartThresholds,
-) -> Result<(bool, bool), Reply> {
+fn apply_health_update(u: &HealthUpdate, h: &mut SmartHealth, t: &mut SmartThresholds) -> Result<(bool, bool), Reply> {
     let mut flags = 0;
     let mut set = |bit: u32| flags |= bit;
     if let Some(v) = u.state {
@@ -558,21 +465,14 @@ fn apply_health_update(
         None => false,
     };
     if !health_changed && !thresholds_changed {
-        return Err(bad_request(
-            "the body names no field to change (see docs/api.md for the health fields)",
-        ));
+        return Err(bad_request("the body names no field to change (see docs/api.md for the health fields)"));
     }
     Ok((health_changed, thresholds_changed))
 }
 
-fn apply_shutdown_update(
-    u: &ShutdownStateUpdate,
-    h: &mut SmartHealth,
-) -> Result<(bool, bool), Reply> {
+fn apply_shutdown_update(u: &ShutdownStateUpdate, h: &mut SmartHealth) -> Result<(bool, bool), Reply> {
     if u.dirty_shutdown_count.is_none() && u.last_shutdown_state.is_none() {
-        return Err(bad_request(
-            "give dirty_shutdown_count, last_shutdown_state or both",
-        ));
+        return Err(bad_request("give dirty_shutdown_count, last_shutdown_state or both"));
     }
     if let Some(v) = u.dirty_shutdown_count {
         h.unsafe_shutdown_count = v;
@@ -586,10 +486,7 @@ fn apply_shutdown_update(
 }
 
 fn ars_response(p: &NvdimmPlatform) -> ArsResponse {
-    ArsResponse {
-        rate_bytes_per_sec: p.ars_rate(),
-        running: p.ars_running(),
-    }
+    ArsResponse { rate_bytes_per_sec: p.ars_rate(), running: p.ars_running() }
 }
 
 fn events_since(query: &str) -> Result<u64, Reply> {
@@ -597,17 +494,11 @@ fn events_since(query: &str) -> Result<u64, Reply> {
     for pair in query.split('&').filter(|s| !s.is_empty()) {
         match pair.split_once('=') {
             Some(("since", v)) => {
-                since = v.parse().map_err(|_| {
-                    bad_request(format!(
-                        "since: `{v}` is not a non-negative integer sequence number"
-                    ))
-                })?;
+                since = v
+                    .parse()
+                    .map_err(|_| bad_request(format!("since: `{v}` is not a non-negative integer sequence number")))?;
             }
-            _ => {
-                return Err(bad_request(format!(
-                    "unknown query parameter `{pair}`; /events takes since=N"
-                )))
-            }
+            _ => return Err(bad_request(format!("unknown query parameter `{pair}`; /events takes since=N"))),
         }
     }
     Ok(since)

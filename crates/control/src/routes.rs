@@ -29,71 +29,19 @@ pub struct Route {
 }
 
 pub const ROUTES: &[Route] = &[
-    Route {
-        method: "GET",
-        path: "/vm",
-        endpoint: Endpoint::GetVm,
-    },
-    Route {
-        method: "PUT",
-        path: "/vm/power-off",
-        endpoint: Endpoint::PowerOff,
-    },
-    Route {
-        method: "GET",
-        path: "/dimms",
-        endpoint: Endpoint::ListDimms,
-    },
-    Route {
-        method: "GET",
-        path: "/dimms/{index}",
-        endpoint: Endpoint::GetDimm,
-    },
-    Route {
-        method: "GET",
-        path: "/dimms/{index}/poison",
-        endpoint: Endpoint::ListPoison,
-    },
-    Route {
-        method: "GET",
-        path: "/dimms/{index}/health",
-        endpoint: Endpoint::GetHealth,
-    },
-    Route {
-        method: "PUT",
-        path: "/dimms/{index}/health",
-        endpoint: Endpoint::SetHealth,
-    },
-    Route {
-        method: "PUT",
-        path: "/dimms/{index}/shutdown-state",
-        endpoint: Endpoint::SetShutdownState,
-    },
-    Route {
-        method: "POST",
-        path: "/poison",
-        endpoint: Endpoint::AddPoison,
-    },
-    Route {
-        method: "DELETE",
-        path: "/poison",
-        endpoint: Endpoint::ClearPoison,
-    },
-    Route {
-        method: "GET",
-        path: "/ars",
-        endpoint: Endpoint::GetArs,
-    },
-    Route {
-        method: "PUT",
-        path: "/ars",
-        endpoint: Endpoint::SetArs,
-    },
-    Route {
-        method: "GET",
-        path: "/events",
-        endpoint: Endpoint::GetEvents,
-    },
+    Route { method: "GET", path: "/vm", endpoint: Endpoint::GetVm },
+    Route { method: "PUT", path: "/vm/power-off", endpoint: Endpoint::PowerOff },
+    Route { method: "GET", path: "/dimms", endpoint: Endpoint::ListDimms },
+    Route { method: "GET", path: "/dimms/{index}", endpoint: Endpoint::GetDimm },
+    Route { method: "GET", path: "/dimms/{index}/poison", endpoint: Endpoint::ListPoison },
+    Route { method: "GET", path: "/dimms/{index}/health", endpoint: Endpoint::GetHealth },
+    Route { method: "PUT", path: "/dimms/{index}/health", endpoint: Endpoint::SetHealth },
+    Route { method: "PUT", path: "/dimms/{index}/shutdown-state", endpoint: Endpoint::SetShutdownState },
+    Route { method: "POST", path: "/poison", endpoint: Endpoint::AddPoison },
+    Route { method: "DELETE", path: "/poison", endpoint: Endpoint::ClearPoison },
+    Route { method: "GET", path: "/ars", endpoint: Endpoint::GetArs },
+    Route { method: "PUT", path: "/ars", endpoint: Endpoint::SetArs },
+    Route { method: "GET", path: "/events", endpoint: Endpoint::GetEvents },
 ];
 
 /// The outcome of looking a request up in [`ROUTES`].
@@ -119,10 +67,7 @@ pub fn lookup<'a>(method: &str, path: &'a str) -> Lookup<'a> {
             continue;
         };
         if route.method == method {
-            return Lookup::Found {
-                endpoint: route.endpoint,
-                index,
-            };
+            return Lookup::Found { endpoint: route.endpoint, index };
         }
         allow.push(route.method);
     }
@@ -154,56 +99,20 @@ mod tests {
 
     #[test]
     fn finds_routes_and_captures_the_index() {
-        assert_eq!(
-            lookup("GET", "/vm"),
-            Lookup::Found {
-                endpoint: Endpoint::GetVm,
-                index: None
-            }
-        );
-        assert_eq!(
-            lookup("PUT", "/dimms/3/health"),
-            Lookup::Found {
-                endpoint: Endpoint::SetHealth,
-                index: Some("3")
-            }
-        );
-        assert_eq!(
-            lookup("GET", "/dimms/x"),
-            Lookup::Found {
-                endpoint: Endpoint::GetDimm,
-                index: Some("x")
-            }
-        );
+        assert_eq!(lookup("GET", "/vm"), Lookup::Found { endpoint: Endpoint::GetVm, index: None });
+        assert_eq!(lookup("PUT", "/dimms/3/health"), Lookup::Found { endpoint: Endpoint::SetHealth, index: Some("3") });
+        assert_eq!(lookup("GET", "/dimms/x"), Lookup::Found { endpoint: Endpoint::GetDimm, index: Some("x") });
     }
 
     #[test]
     fn wrong_method_lists_the_allowed_ones() {
-        assert_eq!(
-            lookup("PATCH", "/dimms/0/health"),
-            Lookup::WrongMethod {
-                allow: vec!["GET", "PUT"]
-            }
-        );
-        assert_eq!(
-            lookup("GET", "/poison"),
-            Lookup::WrongMethod {
-                allow: vec!["POST", "DELETE"]
-            }
-        );
+        assert_eq!(lookup("PATCH", "/dimms/0/health"), Lookup::WrongMethod { allow: vec!["GET", "PUT"] });
+        assert_eq!(lookup("GET", "/poison"), Lookup::WrongMethod { allow: vec!["POST", "DELETE"] });
     }
 
     #[test]
     fn unknown_paths_are_not_found() {
-        for path in [
-            "/",
-            "",
-            "/vm/",
-            "/dimms//poison",
-            "/dimms/0/poison/1",
-            "/vmx",
-            "/dimms/",
-        ] {
+        for path in ["/", "", "/vm/", "/dimms//poison", "/dimms/0/poison/1", "/vmx", "/dimms/"] {
             assert_eq!(lookup("GET", path), Lookup::NotFound, "{path}");
         }
     }

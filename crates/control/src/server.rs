@@ -46,16 +46,11 @@ impl ApiServer {
     /// Listens on `socket_path` and answers requests on a new thread until the handle is
     /// dropped. A socket file left by a VMM that exited is replaced; a path that exists
     /// and is not a socket, or a socket someone still serves, is refused.
-    pub fn start(
-        socket_path: &Path,
-        backend: Arc<dyn Backend>,
-    ) -> Result<ApiServerHandle, ApiError> {
+    pub fn start(socket_path: &Path, backend: Arc<dyn Backend>) -> Result<ApiServerHandle, ApiError> {
         let path = socket_path.to_path_buf();
         prepare_path(&path)?;
-        let server = Server::http_unix(&path).map_err(|e| ApiError::Bind {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let server =
+            Server::http_unix(&path).map_err(|e| ApiError::Bind { path: path.clone(), message: e.to_string() })?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -65,12 +60,7 @@ impl ApiServer {
                 .spawn(move || serve(&server, backend.as_ref(), &stop))
                 .map_err(ApiError::Thread)?
         };
-        Ok(ApiServerHandle {
-            path,
-            server,
-            stop,
-            thread: Some(thread),
-        })
+        Ok(ApiServerHandle { path, server, stop, thread: Some(thread) })
     }
 }
 
@@ -103,27 +93,15 @@ fn prepare_path(path: &Path) -> Result<(), ApiError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(ApiError::Bind {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })
-        }
+        Err(e) => return Err(ApiError::Bind { path: path.to_path_buf(), message: e.to_string() }),
     };
     if !meta.file_type().is_socket() {
-        return Err(ApiError::NotASocket {
-            path: path.to_path_buf(),
-        });
+        return Err(ApiError::NotASocket { path: path.to_path_buf() });
     }
     if UnixStream::connect(path).is_ok() {
-        return Err(ApiError::InUse {
-            path: path.to_path_buf(),
-        });
+        return Err(ApiError::InUse { path: path.to_path_buf() });
     }
-    std::fs::remove_file(path).map_err(|source| ApiError::RemoveStale {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::remove_file(path).map_err(|source| ApiError::RemoveStale { path: path.to_path_buf(), source })
 }
 
 fn serve(server: &Server, backend: &dyn Backend, stop: &AtomicBool) {
@@ -158,16 +136,12 @@ fn answer(mut request: tiny_http::Request, backend: &dyn Backend) {
 }
 
 fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("static header names and ASCII values")
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header names and ASCII values")
 }
 
 fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
     if request.body_length().is_some_and(|len| len > MAX_BODY) {
-        return Err(Reply::error(
-            413,
-            format!("request body too large: at most {MAX_BODY} bytes"),
-        ));
+        return Err(Reply::error(413, format!("request body too large: at most {MAX_BODY} bytes")));
     }
     let mut body = Vec::new();
     request
@@ -176,10 +150,7 @@ fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
         .read_to_end(&mut body)
         .map_err(|e| Reply::error(400, format!("cannot read the request body: {e}")))?;
     if body.len() > MAX_BODY {
-        return Err(Reply::error(
-            413,
-            format!("request body too large: at most {MAX_BODY} bytes"),
-        ));
+        return Err(Reply::error(413, format!("request body too large: at most {MAX_BODY} bytes")));
     }
     Ok(body)
 }
@@ -191,27 +162,13 @@ pub fn route(method: &str, url: &str, body: &[u8], backend: &dyn Backend) -> Rep
         None => (url, None),
     };
     let Some(rest) = path.strip_prefix(API_PREFIX) else {
-        return Reply::error(
-            404,
-            format!("no such endpoint {path}: every path starts with {API_PREFIX}"),
-        );
+        return Reply::error(404, format!("no such endpoint {path}: every path starts with {API_PREFIX}"));
     };
     match lookup(method, rest) {
-        Lookup::Found { endpoint, index } => handlers::handle(
-            backend,
-            &Request {
-                endpoint,
-                index,
-                query,
-                body,
-            },
-        ),
+        Lookup::Found { endpoint, index } => handlers::handle(backend, &Request { endpoint, index, query, body }),
         Lookup::WrongMethod { allow } => {
             let allow = allow.join(", ");
-            let mut reply = Reply::error(
-                405,
-                format!("{path} does not take {method}; it takes {allow}"),
-            );
+            let mut reply = Reply::error(405, format!("{path} does not take {method}; it takes {allow}"));
             reply.allow = Some(allow);
             reply
         }

@@ -5,9 +5,7 @@
 use std::fmt;
 
 use nvdimm_model::config::parse_size;
-use nvdimm_model::health::{
-    Alarms, HealthState, SmartHealth, SmartInjection, SmartThresholds, Temperature,
-};
+use nvdimm_model::health::{Alarms, HealthState, SmartHealth, SmartInjection, SmartThresholds, Temperature};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -35,17 +33,13 @@ impl<'de> Deserialize<'de> for Bytes {
                 Ok(Bytes(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bytes, E> {
-                u64::try_from(v)
-                    .map(Bytes)
-                    .map_err(|_| E::custom(format!("{v} is negative")))
+                u64::try_from(v).map(Bytes).map_err(|_| E::custom(format!("{v} is negative")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Bytes, E> {
                 Err(E::custom(format!("{v} is not a whole number of bytes")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
-                parse_size(v.trim())
-                    .map(Bytes)
-                    .map_err(|e| E::custom(format!("\"{v}\": {e}")))
+                parse_size(v.trim()).map(Bytes).map_err(|e| E::custom(format!("\"{v}\": {e}")))
             }
         }
         deserializer.deserialize_any(BytesVisitor)
@@ -226,12 +220,7 @@ impl HealthSummary {
             life_used_percent: smart.life_used_percent,
             alarm_trips: smart.alarm_trips,
             unsafe_shutdown_count: smart.unsafe_shutdown_count,
-            last_shutdown: if smart.last_shutdown_state == 0 {
-                "clean"
-            } else {
-                "dirty"
-            }
-            .to_string(),
+            last_shutdown: if smart.last_shutdown_state == 0 { "clean" } else { "dirty" }.to_string(),
         }
     }
 }
