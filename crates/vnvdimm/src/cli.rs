@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-use crate::{acpi_dump, demo, run as run_cmd, selftest};
+use crate::{acpi_dump, ctl, demo, run as run_cmd, selftest};
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -33,6 +33,8 @@ pub enum Command {
     Run(run_cmd::RunArgs),
     /// Run the bare-metal firmware checks under KVM on this host and report each.
     Selftest(selftest::SelftestArgs),
+    /// Control a running VMM through its API socket (docs/api.md).
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +85,7 @@ where
         Command::Demo(args) => demo::run(&args, out).map(|()| EXIT_OK),
         Command::Run(args) => run_cmd::run(&args, out, err),
         Command::Selftest(args) => selftest::run(&args, out),
+        Command::Ctl(args) => ctl::run(&args, out, err),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub mod acpi_dump;
 pub mod cli;
+pub mod ctl;
 pub mod demo;
 pub mod run;
 pub mod selftest;
