@@ -95,8 +95,14 @@ impl FakeBackend {
         Ok(())
     }
 
-    fn lock_platform(&self) -> MutexGuard<'_, NvdimmPlatform> {
+    /// The platform, locked (to play the guest: `call_dsm`, ...).
+    pub fn platform_lock(&self) -> MutexGuard<'_, NvdimmPlatform> {
         self.platform.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the platform's configuration.
+    pub fn platform_config(&self) -> PlatformConfig {
+        self.platform_lock().config().clone()
     }
 }
 
@@ -121,7 +127,7 @@ impl Backend for FakeBackend {
         if let Some(e) = self.state().fail_next.take() {
             return Err(e);
         }
-        let mut platform = self.lock_platform();
+        let mut platform = self.platform_lock();
         let pending = platform.take_notifications();
         for n in &pending {
             platform.log_event(EventKind::Notify(*n));
@@ -132,7 +138,7 @@ impl Backend for FakeBackend {
 
     fn machine_check(&self, gpa: u64, kind: MachineCheckKind) -> Result<(), BackendError> {
         self.record(Call::MachineCheck { gpa, kind })?;
-        self.lock_platform().log_event(EventKind::MachineCheck { gpa, kind, delivered: true });
+        self.platform_lock().log_event(EventKind::MachineCheck { gpa, kind, delivered: true });
         Ok(())
     }
 
@@ -150,7 +156,7 @@ impl Backend for FakeBackend {
         }
         self.record(Call::PowerOff)?;
         self.state().vm_state = VmState::Stopped;
-        self.lock_platform().log_event(EventKind::PowerOff { reason: "control API".to_string() });
+        self.platform_lock().log_event(EventKind::PowerOff { reason: "control API".to_string() });
         Ok(())
     }
 }
