@@ -18,7 +18,7 @@
 //! // Also useful: caps.mce_banks, caps.nr_memslots (the limit for memslots::PoisonSlots).
 //! ```
 
-pub(crate) mod longmode;
+pub mod longmode;
 
 use std::fmt;
 use std::io;
@@ -57,7 +57,10 @@ pub enum KvmCheckError {
          CPU virtualization flags: {virt}): without VMX/SVM, KVM runs guests in its instruction emulator, \
          so Linux cannot boot under KVM here; use --backend tcg"
     )]
-    NoExceptionDelivery { outcome: ExceptionProbe, virt: CpuVirtualization },
+    NoExceptionDelivery {
+        outcome: ExceptionProbe,
+        virt: CpuVirtualization,
+    },
 }
 
 /// How far the probe program got.
@@ -83,11 +86,18 @@ impl fmt::Display for ExceptionProbe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExceptionProbe::Works => write!(f, "#UD and #BP delivered, iretq returned"),
-            ExceptionProbe::NotDelivered(e) => write!(f, "ud2 never reached its #UD handler, ended in {e}"),
-            ExceptionProbe::NoIret(e) => write!(f, "ud2 reached its #UD handler, but its iretq ended in {e}"),
+            ExceptionProbe::NotDelivered(e) => {
+                write!(f, "ud2 never reached its #UD handler, ended in {e}")
+            }
+            ExceptionProbe::NoIret(e) => {
+                write!(f, "ud2 reached its #UD handler, but its iretq ended in {e}")
+            }
             ExceptionProbe::NoInt3(e) => write!(f, "#UD and iretq worked, but int3 ended in {e}"),
             ExceptionProbe::NotRaised => write!(f, "ud2 did not fault"),
-            ExceptionProbe::NotInLongMode => write!(f, "the program never ran: the vCPU did not start in long mode"),
+            ExceptionProbe::NotInLongMode => write!(
+                f,
+                "the program never ran: the vCPU did not start in long mode"
+            ),
             ExceptionProbe::TimedOut => write!(f, "no answer within {} s", PROBE_TIMEOUT.as_secs()),
         }
     }
@@ -208,7 +218,11 @@ pub fn probe_program() -> ProbeProgram {
     ud_handler.extend_from_slice(&asm::IRETQ);
     let mut bp_handler = asm::out8(BP_HANDLER_PORT, 1);
     bp_handler.extend_from_slice(&asm::IRETQ);
-    ProbeProgram { code, ud_handler, bp_handler }
+    ProbeProgram {
+        code,
+        ud_handler,
+        bp_handler,
+    }
 }
 
 pub struct ProbeProgram {
@@ -219,10 +233,19 @@ pub struct ProbeProgram {
 
 fn probe_exceptions(kvm: Kvm) -> Result<(ExceptionProbe, Vec<Exit>), KvmCheckError> {
     let program = probe_program();
-    let handlers: [(u8, &[u8]); 2] =
-        [(longmode::VECTOR_UD, &program.ud_handler), (longmode::VECTOR_BP, &program.bp_handler)];
-    let mut vm = LongModeVm::new(&kvm, &LongModeSetup { code: &program.code, handlers: &handlers, cr4_mce: false })
-        .map_err(KvmCheckError::Setup)?;
+    let handlers: [(u8, &[u8]); 2] = [
+        (longmode::VECTOR_UD, &program.ud_handler),
+        (longmode::VECTOR_BP, &program.bp_handler),
+    ];
+    let mut vm = LongModeVm::new(
+        &kvm,
+        &LongModeSetup {
+            code: &program.code,
+            handlers: &handlers,
+            cr4_mce: false,
+        },
+    )
+    .map_err(KvmCheckError::Setup)?;
     let (tx, rx) = mpsc::channel();
     // KVM_RUN cannot be interrupted without signals the VMM may use for itself, so a
     // wedged probe is abandoned (the thread keeps the throw-away VM until it returns).
@@ -241,8 +264,20 @@ fn probe_exceptions(kvm: Kvm) -> Result<(ExceptionProbe, Vec<Exit>), KvmCheckErr
 
 fn run_probe(vm: &mut LongModeVm) -> io::Result<(ExceptionProbe, Vec<Exit>)> {
     let first = longmode::run_once(&mut vm.vcpu)?;
-    let in_long_mode = vm.vcpu.get_sregs().map(|s| s.efer & EFER_LMA != 0).unwrap_or(false);
-    if !in_long_mode || !matches!(&first, Exit::IoOut { port: START_PORT, .. }) {
+    let in_long_mode = vm
+        .vcpu
+        .get_sregs()
+        .map(|s| s.efer & EFER_LMA != 0)
+        .unwrap_or(false);
+    if !in_long_mode
+        || !matches!(
+            &first,
+            Exit::IoOut {
+                port: START_PORT,
+                ..
+            }
+        )
+    {
         return Ok((ExceptionProbe::NotInLongMode, vec![first]));
     }
     let mut exits = vec![first];
@@ -276,7 +311,11 @@ impl fmt::Display for Failure {
 
 /// The verdict from the exits after the start marker.
 pub fn classify_exits(exits: &[Exit]) -> ExceptionProbe {
-    let seen = |port: u16| exits.iter().any(|e| matches!(e, Exit::IoOut { port: p, .. } if *p == port));
+    let seen = |port: u16| {
+        exits
+            .iter()
+            .any(|e| matches!(e, Exit::IoOut { port: p, .. } if *p == port))
+    };
     let failure = || match exits.last() {
         Some(Exit::Shutdown) => Failure::Shutdown,
         Some(Exit::InternalError) => Failure::InternalError,

@@ -18,6 +18,7 @@ pub mod harness;
 pub mod kvm_check;
 pub mod mce;
 pub mod long_mode;
+pub mod memslots;
 pub mod mmap;
 pub mod outcome;
 pub mod page_tables;

@@ -76,8 +76,13 @@ pub const SRAR_STATUS: u64 = MCI_STATUS_VAL
 /// RIPV with EIPV: Linux grades RIPV without EIPV as "no recovery" for SRAR.
 pub const SRAR_MCG_STATUS: u64 = MCG_STATUS_MCIP | MCG_STATUS_RIPV | MCG_STATUS_EIPV;
 /// Status of an action-optional patrol-scrub error: 0xBD00_0000_0000_00C0.
-pub const SRAO_STATUS: u64 =
-    MCI_STATUS_VAL | MCI_STATUS_UC | MCI_STATUS_EN | MCI_STATUS_MISCV | MCI_STATUS_ADDRV | MCI_STATUS_S | MCACOD_SCRUB;
+pub const SRAO_STATUS: u64 = MCI_STATUS_VAL
+    | MCI_STATUS_UC
+    | MCI_STATUS_EN
+    | MCI_STATUS_MISCV
+    | MCI_STATUS_ADDRV
+    | MCI_STATUS_S
+    | MCACOD_SCRUB;
 pub const SRAO_MCG_STATUS: u64 = MCG_STATUS_MCIP | MCG_STATUS_RIPV;
 
 #[derive(Debug, Error)]
@@ -137,7 +142,10 @@ pub fn setup_vcpu(vcpu: &VcpuFd, mcg_cap: u64) -> Result<(), MceError> {
     // SAFETY: the ioctl reads one u64; the result is checked.
     let ret = unsafe { ioctl_with_ref(vcpu, KVM_X86_SETUP_MCE(), &mcg_cap) };
     if ret < 0 {
-        return Err(MceError::Setup { mcg_cap, source: io::Error::last_os_error() });
+        return Err(MceError::Setup {
+            mcg_cap,
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -148,7 +156,14 @@ pub fn machine_check(gpa: u64, kind: MachineCheckKind) -> kvm_x86_mce {
         MachineCheckKind::ActionRequired => (SRAR_STATUS, SRAR_MCG_STATUS),
         MachineCheckKind::ActionOptional => (SRAO_STATUS, SRAO_MCG_STATUS),
     };
-    kvm_x86_mce { status, addr: gpa, misc: MCI_MISC_PHYS_4K, mcg_status, bank: POISON_BANK, ..Default::default() }
+    kvm_x86_mce {
+        status,
+        addr: gpa,
+        misc: MCI_MISC_PHYS_4K,
+        mcg_status,
+        bank: POISON_BANK,
+        ..Default::default()
+    }
 }
 
 /// SRAR: a load consumed poison at `gpa`.
@@ -167,7 +182,10 @@ pub fn inject(vcpu: &VcpuFd, gpa: u64, kind: MachineCheckKind) -> Result<(), Mce
     // SAFETY: the ioctl reads one kvm_x86_mce; the result is checked.
     let ret = unsafe { ioctl_with_ref(vcpu, KVM_X86_SET_MCE(), &mce) };
     if ret < 0 {
-        return Err(MceError::Inject { gpa, source: io::Error::last_os_error() });
+        return Err(MceError::Inject {
+            gpa,
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -186,9 +204,28 @@ pub fn deliver_and_log(
     platform: &mut NvdimmPlatform,
 ) -> Result<(), MceError> {
     let result = inject(vcpu, gpa, kind);
-    platform.log_event(EventKind::MachineCheck { gpa, kind, delivered: result.is_ok() });
+    platform.log_event(EventKind::MachineCheck {
+        gpa,
+        kind,
+        delivered: result.is_ok(),
+    });
     result
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::path::Path;
+
+    use nvdimm_model::{NvdimmPlatform, PlatformConfig, PlatformLayout};
+
+    /// The default platform, never written to disk, for tests that need an event log.
+    pub fn platform() -> NvdimmPlatform {
+        let config = PlatformConfig::default_in(Path::new("/nonexistent"));
+        let layout =
+            PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xC010_0000, 0xD0000, 0xC000_0000);
+        NvdimmPlatform::ephemeral(config, layout).expect("default platform")
+    }
+}

@@ -204,7 +204,10 @@ pub struct LongModeSetup<'a> {
 
 impl LongModeVm {
     pub fn new(kvm: &Kvm, setup: &LongModeSetup<'_>) -> io::Result<Self> {
-        let handler_too_big = setup.handlers.iter().any(|(_, h)| h.len() > HANDLER_SLOT as usize);
+        let handler_too_big = setup
+            .handlers
+            .iter()
+            .any(|(_, h)| h.len() > HANDLER_SLOT as usize);
         if setup.code.len() > MAX_CODE || handler_too_big || setup.handlers.len() > MAX_HANDLERS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -23,22 +23,47 @@ fn cpuinfo_flags_are_parsed() {
 
 #[test]
 fn exit_sequences_classify() {
-    let out = |port| Exit::IoOut { port, data: vec![1] };
-    let full = [out(UD_HANDLER_PORT), out(RETURNED_PORT), out(BP_HANDLER_PORT), out(DONE_PORT), Exit::Hlt];
+    let out = |port| Exit::IoOut {
+        port,
+        data: vec![1],
+    };
+    let full = [
+        out(UD_HANDLER_PORT),
+        out(RETURNED_PORT),
+        out(BP_HANDLER_PORT),
+        out(DONE_PORT),
+        Exit::Hlt,
+    ];
     assert_eq!(classify_exits(&full), ExceptionProbe::Works);
-    assert_eq!(classify_exits(&[Exit::Shutdown]), ExceptionProbe::NotDelivered(Failure::Shutdown));
-    assert_eq!(classify_exits(&[out(UD_HANDLER_PORT), Exit::Shutdown]), ExceptionProbe::NoIret(Failure::Shutdown));
     assert_eq!(
-        classify_exits(&[out(UD_HANDLER_PORT), out(RETURNED_PORT), Exit::InternalError]),
+        classify_exits(&[Exit::Shutdown]),
+        ExceptionProbe::NotDelivered(Failure::Shutdown)
+    );
+    assert_eq!(
+        classify_exits(&[out(UD_HANDLER_PORT), Exit::Shutdown]),
+        ExceptionProbe::NoIret(Failure::Shutdown)
+    );
+    assert_eq!(
+        classify_exits(&[
+            out(UD_HANDLER_PORT),
+            out(RETURNED_PORT),
+            Exit::InternalError
+        ]),
         ExceptionProbe::NoInt3(Failure::InternalError)
     );
-    assert_eq!(classify_exits(&[out(RETURNED_PORT), Exit::Hlt]), ExceptionProbe::NotRaised);
+    assert_eq!(
+        classify_exits(&[out(RETURNED_PORT), Exit::Hlt]),
+        ExceptionProbe::NotRaised
+    );
     assert_eq!(
         classify_exits(&[Exit::FailEntry { reason: 7 }]),
         ExceptionProbe::NotDelivered(Failure::EntryFailed(7))
     );
     // A missing final step is a failure even if the program halted.
-    assert!(matches!(classify_exits(&full[..3]), ExceptionProbe::NoInt3(Failure::Other(_))));
+    assert!(matches!(
+        classify_exits(&full[..3]),
+        ExceptionProbe::NoInt3(Failure::Other(_))
+    ));
 }
 
 #[test]
@@ -69,10 +94,17 @@ fn probe_program_reports_each_step_on_its_port() {
     assert_eq!(&code[9..16], &asm::out8(RETURNED_PORT, 1)[..]);
     assert_eq!(code[16], asm::INT3[0]);
     assert_eq!(code.last(), Some(&asm::HLT[0]));
-    assert!(program.ud_handler.starts_with(&asm::out8(UD_HANDLER_PORT, 1)));
+    assert!(program
+        .ud_handler
+        .starts_with(&asm::out8(UD_HANDLER_PORT, 1)));
     assert!(program.ud_handler.ends_with(&asm::IRETQ));
-    assert!(program.ud_handler.windows(5).any(|w| w == asm::skip_on_return(2)));
-    assert!(program.bp_handler.starts_with(&asm::out8(BP_HANDLER_PORT, 1)));
+    assert!(program
+        .ud_handler
+        .windows(5)
+        .any(|w| w == asm::skip_on_return(2)));
+    assert!(program
+        .bp_handler
+        .starts_with(&asm::out8(BP_HANDLER_PORT, 1)));
 }
 
 /// The verdict on this host must agree with the CPU flags: with VMX/SVM, KVM delivers

@@ -1,8 +1,5 @@
-use std::path::Path;
-
 use kvm_bindings::kvm_cpuid_entry2;
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
-use nvdimm_model::{PlatformConfig, PlatformLayout};
 
 use super::*;
 use crate::kvm_check::longmode::{self, asm, Exit, LongModeSetup, LongModeVm};
@@ -23,8 +20,16 @@ fn srar_matches_the_spec_notes() {
 fn srao_matches_the_spec_notes() {
     let mce = action_optional(0x2000);
     assert_eq!(mce.status, 0xBD00_0000_0000_00C0);
-    assert_eq!(mce.status & MCI_STATUS_AR, 0, "action optional has AR clear");
-    assert_eq!(mce.status & (MCI_STATUS_PCC | MCI_STATUS_OVER), 0, "recoverable, no overflow");
+    assert_eq!(
+        mce.status & MCI_STATUS_AR,
+        0,
+        "action optional has AR clear"
+    );
+    assert_eq!(
+        mce.status & (MCI_STATUS_PCC | MCI_STATUS_OVER),
+        0,
+        "recoverable, no overflow"
+    );
     assert_eq!(mce.mcg_status, 0x5, "MCIP | RIPV");
     assert_eq!((mce.addr, mce.misc, mce.bank), (0x2000, 0x8C, 9));
 }
@@ -33,16 +38,39 @@ fn srao_matches_the_spec_notes() {
 fn guest_mcg_cap_is_qemus_default_and_refuses_weak_hosts() {
     // What this host's KVM reports: CTL_P | SER_P (| LMCE_P with VMX), 32 banks.
     assert_eq!(guest_mcg_cap(0x0100_0100, 32).unwrap(), 0x0100_010A);
-    assert_eq!(guest_mcg_cap(0x0900_0D00, 32).unwrap(), 0x0100_010A, "extra KVM bits are not passed on");
-    assert!(matches!(guest_mcg_cap(MCG_CTL_P, 32), Err(MceError::Unsupported { .. })), "no SER_P");
-    assert!(matches!(guest_mcg_cap(MCG_CTL_P | MCG_SER_P, 9), Err(MceError::Unsupported { .. })), "9 banks");
+    assert_eq!(
+        guest_mcg_cap(0x0900_0D00, 32).unwrap(),
+        0x0100_010A,
+        "extra KVM bits are not passed on"
+    );
+    assert!(
+        matches!(
+            guest_mcg_cap(MCG_CTL_P, 32),
+            Err(MceError::Unsupported { .. })
+        ),
+        "no SER_P"
+    );
+    assert!(
+        matches!(
+            guest_mcg_cap(MCG_CTL_P | MCG_SER_P, 9),
+            Err(MceError::Unsupported { .. })
+        ),
+        "9 banks"
+    );
     let msg = guest_mcg_cap(0, 0).unwrap_err().to_string();
-    assert!(msg.contains("MCG_SER_P") && msg.contains("--backend tcg"), "{msg}");
+    assert!(
+        msg.contains("MCG_SER_P") && msg.contains("--backend tcg"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn advertise_mce_sets_leaf_1_edx_only() {
-    let leaf = |function, edx| kvm_cpuid_entry2 { function, edx, ..Default::default() };
+    let leaf = |function, edx| kvm_cpuid_entry2 {
+        function,
+        edx,
+        ..Default::default()
+    };
     let mut cpuid = CpuId::from_entries(&[leaf(0, 0), leaf(1, 0x1), leaf(7, 0)]).unwrap();
     advertise_mce(&mut cpuid);
     let edx: Vec<u32> = cpuid.as_slice().iter().map(|e| e.edx).collect();
@@ -54,7 +82,15 @@ fn kvm() -> Kvm {
 }
 
 fn halting_vm(kvm: &Kvm) -> LongModeVm {
-    LongModeVm::new(kvm, &LongModeSetup { code: &asm::HLT, handlers: &[], cr4_mce: true }).unwrap()
+    LongModeVm::new(
+        kvm,
+        &LongModeSetup {
+            code: &asm::HLT,
+            handlers: &[],
+            cr4_mce: true,
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -96,7 +132,10 @@ const MC_PORT: u16 = 0x520;
 fn deliver_to_bare_metal(kind: MachineCheckKind, gpa: u64) -> [u64; 4] {
     let kvm = kvm();
     let mut handler = Vec::new();
-    for (i, msr) in [MCG_STATUS_MSR, MC9_STATUS_MSR, MC9_ADDR_MSR, MC9_MISC_MSR].into_iter().enumerate() {
+    for (i, msr) in [MCG_STATUS_MSR, MC9_STATUS_MSR, MC9_ADDR_MSR, MC9_MISC_MSR]
+        .into_iter()
+        .enumerate()
+    {
         handler.extend(asm::rdmsr_out(msr, MC_PORT + 2 * i as u16));
     }
     handler.extend_from_slice(&asm::HLT);
@@ -104,18 +143,40 @@ fn deliver_to_bare_metal(kind: MachineCheckKind, gpa: u64) -> [u64; 4] {
     code.extend(asm::out8(0x511, 1)); // reached only if no #MC arrives
     code.extend_from_slice(&asm::HLT);
     let handlers: [(u8, &[u8]); 1] = [(longmode::VECTOR_MC, &handler)];
-    let mut vm = LongModeVm::new(&kvm, &LongModeSetup { code: &code, handlers: &handlers, cr4_mce: true }).unwrap();
-    assert!(matches!(longmode::run_once(&mut vm.vcpu).unwrap(), Exit::IoOut { port: 0x510, .. }));
-    setup_vcpu(&vm.vcpu, guest_mcg_cap(supported_mcg_cap(&kvm).unwrap(), supported_banks(&kvm)).unwrap()).unwrap();
+    let mut vm = LongModeVm::new(
+        &kvm,
+        &LongModeSetup {
+            code: &code,
+            handlers: &handlers,
+            cr4_mce: true,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        longmode::run_once(&mut vm.vcpu).unwrap(),
+        Exit::IoOut { port: 0x510, .. }
+    ));
+    setup_vcpu(
+        &vm.vcpu,
+        guest_mcg_cap(supported_mcg_cap(&kvm).unwrap(), supported_banks(&kvm)).unwrap(),
+    )
+    .unwrap();
     inject(&vm.vcpu, gpa, kind).unwrap();
     let exits = longmode::run_until_final(&mut vm.vcpu, 16).unwrap();
     eprintln!("exits after SET_MCE ({kind:?}): {exits:?}");
-    assert_eq!(exits.last(), Some(&Exit::Hlt), "the #MC handler did not run to its hlt");
+    assert_eq!(
+        exits.last(),
+        Some(&Exit::Hlt),
+        "the #MC handler did not run to its hlt"
+    );
     let mut words = [0u32; 8];
     for exit in &exits {
         if let Exit::IoOut { port, data } = exit {
             let i = usize::from(port.wrapping_sub(MC_PORT));
-            assert!(i < 8 && data.len() == 4, "unexpected out {port:#x} {data:?}: the main program went on");
+            assert!(
+                i < 8 && data.len() == 4,
+                "unexpected out {port:#x} {data:?}: the main program went on"
+            );
             words[i] = u32::from_le_bytes(data[..4].try_into().unwrap());
         }
     }
@@ -127,7 +188,8 @@ fn deliver_to_bare_metal(kind: MachineCheckKind, gpa: u64) -> [u64; 4] {
 #[test]
 fn injected_srar_reaches_the_guest_handler_with_the_exact_values() {
     let gpa = 0x1_2345_6000;
-    let [mcg_status, status, addr, misc] = deliver_to_bare_metal(MachineCheckKind::ActionRequired, gpa);
+    let [mcg_status, status, addr, misc] =
+        deliver_to_bare_metal(MachineCheckKind::ActionRequired, gpa);
     assert_eq!(mcg_status, SRAR_MCG_STATUS);
     assert_eq!(status, SRAR_STATUS);
     assert_eq!(addr, gpa);
@@ -137,14 +199,16 @@ fn injected_srar_reaches_the_guest_handler_with_the_exact_values() {
 #[test]
 fn injected_srao_reaches_the_guest_handler_with_the_exact_values() {
     let gpa = 0x2_0000_1000;
-    let [mcg_status, status, addr, misc] = deliver_to_bare_metal(MachineCheckKind::ActionOptional, gpa);
-    assert_eq!((mcg_status, status, addr, misc), (SRAO_MCG_STATUS, SRAO_STATUS, gpa, MCI_MISC_PHYS_4K));
+    let [mcg_status, status, addr, misc] =
+        deliver_to_bare_metal(MachineCheckKind::ActionOptional, gpa);
+    assert_eq!(
+        (mcg_status, status, addr, misc),
+        (SRAO_MCG_STATUS, SRAO_STATUS, gpa, MCI_MISC_PHYS_4K)
+    );
 }
 
 fn test_platform() -> NvdimmPlatform {
-    let config = PlatformConfig::default_in(Path::new("/nonexistent"));
-    let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xC010_0000, 0xD0000, 0xC000_0000);
-    NvdimmPlatform::ephemeral(config, layout).unwrap()
+    super::tests_support::platform()
 }
 
 #[test]
@@ -154,16 +218,41 @@ fn deliver_and_log_records_the_outcome() {
     let before = platform.events_since(0).len();
     // Bank 9 missing: refused, and logged as not delivered.
     let refusing = vm_with_one_bank(&kvm);
-    assert!(deliver_and_log(&refusing.vcpu, 0x7000, MachineCheckKind::ActionRequired, &mut platform).is_err());
+    assert!(deliver_and_log(
+        &refusing.vcpu,
+        0x7000,
+        MachineCheckKind::ActionRequired,
+        &mut platform
+    )
+    .is_err());
     let vm = halting_vm(&kvm);
     setup_vcpu(&vm.vcpu, MCG_CTL_P | MCG_SER_P | GUEST_BANKS).unwrap();
-    deliver_and_log(&vm.vcpu, 0x8000, MachineCheckKind::ActionOptional, &mut platform).unwrap();
-    let kinds: Vec<EventKind> = platform.events_since(0).into_iter().skip(before).map(|e| e.kind).collect();
+    deliver_and_log(
+        &vm.vcpu,
+        0x8000,
+        MachineCheckKind::ActionOptional,
+        &mut platform,
+    )
+    .unwrap();
+    let kinds: Vec<EventKind> = platform
+        .events_since(0)
+        .into_iter()
+        .skip(before)
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(
         kinds,
         vec![
-            EventKind::MachineCheck { gpa: 0x7000, kind: MachineCheckKind::ActionRequired, delivered: false },
-            EventKind::MachineCheck { gpa: 0x8000, kind: MachineCheckKind::ActionOptional, delivered: true },
+            EventKind::MachineCheck {
+                gpa: 0x7000,
+                kind: MachineCheckKind::ActionRequired,
+                delivered: false
+            },
+            EventKind::MachineCheck {
+                gpa: 0x8000,
+                kind: MachineCheckKind::ActionOptional,
+                delivered: true
+            },
         ]
     );
 }

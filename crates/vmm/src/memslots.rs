@@ -1,0 +1,402 @@
+//! Poisoned NVDIMM pages are taken out of the guest's memory slots, so a guest access to
+//! one exits to the VMM (KVM_EXIT_MMIO: the address is outside every memslot), where a
+//! load becomes an action-required machine check (see docs/poison-consumption.md).
+//!
+//! `plan` is pure: DIMM windows + poisoned byte ranges -> the memslots that cover every
+//! page except the poisoned ones (adjacent poisoned pages form one hole, contiguous
+//! mapped pages one slot). `PoisonSlots` keeps what is installed and applies the
+//! difference to a new plan through `SlotSink` (KVM: `KvmSlots`), so a single new poisoned
+//! page costs one delete and two creates.
+//!
+//! How the VMM uses it (instead of registering the NVDIMM windows itself):
+//! ```ignore
+//! // At start: one DimmWindow per mapped backing file; the slot range is the VMM's to give.
+//! let windows = pmem.iter().map(|w| unsafe { DimmWindow::new(w.gpa, w.mapping.size(), w.mapping.addr(), w.readonly) });
+//! let mut slots = PoisonSlots::new(windows.collect(), caps.nr_memslots - FIRST_PMEM_SLOT as usize);
+//! let mut kvm_slots = KvmSlots::new(FIRST_PMEM_SLOT, caps.nr_memslots as u32);
+//! slots.update(&platform.poison_sets(), &mut kvm_slots.bind(&vm_fd))?;    // installs the windows
+//! // After poison is added or cleared (host API, guest ARS/Clear Uncorrectable Error): the same update call.
+//! // On KVM_EXIT_MMIO inside a window:
+//! match slots.on_mmio_read(gpa, data) {
+//!     Some(WindowAccess::Poisoned { .. }) => { mce::deliver_and_log(&vcpu, gpa, ActionRequired, &mut platform); }
+//!     Some(_) => {}            // served from the backing file (a slot being replaced)
+//!     None => bus.read(gpa, data), // not an NVDIMM window
+//! }
+//! if slots.on_mmio_write(gpa, data).is_none() { bus.write(gpa, data) }
+//! ```
+//! `platform.poison_sets()` stands for `platform.dimms().iter().map(|d| &d.state.poison).collect::<Vec<_>>()`.
+
+mod kvm;
+
+use std::collections::BTreeMap;
+use std::io;
+
+use nvdimm_model::poison::PoisonSet;
+use thiserror::Error;
+
+pub use kvm::{KvmSink, KvmSlots};
+
+pub const PAGE_SIZE: u64 = 4096;
+
+#[derive(Debug, Error)]
+pub enum MemslotError {
+    #[error(
+        "NVDIMM window #{dimm} at {gpa:#x} (size {size:#x}, host address {host_addr:#x}) is not 4 KiB aligned; \
+         memory slots need page-aligned windows"
+    )]
+    Unaligned {
+        dimm: usize,
+        gpa: u64,
+        size: u64,
+        host_addr: u64,
+    },
+    #[error("poison was given for {given} DIMMs but there are {windows} NVDIMM windows")]
+    DimmCount { given: usize, windows: usize },
+    #[error(
+        "the poisoned pages split the NVDIMM windows into {needed} memory slots, but only {limit} are available \
+         to them (KVM_CAP_NR_MEMSLOTS minus the VMM's own); clear poison, or poison fewer non-adjacent pages"
+    )]
+    TooManySlots { needed: usize, limit: usize },
+    #[error("KVM_SET_USER_MEMORY_REGION failed while {action} the slot at {gpa:#x} (size {size:#x}): {source}")]
+    Apply {
+        action: &'static str,
+        gpa: u64,
+        size: u64,
+        source: io::Error,
+    },
+}
+
+/// One DIMM's window: where the guest sees it and where its backing file is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DimmWindow {
+    pub gpa: u64,
+    pub size: u64,
+    pub host_addr: u64,
+    pub readonly: bool,
+}
+
+impl DimmWindow {
+    /// # Safety
+    /// `host_addr..host_addr + size` must stay a readable (and, unless `readonly`, writable)
+    /// mapping for as long as any `PoisonSlots` built from this window exists: MMIO exits
+    /// are served by reading and writing it.
+    pub unsafe fn new(gpa: u64, size: u64, host_addr: u64, readonly: bool) -> Self {
+        DimmWindow {
+            gpa,
+            size,
+            host_addr,
+            readonly,
+        }
+    }
+
+    fn contains(&self, gpa: u64) -> bool {
+        gpa >= self.gpa && gpa - self.gpa < self.size
+    }
+}
+
+/// A memslot to install: part of DIMM `dimm`'s window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SlotRegion {
+    pub gpa: u64,
+    pub size: u64,
+    pub host_addr: u64,
+    pub dimm: usize,
+    pub readonly: bool,
+}
+
+/// Poisoned pages taken out of DIMM `dimm`'s window: `[gpa, gpa + size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hole {
+    pub dimm: usize,
+    pub gpa: u64,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemslotPlan {
+    /// Sorted by guest address.
+    pub regions: Vec<SlotRegion>,
+    /// Sorted by guest address.
+    pub holes: Vec<Hole>,
+}
+
+impl MemslotPlan {
+    /// The hole containing `gpa`, if any.
+    pub fn hole_at(&self, gpa: u64) -> Option<&Hole> {
+        let i = self.holes.partition_point(|h| h.gpa <= gpa);
+        self.holes[..i].last().filter(|h| gpa - h.gpa < h.size)
+    }
+}
+
+/// Plans the memslots of `windows` (same order as the DIMMs) with the pages touched by
+/// `poison[i]` (byte offsets into DIMM i, rounded out to 4 KiB pages) left out.
+pub fn plan(
+    windows: &[DimmWindow],
+    poison: &[&PoisonSet],
+    max_slots: usize,
+) -> Result<MemslotPlan, MemslotError> {
+    if poison.len() != windows.len() {
+        return Err(MemslotError::DimmCount {
+            given: poison.len(),
+            windows: windows.len(),
+        });
+    }
+    let mut result = MemslotPlan::default();
+    for (dimm, (w, set)) in windows.iter().zip(poison).enumerate() {
+        if (w.gpa | w.size | w.host_addr) % PAGE_SIZE != 0 {
+            return Err(MemslotError::Unaligned {
+                dimm,
+                gpa: w.gpa,
+                size: w.size,
+                host_addr: w.host_addr,
+            });
+        }
+        let pages = w.size / PAGE_SIZE;
+        let mut mapped_from = 0u64; // first page not yet covered by a region or hole
+        let push_region = |from: u64, to: u64, regions: &mut Vec<SlotRegion>| {
+            if to > from {
+                regions.push(SlotRegion {
+                    gpa: w.gpa + from * PAGE_SIZE,
+                    size: (to - from) * PAGE_SIZE,
+                    host_addr: w.host_addr + from * PAGE_SIZE,
+                    dimm,
+                    readonly: w.readonly,
+                });
+            }
+        };
+        let mut hole: Option<(u64, u64)> = None;
+        for (offset, len) in set.within(0, w.size) {
+            let first = offset / PAGE_SIZE;
+            let end = offset.saturating_add(len).div_ceil(PAGE_SIZE).min(pages);
+            hole = match hole {
+                Some((s, e)) if first <= e => Some((s, e.max(end))),
+                Some((s, e)) => {
+                    push_region(mapped_from, s, &mut result.regions);
+                    result.holes.push(Hole {
+                        dimm,
+                        gpa: w.gpa + s * PAGE_SIZE,
+                        size: (e - s) * PAGE_SIZE,
+                    });
+                    mapped_from = e;
+                    Some((first, end))
+                }
+                None => Some((first, end)),
+            };
+        }
+        if let Some((s, e)) = hole {
+            push_region(mapped_from, s, &mut result.regions);
+            result.holes.push(Hole {
+                dimm,
+                gpa: w.gpa + s * PAGE_SIZE,
+                size: (e - s) * PAGE_SIZE,
+            });
+            mapped_from = e;
+        }
+        push_region(mapped_from, pages, &mut result.regions);
+        if result.regions.len() > max_slots {
+            return Err(MemslotError::TooManySlots {
+                needed: result.regions.len(),
+                limit: max_slots,
+            });
+        }
+    }
+    result.regions.sort_unstable();
+    result.holes.sort_unstable_by_key(|h| h.gpa);
+    Ok(result)
+}
+
+/// Where KVM_SET_USER_MEMORY_REGION calls go. `remove` gets exactly a region `add` got before.
+pub trait SlotSink {
+    fn add(&mut self, region: &SlotRegion) -> io::Result<()>;
+    fn remove(&mut self, region: &SlotRegion) -> io::Result<()>;
+}
+
+/// The installed regions missing from `new` (to remove) and the new ones (to add).
+pub fn diff<'a>(
+    installed: impl Iterator<Item = &'a SlotRegion>,
+    new: &'a [SlotRegion],
+) -> (Vec<SlotRegion>, Vec<SlotRegion>) {
+    // Both sides are sorted by (gpa, ...): one merge walk.
+    let mut remove = Vec::new();
+    let mut add = Vec::new();
+    let mut old = installed.peekable();
+    let mut new = new.iter().peekable();
+    loop {
+        match (old.peek(), new.peek()) {
+            (Some(o), Some(n)) if o == n => {
+                old.next();
+                new.next();
+            }
+            (Some(o), Some(n)) if *o < *n => remove.push(*old.next().expect("peeked")),
+            (Some(_), Some(_)) => add.push(*new.next().expect("peeked")),
+            (Some(_), None) => remove.push(*old.next().expect("peeked")),
+            (None, Some(_)) => add.push(*new.next().expect("peeked")),
+            (None, None) => break,
+        }
+    }
+    (remove, add)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub removed: usize,
+    pub added: usize,
+    /// Slots installed afterwards.
+    pub slots: usize,
+    pub holes: usize,
+}
+
+/// What a guest access inside an NVDIMM window hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowAccess {
+    /// A poisoned page: a read gets all ones and must be answered with an SRAR machine
+    /// check; a write went to the backing file (pmem stores do not consume poison).
+    Poisoned { dimm: usize, offset: u64 },
+    /// A page whose slot is being replaced; served from the backing file.
+    Served { dimm: usize, offset: u64 },
+    /// A write to a read-only DIMM: dropped.
+    ReadOnly { dimm: usize, offset: u64 },
+}
+
+/// The NVDIMM windows' memslots, kept in step with the DIMMs' poison.
+pub struct PoisonSlots {
+    windows: Vec<DimmWindow>,
+    max_slots: usize,
+    plan: MemslotPlan,
+    /// What the sink holds, keyed by guest address; only changed by successful calls.
+    installed: BTreeMap<u64, SlotRegion>,
+}
+
+impl PoisonSlots {
+    /// Nothing is installed until the first `update`.
+    pub fn new(windows: Vec<DimmWindow>, max_slots: usize) -> Self {
+        PoisonSlots {
+            windows,
+            max_slots,
+            plan: MemslotPlan::default(),
+            installed: BTreeMap::new(),
+        }
+    }
+
+    pub fn windows(&self) -> &[DimmWindow] {
+        &self.windows
+    }
+
+    pub fn plan(&self) -> &MemslotPlan {
+        &self.plan
+    }
+
+    pub fn installed(&self) -> impl Iterator<Item = &SlotRegion> {
+        self.installed.values()
+    }
+
+    /// Re-plans for `poison` (one set per DIMM) and applies the difference: removals
+    /// first (KVM refuses overlapping slots), then additions. If planning fails nothing
+    /// changes; if the sink fails, what did succeed is remembered for the next update.
+    pub fn update(
+        &mut self,
+        poison: &[&PoisonSet],
+        sink: &mut dyn SlotSink,
+    ) -> Result<ApplyStats, MemslotError> {
+        let new = plan(&self.windows, poison, self.max_slots)?;
+        let (remove, add) = diff(self.installed.values(), &new.regions);
+        // Holes are known from here on, so an exit on a page already out is classified.
+        self.plan = new;
+        for region in &remove {
+            sink.remove(region)
+                .map_err(|source| apply_error("removing", region, source))?;
+            self.installed.remove(&region.gpa);
+        }
+        for region in &add {
+            sink.add(region)
+                .map_err(|source| apply_error("adding", region, source))?;
+            self.installed.insert(region.gpa, *region);
+        }
+        Ok(ApplyStats {
+            removed: remove.len(),
+            added: add.len(),
+            slots: self.installed.len(),
+            holes: self.plan.holes.len(),
+        })
+    }
+
+    /// `(dimm, offset)` if `gpa` lies in a poisoned page.
+    pub fn classify(&self, gpa: u64) -> Option<(usize, u64)> {
+        let hole = self.plan.hole_at(gpa)?;
+        Some((hole.dimm, gpa - self.windows[hole.dimm].gpa))
+    }
+
+    fn locate(&self, gpa: u64) -> Option<(usize, &DimmWindow)> {
+        self.windows
+            .iter()
+            .enumerate()
+            .find(|(_, w)| w.contains(gpa))
+    }
+
+    /// Serves a guest load that exited inside an NVDIMM window; `None` if `gpa` is in none.
+    pub fn on_mmio_read(&self, gpa: u64, data: &mut [u8]) -> Option<WindowAccess> {
+        let (dimm, w) = self.locate(gpa)?;
+        let offset = gpa - w.gpa;
+        let len = clip(w, offset, data.len());
+        if self.touches_hole(gpa, len) {
+            // What a master-aborted read returns; the machine check says the data is bad.
+            data.fill(0xFF);
+            return Some(WindowAccess::Poisoned { dimm, offset });
+        }
+        // SAFETY: `clip` keeps the range inside the window, whose mapping the
+        // DimmWindow::new contract keeps alive and readable.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (w.host_addr + offset) as *const u8,
+                data.as_mut_ptr(),
+                len,
+            )
+        };
+        data[len..].fill(0xFF);
+        Some(WindowAccess::Served { dimm, offset })
+    }
+
+    /// Serves a guest store that exited inside an NVDIMM window: the data goes to the
+    /// backing file, poisoned page or not. `None` if `gpa` is in no window.
+    pub fn on_mmio_write(&self, gpa: u64, data: &[u8]) -> Option<WindowAccess> {
+        let (dimm, w) = self.locate(gpa)?;
+        let offset = gpa - w.gpa;
+        if w.readonly {
+            return Some(WindowAccess::ReadOnly { dimm, offset });
+        }
+        let len = clip(w, offset, data.len());
+        // SAFETY: as in on_mmio_read; writable because the window is not read-only.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), (w.host_addr + offset) as *mut u8, len)
+        };
+        if self.touches_hole(gpa, len) {
+            Some(WindowAccess::Poisoned { dimm, offset })
+        } else {
+            Some(WindowAccess::Served { dimm, offset })
+        }
+    }
+
+    fn touches_hole(&self, gpa: u64, len: usize) -> bool {
+        let last = gpa + len.max(1) as u64 - 1;
+        self.plan.hole_at(gpa).is_some() || self.plan.hole_at(last).is_some()
+    }
+}
+
+/// Bytes of an access at `offset` that lie inside the window.
+fn clip(w: &DimmWindow, offset: u64, len: usize) -> usize {
+    (w.size - offset).min(len as u64) as usize
+}
+
+fn apply_error(action: &'static str, region: &SlotRegion, source: io::Error) -> MemslotError {
+    MemslotError::Apply {
+        action,
+        gpa: region.gpa,
+        size: region.size,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_kvm;
