@@ -13,6 +13,7 @@ pub mod doorbell;
 pub mod e820;
 pub mod firmware;
 pub mod flush_hint;
+pub mod ged;
 pub mod guest_memory;
 pub mod harness;
 pub mod kvm_check;

@@ -1,0 +1,202 @@
+//! Generic Event Device (ACPI0013): how the VMM tells the guest's ACPI that something
+//! happened. The VMM sets a bit in a pending-event register and raises the GED's
+//! interrupt; Linux's evged driver runs `_EVT`, which reads the register (reading
+//! clears it) and, for the NVDIMM bit, calls `\_SB.NVDR.NEVT()`, which turns the
+//! mailbox's notification words into Notify(root, 0x80/0x81) and Notify(DIMM, 0x81).
+//!
+//! How the VMM uses it:
+//! ```ignore
+//! let ged = Arc::new(Ged::new());
+//! // DSDT: append ged::dsdt_aml(&GedConfig::default()) to the DSDT body (a Scope(\_SB_)
+//! //       term list), e.g. through an `extra_dsdt_aml` argument of AcpiTables::build.
+//! // MMIO bus: GED_MMIO_BASE..+GED_MMIO_SIZE -> ged.mmio_read(offset, data) / ged.mmio_write(..)
+//! // Interrupt (with KVM_CREATE_IRQCHIP): let line = KvmIrqLine::new(&vm_fd, GED_GSI);
+//! //   or an irqfd: let line = IrqFd::new(eventfd) after vm_fd.register_irqfd(&eventfd, GED_GSI).
+//! // After the device model queued notifications (platform.take_notifications() non-empty
+//! // and written to the mailbox words):
+//! ged.raise(GED_EVENT_NVDIMM, &line)?;
+//! ```
+//! On the project's KVM hosts without VMX/SVM no interrupt reaches a long-mode guest
+//! (no interrupt delivery, see docs/poison-consumption.md), so the raise path is
+//! implemented and unit-tested, and exercised end to end only on hosts that boot Linux.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use acpi_tables::aml::{
+    And, Device, Field, FieldAccessType, FieldEntry, FieldLockRule, FieldUpdateRule, If, Interrupt,
+    Local, Memory32Fixed, Method, MethodCall, Name, OpRegion, OpRegionSpace, Path,
+    ResourceTemplate, Scope, Store, ZERO,
+};
+use acpi_tables::Aml;
+use kvm_ioctls::VmFd;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Suggested placement: the page after the `_DSM` doorbell page (machine's memory map).
+pub const GED_MMIO_BASE: u64 = 0xC000_1000;
+/// One 32-bit register.
+pub const GED_MMIO_SIZE: u64 = 4;
+/// A free legacy-free GSI of the IO APIC (COM1 uses 4).
+pub const GED_GSI: u32 = 5;
+
+/// Pending-event bits.
+/// The NVDIMM mailbox has notification words set: call `\_SB.NVDR.NEVT()`.
+pub const GED_EVENT_NVDIMM: u32 = 1 << 0;
+/// Every bit `_EVT` knows; others are never set.
+pub const GED_EVENTS_KNOWN: u32 = GED_EVENT_NVDIMM;
+
+/// Path of the NVDIMM root device's notification method.
+const NEVT_PATH: &str = "\\_SB_.NVDR.NEVT";
+
+/// An interrupt line to the guest. Edge semantics: one call, one interrupt.
+pub trait IrqLine {
+    fn trigger(&self) -> io::Result<()>;
+}
+
+/// KVM_IRQ_LINE on the in-kernel IO APIC: assert, then deassert (an edge).
+pub struct KvmIrqLine<'a> {
+    vm: &'a VmFd,
+    gsi: u32,
+}
+
+impl<'a> KvmIrqLine<'a> {
+    pub fn new(vm: &'a VmFd, gsi: u32) -> Self {
+        KvmIrqLine { vm, gsi }
+    }
+}
+
+impl IrqLine for KvmIrqLine<'_> {
+    fn trigger(&self) -> io::Result<()> {
+        self.vm
+            .set_irq_line(self.gsi, true)
+            .map_err(io::Error::from)?;
+        self.vm
+            .set_irq_line(self.gsi, false)
+            .map_err(io::Error::from)
+    }
+}
+
+/// An eventfd registered with KVM_IRQFD for the GED's GSI.
+pub struct IrqFd(pub EventFd);
+
+impl IrqLine for IrqFd {
+    fn trigger(&self) -> io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+/// The device: shared between the vCPU threads (MMIO reads) and the VMM's control side.
+#[derive(Debug, Default)]
+pub struct Ged {
+    pending: AtomicU32,
+}
+
+impl Ged {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks `events` pending and raises the interrupt. Bits already pending are kept:
+    /// `_EVT` will see them all in one read.
+    pub fn raise(&self, events: u32, line: &dyn IrqLine) -> io::Result<()> {
+        self.pending
+            .fetch_or(events & GED_EVENTS_KNOWN, Ordering::SeqCst);
+        line.trigger()
+    }
+
+    /// Pending bits without clearing them (for the control API and tests).
+    pub fn pending(&self) -> u32 {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// A guest load at `offset` into the register page. The 32-bit register at offset 0
+    /// returns the pending bits and clears them (one `_EVT` run consumes them); anything
+    /// else reads as zero.
+    pub fn mmio_read(&self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        if offset != 0 || data.is_empty() {
+            return;
+        }
+        let value = self.pending.swap(0, Ordering::SeqCst).to_le_bytes();
+        let n = data.len().min(4);
+        data[..n].copy_from_slice(&value[..n]);
+        // A narrower read would lose the bits it did not return: put them back.
+        if n < 4 {
+            let rest = u32::from_le_bytes(value) & !(u32::MAX >> (8 * (4 - n)));
+            self.pending.fetch_or(rest, Ordering::SeqCst);
+        }
+    }
+
+    /// The register is read-only; stores are ignored.
+    pub fn mmio_write(&self, _offset: u64, _data: &[u8]) {}
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GedConfig {
+    pub mmio_base: u32,
+    pub gsi: u32,
+}
+
+impl Default for GedConfig {
+    fn default() -> Self {
+        GedConfig {
+            mmio_base: GED_MMIO_BASE as u32,
+            gsi: GED_GSI,
+        }
+    }
+}
+
+/// `Scope (\_SB) { Device (GED0) { ... } }` as AML, to append to a DSDT body:
+///
+/// ```text
+/// Device (GED0) {
+///     Name (_HID, "ACPI0013")
+///     Name (_UID, Zero)
+///     Name (_CRS, ResourceTemplate () {
+///         Memory32Fixed (ReadWrite, base, 4)
+///         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }
+///     })
+///     OperationRegion (GDST, SystemMemory, base, 4)
+///     Field (GDST, DWordAcc, NoLock, Preserve) { GDAT, 32 }
+///     Method (_EVT, 1, Serialized) {
+///         Local0 = GDAT
+///         If (Local0 & 1) { \_SB.NVDR.NEVT () }
+///     }
+/// }
+/// ```
+pub fn dsdt_aml(config: &GedConfig) -> Vec<u8> {
+    let mem = Memory32Fixed::new(true, config.mmio_base, GED_MMIO_SIZE as u32);
+    // Edge-triggered, active-high, exclusive (consumer): matches `IrqLine`'s edge.
+    let irq = Interrupt::new(true, true, false, false, config.gsi);
+    let crs = ResourceTemplate::new(vec![&mem, &irq]);
+    let base = config.mmio_base as u64;
+    let size = GED_MMIO_SIZE;
+    let region = OpRegion::new("GDST".into(), OpRegionSpace::SystemMemory, &base, &size);
+    let field = Field::new(
+        "GDST".into(),
+        FieldAccessType::DWord,
+        FieldLockRule::NoLock,
+        FieldUpdateRule::Preserve,
+        vec![FieldEntry::Named(*b"GDAT", 32)],
+    );
+    let gdat = Path::new("GDAT");
+    let read = Store::new(&Local(0), &gdat);
+    let nvdimm_bit = And::new(&ZERO, &Local(0), &GED_EVENT_NVDIMM);
+    let nevt = MethodCall::new(NEVT_PATH.into(), vec![]);
+    let if_nvdimm = If::new(&nvdimm_bit, vec![&nevt]);
+    let evt = Method::new("_EVT".into(), 1, true, vec![&read, &if_nvdimm]);
+    let hid = Name::new("_HID".into(), &"ACPI0013");
+    let uid = Name::new("_UID".into(), &ZERO);
+    let crs_name = Name::new("_CRS".into(), &crs);
+    let device = Device::new(
+        "GED0".into(),
+        vec![&hid, &uid, &crs_name, &region, &field, &evt],
+    );
+    let scope = Scope::new("\\_SB_".into(), vec![&device]);
+    let mut bytes = Vec::new();
+    scope.to_aml_bytes(&mut bytes);
+    bytes
+}
+
+#[cfg(test)]
+mod tests;
