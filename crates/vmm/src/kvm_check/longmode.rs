@@ -258,7 +258,7 @@ fn write_tables(mem: &mut [u8]) {
             put_u64(
                 mem,
                 pd + i * 8,
-                (gib << 30) + i * MIB2 | PTE_P | PTE_W | PTE_PS,
+                ((gib << 30) + i * MIB2) | PTE_P | PTE_W | PTE_PS,
             );
         }
     }

@@ -117,7 +117,7 @@ impl Rig {
 }
 
 fn pattern(offset: u64) -> u64 {
-    0xA000_0000_0000_0000 | offset / 8
+    0xA000_0000_0000_0000 | (offset / 8)
 }
 
 #[test]
