@@ -15,7 +15,8 @@ use crate::cpio::{self, CpioFile};
 use crate::image::GuestImage;
 use crate::layout::TcgLayout;
 use crate::poller::{MailboxPoller, PollerError};
-use crate::qemu::QemuCommand;
+use crate::event_zone::build_event_ssdt;
+use crate::qemu::{DimmBacking, QemuCommand, SerialTarget, HARNESS_CMDLINE};
 use crate::ram::{RamError, RamFile};
 use crate::results::StepResults;
 
@@ -85,10 +86,6 @@ pub struct GuestSpec {
     pub script: Script,
     pub qemu: PathBuf,
     pub extra_append: String,
-    /// Copy each DIMM's `path` (when it exists) into its window before boot, and the
-    /// window back to `path` after the guest stops. Off: windows start zeroed and are
-    /// dropped with the RAM file.
-    pub sync_dimm_files: bool,
 }
 
 impl GuestSpec {
@@ -101,7 +98,6 @@ impl GuestSpec {
             script: Script::new(),
             qemu: QemuCommand::default_qemu(),
             extra_append: String::new(),
-            sync_dimm_files: false,
         }
     }
 }
@@ -129,13 +125,11 @@ pub struct GuestOutput {
 pub struct Guest {
     child: Option<Child>,
     poller: Option<MailboxPoller>,
-    ram: RamFile,
     started: Instant,
     console_log: PathBuf,
     results_log: PathBuf,
     stderr_log: PathBuf,
     command_line: String,
-    sync_back: Vec<(PathBuf, u64, u64)>,
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GuestError {
@@ -148,35 +142,23 @@ impl Guest {
     pub fn start(spec: &GuestSpec) -> Result<Guest, GuestError> {
         let dir = &spec.work_dir;
         std::fs::create_dir_all(dir).map_err(io("creating work directory", dir))?;
-        let (nfit, ssdt, dimm_files) = {
+        let tables = write_tables(&spec.platform, &spec.layout, dir)?;
+        let dimms = {
             let platform = spec.platform.lock().unwrap_or_else(|e| e.into_inner());
-            if *platform.layout() != spec.layout.platform_layout() {
-                return Err(GuestError::LayoutMismatch);
-            }
-            let layout = platform.layout();
-            let nfit = nvdimm_model::nfit::build(platform.config(), layout);
-            let ssdt = nvdimm_model::aml::build_ssdt(platform.config(), layout);
-            let files: Vec<(PathBuf, u64, u64)> = platform
+            platform
                 .config()
                 .dimms
                 .iter()
-                .zip(&spec.layout.windows)
-                .map(|(d, w)| (d.path.clone(), w.start, d.size))
-                .collect();
-            (nfit, ssdt, files)
+                .map(|d| (DimmBacking { path: d.path.clone(), readonly: d.readonly }, d.size))
+                .collect::<Vec<_>>()
         };
-        if nfit.is_empty() {
-            return Err(GuestError::EmptyTable { what: "nfit::build" });
+        // The harness's DIMMs need no user data: missing backing files start sparse.
+        for (d, size) in &dimms {
+            if !d.path.exists() {
+                let f = File::create(&d.path).map_err(io("creating DIMM backing file", &d.path))?;
+                f.set_len(*size).map_err(io("sizing DIMM backing file", &d.path))?;
+            }
         }
-        if ssdt.is_empty() {
-            return Err(GuestError::EmptyTable {
-                what: "aml::build_ssdt",
-            });
-        }
-        let nfit_path = dir.join("NFIT.dat");
-        let ssdt_path = dir.join("SSDT.dat");
-        std::fs::write(&nfit_path, &nfit).map_err(io("writing NFIT", &nfit_path))?;
-        std::fs::write(&ssdt_path, &ssdt).map_err(io("writing SSDT", &ssdt_path))?;
 
         // The cached initramfs followed by a tiny archive holding /test.sh.
         let initrd = dir.join("initrd.img");
@@ -192,30 +174,27 @@ impl Guest {
         }]));
         std::fs::write(&initrd, &bytes).map_err(io("writing initrd", &initrd))?;
 
-        let ram = RamFile::create(&dir.join("guest-ram"), spec.layout.ram_size)?;
-        let mut sync_back = Vec::new();
-        if spec.sync_dimm_files {
-            for (path, offset, len) in dimm_files {
-                if path.exists() {
-                    ram.load_from(&path, offset, len)?;
-                }
-                sync_back.push((path, offset, len));
-            }
-        }
-        let mailbox = ram.map_mailbox(spec.layout.mailbox)?;
+        let (low, high) = create_ram_files(&spec.layout, dir)?;
+        let mailbox = high.map_mailbox(0)?;
 
+        let console_log = dir.join("console.log");
+        let results_log = dir.join("results.log");
         let q = QemuCommand {
             qemu: spec.qemu.clone(),
             kernel: spec.image.vmlinux.clone(),
-            initrd,
-            ram_file: ram.path().to_path_buf(),
-            nfit: nfit_path,
-            ssdt: ssdt_path,
-            console_log: dir.join("console.log"),
-            results_log: dir.join("results.log"),
+            initrd: Some(initrd),
+            low_ram_file: low.path().to_path_buf(),
+            high_ram_file: high.path().to_path_buf(),
+            dimms: dimms.into_iter().map(|(d, _)| d).collect(),
+            cpus: 1,
+            acpi_tables: tables,
+            console: SerialTarget::File(console_log.clone()),
+            results_log: Some(results_log.clone()),
+            qmp_socket: None,
+            cmdline: HARNESS_CMDLINE.to_string(),
             extra_append: spec.extra_append.clone(),
         };
-        for log in [&q.console_log, &q.results_log] {
+        for log in [&console_log, &results_log] {
             File::create(log).map_err(io("creating log", log))?;
         }
         let stderr_log = dir.join("qemu.stderr");
@@ -239,13 +218,11 @@ impl Guest {
         Ok(Guest {
             child: Some(child),
             poller: Some(poller),
-            ram,
             started,
-            console_log: q.console_log,
-            results_log: q.results_log,
+            console_log,
+            results_log,
             stderr_log,
             command_line,
-            sync_back,
         })
     }
 
@@ -282,9 +259,6 @@ impl Guest {
             Some(p) => p.stop()?,
             None => 0,
         };
-        for (path, offset, len) in std::mem::take(&mut self.sync_back) {
-            self.ram.store_to(&path, offset, len)?;
-        }
         let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
         let results_text = read(&self.results_log);
         if ready_after.is_none() && results_text.contains("@@VNV-READY") {
@@ -308,6 +282,49 @@ impl Guest {
     pub fn run(spec: &GuestSpec, timeout: Duration) -> Result<GuestOutput, GuestError> {
         Guest::start(spec)?.wait(timeout)
     }
+}
+
+/// Writes the NFIT, our NVDIMM SSDT and the event SSDT ([`crate::event_zone`]) into
+/// `dir` and returns their paths, in the order QEMU should add them.
+pub fn write_tables(
+    platform: &Mutex<NvdimmPlatform>,
+    layout: &TcgLayout,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, GuestError> {
+    let (nfit, ssdt) = {
+        let platform = platform.lock().unwrap_or_else(|e| e.into_inner());
+        if *platform.layout() != layout.platform_layout() {
+            return Err(GuestError::LayoutMismatch);
+        }
+        let pl = platform.layout();
+        (
+            nvdimm_model::nfit::build(platform.config(), pl),
+            nvdimm_model::aml::build_ssdt(platform.config(), pl),
+        )
+    };
+    if nfit.is_empty() {
+        return Err(GuestError::EmptyTable { what: "nfit::build" });
+    }
+    if ssdt.is_empty() {
+        return Err(GuestError::EmptyTable { what: "aml::build_ssdt" });
+    }
+    let mut paths = Vec::new();
+    for (name, bytes) in [("NFIT.dat", nfit), ("SSDT.dat", ssdt), ("SSDT-event.dat", build_event_ssdt())] {
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).map_err(io("writing ACPI table", &path))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// Creates the sparse low and high RAM files of `layout` in `dir`.
+pub fn create_ram_files(layout: &TcgLayout, dir: &Path) -> Result<(RamFile, RamFile), GuestError> {
+    let low = layout.low_node();
+    let high = layout.high_node();
+    Ok((
+        RamFile::create(&dir.join("guest-ram-low"), low.end - low.start)?,
+        RamFile::create(&dir.join("guest-ram-high"), high.end - high.start)?,
+    ))
 }
 
 fn file_contains(path: &Path, needle: &str) -> bool {

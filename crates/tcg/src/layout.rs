@@ -1,19 +1,24 @@
 //! Guest physical memory layout for the TCG backend.
 //!
-//! QEMU's `pc` machine with less than 3.5 GiB of RAM maps all of it below 4 GiB, so the
-//! whole RAM file is guest physical `[0, ram_size)`. We cut it in pieces:
+//! QEMU's `pc` machine with less than 3.5 GiB of RAM maps all of it below 4 GiB, as
+//! guest physical `[0, ram_size)`. The RAM is made of one QEMU memory backend per NUMA
+//! node, laid out contiguously in node order, so every piece lands at a known address:
 //!
 //! ```text
-//! 0            0x9fc00  1 MiB        low_end      windows...    mailbox (2 MiB)   high RAM            ram_size
-//! | Linux RAM  | legacy | Linux RAM  | NVDIMM windows (hidden)  | mailbox (hidden) | Linux RAM | firmware |
+//! node 0 (low RAM file)                          node 1..=N (DIMM backing files)     node N+1 (high RAM file)
+//! 0         0x9fc00  1 MiB         low_end       window 0 | window 1 | ...          mailbox (2 MiB) | Linux RAM | firmware
+//! | Linux RAM | legacy | Linux RAM | (unused) |  (hidden)                            (hidden)        |           |          |
 //! ```
 //!
-//! Linux only learns RAM from `memmap=exactmap` + explicit ranges, so the windows and
-//! the mailbox are simply absent from its memory map; its nfit driver then claims the
-//! windows from the NFIT. QEMU loads the initramfs right below the firmware area at the
-//! top (SeaBIOS keeps its ACPI tables in the last 128 KiB and marks them reserved), so
-//! Linux needs RAM there: that is the "high RAM" piece. Flush hint pages go in the PCI
-//! hole above the RAM file where no QEMU device lives (`-nodefaults`): TCG ignores
+//! The windows are the users' backing files themselves (`memory-backend-file,share=on`),
+//! so guest stores land in them with no copy. Linux only learns RAM from
+//! `memmap=exactmap` + explicit ranges, so the windows and the mailbox are absent from
+//! its memory map; its nfit driver then claims the windows from the NFIT. QEMU loads
+//! the initramfs right below the firmware area at the top (SeaBIOS keeps its ACPI
+//! tables in the last 128 KiB and marks them reserved), so Linux needs RAM there: that
+//! is the "high RAM" node, which must come after the DIMMs (a DIMM at the top would get
+//! the initramfs and the ACPI tables written into the user's file). Flush hint pages go
+//! in the PCI hole above RAM where no QEMU device lives (`-nodefaults`): TCG ignores
 //! stores there, and Linux's request_mem_region on them succeeds.
 
 use std::ops::Range;
@@ -62,8 +67,9 @@ pub struct TcgLayoutOptions {
     pub low_ram_end: u64,
     /// Linux RAM after the mailbox; QEMU puts the initramfs at its top.
     pub high_ram: u64,
-    /// Alignment of each DIMM window (128 MiB = one memory section, so device-dax and
-    /// fsdax never have to trim a window).
+    /// Alignment of the first DIMM window (128 MiB = one memory section). Later windows
+    /// follow their predecessor directly (QEMU packs NUMA node memories), so they are
+    /// aligned to the DIMM sizes' 2 MiB granularity.
     pub window_align: u64,
     /// First flush hint page, in the PCI hole.
     pub hint_base: u64,
@@ -89,12 +95,24 @@ pub struct TcgLayout {
     pub linux_ram: Vec<Range<u64>>,
     /// Top of RAM kept for the firmware's ACPI tables; reserved in the kernel's map.
     pub firmware: Range<u64>,
-    /// One persistent-memory window per DIMM, in configuration order, inside the RAM file.
+    /// One persistent-memory window per DIMM, in configuration order, back to back:
+    /// NUMA node `i + 1` backed by DIMM `i`'s file.
     pub windows: Vec<Range<u64>>,
     /// Flush hint page addresses per DIMM.
     pub hints: Vec<Vec<u64>>,
-    /// Base of the DSM mailbox (inside the RAM file, hidden from Linux).
+    /// Base of the DSM mailbox: the start of the high RAM node (hidden from Linux).
     pub mailbox: u64,
+}
+
+/// One NUMA node's memory: what backs it and where it lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeMemory {
+    /// Low RAM (node 0): its own sparse file.
+    LowRam,
+    /// DIMM `index`'s backing file.
+    Dimm(usize),
+    /// Mailbox, high RAM and firmware (the last node): its own sparse file.
+    HighRam,
 }
 
 fn check_align(what: &'static str, value: u64, align: u64) -> Result<(), TcgLayoutError> {
@@ -121,17 +139,22 @@ impl TcgLayout {
             max: MAX_RAM_BELOW_4G - 1,
         };
 
-        let mut cursor = opts.low_ram_end.max(HIGH_MEMORY_START);
+        let mut cursor = opts
+            .low_ram_end
+            .max(HIGH_MEMORY_START)
+            .checked_next_multiple_of(opts.window_align)
+            .ok_or(too_large(u64::MAX))?;
         let mut windows = Vec::with_capacity(config.dimms.len());
         for dimm in &config.dimms {
-            let start = cursor
-                .checked_next_multiple_of(opts.window_align)
-                .ok_or(too_large(u64::MAX))?;
+            // QEMU places node memories back to back, and each node's size must be
+            // a whole number of pages; the config already requires 2 MiB multiples.
+            check_align("DIMM size", dimm.size, 2 * MIB)?;
+            let start = cursor;
             let end = start.checked_add(dimm.size).ok_or(too_large(u64::MAX))?;
             windows.push(start..end);
             cursor = end;
         }
-        let mailbox = cursor.next_multiple_of(MAILBOX_AREA);
+        let mailbox = cursor;
         let high_start = mailbox + MAILBOX_AREA;
         let ram_size = high_start.checked_add(opts.high_ram).ok_or(too_large(u64::MAX))?;
         if ram_size >= MAX_RAM_BELOW_4G {
@@ -197,9 +220,33 @@ impl TcgLayout {
         }
     }
 
-    /// Where the mailbox lies in the RAM file (file offset = guest physical address).
+    /// The mailbox's guest physical range (it starts the high RAM file, at offset 0).
     pub fn mailbox_range(&self) -> Range<u64> {
         self.mailbox..self.mailbox + MAILBOX_SIZE
+    }
+
+    /// Node 0: guest physical `[0, first window)`, backed by the low RAM file.
+    pub fn low_node(&self) -> Range<u64> {
+        0..self.windows.first().map_or(self.mailbox, |w| w.start)
+    }
+
+    /// The last node: mailbox, high RAM and firmware, backed by the high RAM file
+    /// (file offset = guest physical address - `mailbox`).
+    pub fn high_node(&self) -> Range<u64> {
+        self.mailbox..self.ram_size
+    }
+
+    /// The NUMA nodes in id order (node id = index), with their guest physical ranges.
+    pub fn nodes(&self) -> Vec<(NodeMemory, Range<u64>)> {
+        let mut nodes = vec![(NodeMemory::LowRam, self.low_node())];
+        nodes.extend(self.windows.iter().enumerate().map(|(i, w)| (NodeMemory::Dimm(i), w.clone())));
+        nodes.push((NodeMemory::HighRam, self.high_node()));
+        nodes
+    }
+
+    /// Linux RAM in bytes (what `--memory` asked for, give or take the legacy hole).
+    pub fn linux_ram_bytes(&self) -> u64 {
+        self.linux_ram.iter().map(|r| r.end - r.start).sum()
     }
 
     /// The kernel arguments that replace the firmware's memory map: only the Linux RAM
@@ -263,9 +310,17 @@ mod tests {
                 assert!(!overlaps(a, b), "{a:x?} overlaps {b:x?}");
             }
         }
-        for w in &l.windows {
-            assert_eq!(w.start % (128 * MIB), 0);
+        assert_eq!(l.windows[0].start % (128 * MIB), 0);
+        // QEMU packs node memories: the nodes must tile [0, ram_size) exactly, in order.
+        let nodes = l.nodes();
+        assert_eq!(nodes.len(), 2 + l.windows.len());
+        assert_eq!(nodes[0].1.start, 0);
+        assert_eq!(nodes.last().unwrap().1.end, l.ram_size);
+        for pair in nodes.windows(2) {
+            assert_eq!(pair[0].1.end, pair[1].1.start, "{pair:x?}");
         }
+        assert_eq!(nodes[2], (NodeMemory::Dimm(1), l.windows[1].clone()));
+        assert_eq!(l.high_node().start, l.mailbox);
         // Windows keep their configured size and order.
         assert_eq!(l.windows[0].end - l.windows[0].start, 512 * MIB);
         assert_eq!(l.windows[1].end - l.windows[1].start, 258 * MIB);

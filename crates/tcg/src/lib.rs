@@ -9,19 +9,29 @@
 //! - [`poller`]: the thread that watches the doorbell word and calls the device model;
 //! - [`qemu`]: the QEMU command line;
 //! - [`image`] and [`cpio`]: the guest kernel/initramfs and the per-run test script;
-//! - [`guest`] and [`results`]: start QEMU, wait, and read what the guest printed.
+//! - [`guest`] and [`results`]: start QEMU, wait, and read what the guest printed (the
+//!   test harness);
+//! - [`vm`]: the `vnvdimm run --backend tcg` runner (console on stdout, QMP, file-backed
+//!   device model), and [`backend`]: its control-API [`vnvdimm_control::Backend`];
+//! - [`qmp`]: QEMU's machine protocol; [`event_zone`]: how host notifications reach
+//!   the guest's `\_SB.NVDR.NEVT` (a polled ACPI thermal zone).
 
+pub mod backend;
 pub mod cpio;
+pub mod event_zone;
 pub mod guest;
 pub mod image;
 pub mod layout;
 pub mod poller;
 pub mod qemu;
+pub mod qmp;
 pub mod ram;
 pub mod results;
+pub mod vm;
 
 pub use guest::{Guest, GuestError, GuestOutput, GuestSpec, Script};
 pub use image::GuestImage;
 pub use layout::{TcgLayout, TcgLayoutOptions};
 pub use poller::MailboxPoller;
 pub use results::{StepResult, StepResults};
+pub use vm::{TcgVm, TcgVmSpec, VmExit};

@@ -108,7 +108,9 @@ pub fn serve_pending(mailbox: &mut MailboxMapping, platform: &Mutex<NvdimmPlatfo
     true
 }
 
-/// Posts pending device-model notifications as mailbox bits the AML consumes.
+/// Posts pending device-model notifications as mailbox bits the AML consumes, and
+/// logs each as `EventKind::Notify` (the guest's `NEVT` picks them up, see
+/// [`crate::event_zone`]).
 pub fn post_notifications(mailbox: &MailboxMapping, platform: &Mutex<NvdimmPlatform>) -> Vec<Notification> {
     let mut platform = platform.lock().unwrap_or_else(|e| e.into_inner());
     let pending = platform.take_notifications();
@@ -128,6 +130,9 @@ pub fn post_notifications(mailbox: &MailboxMapping, platform: &Mutex<NvdimmPlatf
                 }
             }
         }
+    }
+    for n in &pending {
+        platform.log_event(nvdimm_model::event_log::EventKind::Notify(n.clone()));
     }
     pending
 }

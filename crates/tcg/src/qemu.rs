@@ -4,24 +4,53 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::layout::TcgLayout;
+use crate::layout::{NodeMemory, TcgLayout};
+
+/// Where a serial port goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialTarget {
+    /// Appended to a file.
+    File(PathBuf),
+    /// QEMU's standard output (its stdin is not read: `signal=off`, no mux).
+    Stdio,
+}
+
+/// One DIMM backing file, mapped by QEMU as a NUMA node's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DimmBacking {
+    pub path: PathBuf,
+    pub readonly: bool,
+}
 
 /// Everything QEMU needs for one run. Paths are used as given.
 #[derive(Debug, Clone)]
 pub struct QemuCommand {
     pub qemu: PathBuf,
     pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    pub ram_file: PathBuf,
-    pub nfit: PathBuf,
-    pub ssdt: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Node 0's memory (guest physical `[0, first window)`).
+    pub low_ram_file: PathBuf,
+    /// The last node's memory (mailbox, high RAM, firmware).
+    pub high_ram_file: PathBuf,
+    /// The DIMM backing files, in platform order.
+    pub dimms: Vec<DimmBacking>,
+    pub cpus: u32,
+    /// Tables given with `-acpitable` (NFIT, SSDT, ...).
+    pub acpi_tables: Vec<PathBuf>,
     /// Kernel console (ttyS0).
-    pub console_log: PathBuf,
-    /// Second serial port (ttyS1), where the guest's init writes step results.
-    pub results_log: PathBuf,
+    pub console: SerialTarget,
+    /// Second serial port (ttyS1), where the test guest's init writes step results.
+    pub results_log: Option<PathBuf>,
+    /// QMP on this Unix socket (QEMU listens, does not wait).
+    pub qmp_socket: Option<PathBuf>,
+    /// Kernel arguments before the memory map.
+    pub cmdline: String,
     /// Kernel arguments added after ours.
     pub extra_append: String,
 }
+
+/// The kernel arguments the test harness boots with.
+pub const HARNESS_CMDLINE: &str = "console=ttyS0,115200 panic=-1 oops=panic rdinit=/init";
 
 impl QemuCommand {
     /// Default QEMU binary: `$VNV_QEMU` or `qemu-system-x86_64` from PATH.
@@ -31,62 +60,95 @@ impl QemuCommand {
             .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
     }
 
-    /// The kernel command line: console, the exact memory map, and fail-fast settings.
+    /// The kernel command line: the base arguments, the exact memory map, and
+    /// `no_timer_check` (TCG's timer runs unevenly; skip the boot-time IO-APIC check).
     pub fn append(&self, layout: &TcgLayout) -> String {
-        let mut s = format!(
-            "console=ttyS0,115200 panic=-1 oops=panic rdinit=/init {} {}",
-            layout.exactmap(),
-            // TCG's timer runs unevenly; skip the boot-time IO-APIC timer check.
-            "no_timer_check"
-        );
+        let mut s = format!("{} {} no_timer_check", self.cmdline.trim(), layout.exactmap());
         if !self.extra_append.is_empty() {
             s.push(' ');
             s.push_str(&self.extra_append);
         }
-        s
+        s.trim_start().to_string()
     }
 
     /// The argument vector (without the program).
     pub fn args(&self, layout: &TcgLayout) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
-        let mut push = |s: &str| a.push(s.into());
+        let push = |a: &mut Vec<OsString>, s: &str| a.push(s.into());
         // No default devices: nothing claims MMIO in the PCI hole where the flush hints live.
-        push("-nodefaults");
-        push("-no-user-config");
-        push("-display");
-        push("none");
-        push("-machine");
-        push("pc,accel=tcg,memory-backend=ram0");
-        push("-object");
-        a.push(join(&[
-            "memory-backend-file,id=ram0,share=on,size=".as_ref(),
-            format!("{}M", layout.ram_mib()).as_ref(),
-            ",mem-path=".as_ref(),
-            opt_escape(&self.ram_file).as_ref(),
-        ]));
-        let mut push = |s: &str| a.push(s.into());
-        push("-m");
-        push(&format!("{}M", layout.ram_mib()));
-        push("-smp");
-        push("1");
+        push(&mut a, "-nodefaults");
+        push(&mut a, "-no-user-config");
+        push(&mut a, "-display");
+        push(&mut a, "none");
+        push(&mut a, "-machine");
+        push(&mut a, "pc,accel=tcg");
+        // One memory backend per NUMA node; QEMU lays them out back to back in node order.
+        for (id, (what, range)) in layout.nodes().into_iter().enumerate() {
+            let size = format!("{}k", (range.end - range.start) / 1024);
+            let (path, readonly) = match what {
+                NodeMemory::LowRam => (self.low_ram_file.as_path(), false),
+                NodeMemory::HighRam => (self.high_ram_file.as_path(), false),
+                NodeMemory::Dimm(i) => match self.dimms.get(i) {
+                    Some(d) => (d.path.as_path(), d.readonly),
+                    None => (Path::new("/missing-dimm-backing-file"), false),
+                },
+            };
+            push(&mut a, "-object");
+            a.push(join(&[
+                format!("memory-backend-file,id=mem{id},share=on,size={size},mem-path=").as_ref(),
+                opt_escape(path).as_ref(),
+                if readonly { ",readonly=on".as_ref() } else { "".as_ref() },
+            ]));
+            push(&mut a, "-numa");
+            let cpus = if id == 0 {
+                format!(",cpus=0-{}", self.cpus.max(1) - 1)
+            } else {
+                String::new()
+            };
+            push(&mut a, &format!("node,nodeid={id},memdev=mem{id}{cpus}"));
+        }
+        push(&mut a, "-m");
+        push(&mut a, &format!("{}M", layout.ram_mib()));
+        push(&mut a, "-smp");
+        push(&mut a, &self.cpus.max(1).to_string());
         // qemu64 has CPUID MCE and MCA, and TCG gives it MCG_SER_P: enough for Linux's
-        // machine-check handler, which the poison path will need.
-        push("-cpu");
-        push("qemu64");
-        push("-no-reboot");
-        push("-serial");
-        a.push(join(&["file:".as_ref(), self.console_log.as_os_str()]));
-        a.push("-serial".into());
-        a.push(join(&["file:".as_ref(), self.results_log.as_os_str()]));
-        a.push("-acpitable".into());
-        a.push(join(&["file=".as_ref(), opt_escape(&self.nfit).as_ref()]));
-        a.push("-acpitable".into());
-        a.push(join(&["file=".as_ref(), opt_escape(&self.ssdt).as_ref()]));
-        a.push("-kernel".into());
+        // machine-check handler and for HMP `mce`.
+        push(&mut a, "-cpu");
+        push(&mut a, "qemu64");
+        push(&mut a, "-no-reboot");
+        match &self.console {
+            SerialTarget::File(path) => {
+                push(&mut a, "-serial");
+                a.push(join(&["file:".as_ref(), path.as_os_str()]));
+            }
+            SerialTarget::Stdio => {
+                push(&mut a, "-chardev");
+                push(&mut a, "stdio,id=con0,signal=off");
+                push(&mut a, "-serial");
+                push(&mut a, "chardev:con0");
+            }
+        }
+        if let Some(log) = &self.results_log {
+            push(&mut a, "-serial");
+            a.push(join(&["file:".as_ref(), log.as_os_str()]));
+        }
+        if let Some(sock) = &self.qmp_socket {
+            push(&mut a, "-qmp");
+            a.push(join(&["unix:".as_ref(), opt_escape(sock).as_ref(), ",server=on,wait=off".as_ref()]));
+        }
+        push(&mut a, "-monitor");
+        push(&mut a, "none");
+        for table in &self.acpi_tables {
+            push(&mut a, "-acpitable");
+            a.push(join(&["file=".as_ref(), opt_escape(table).as_ref()]));
+        }
+        push(&mut a, "-kernel");
         a.push(self.kernel.clone().into());
-        a.push("-initrd".into());
-        a.push(self.initrd.clone().into());
-        a.push("-append".into());
+        if let Some(initrd) = &self.initrd {
+            push(&mut a, "-initrd");
+            a.push(initrd.clone().into());
+        }
+        push(&mut a, "-append");
         a.push(self.append(layout).into());
         a
     }
@@ -133,19 +195,29 @@ mod tests {
     use nvdimm_model::config::{DimmConfig, PersistenceDomain, PlatformConfig, MIB};
 
     #[test]
-    fn command_line_carries_layout_tables_and_logs() {
-        let dimms = vec![DimmConfig::with_defaults(0, "/x".into(), 256 * MIB)];
+    fn command_line_carries_nodes_tables_and_logs() {
+        let dimms = vec![
+            DimmConfig::with_defaults(0, "/x".into(), 256 * MIB),
+            DimmConfig::with_defaults(1, "/y".into(), 128 * MIB),
+        ];
         let config = PlatformConfig::new(dimms, PersistenceDomain::CpuCache).unwrap();
         let layout = TcgLayout::new(&config, TcgLayoutOptions::default()).unwrap();
         let q = QemuCommand {
             qemu: "qemu-system-x86_64".into(),
             kernel: "/k/vmlinux".into(),
-            initrd: "/k/initrd".into(),
-            ram_file: "/run/a,b/ram".into(),
-            nfit: "/run/NFIT.dat".into(),
-            ssdt: "/run/SSDT.dat".into(),
-            console_log: "/run/console.log".into(),
-            results_log: "/run/results.log".into(),
+            initrd: Some("/k/initrd".into()),
+            low_ram_file: "/run/a,b/low".into(),
+            high_ram_file: "/run/high".into(),
+            dimms: vec![
+                DimmBacking { path: "/data/d0".into(), readonly: false },
+                DimmBacking { path: "/data/d1".into(), readonly: true },
+            ],
+            cpus: 2,
+            acpi_tables: vec!["/run/NFIT.dat".into(), "/run/SSDT.dat".into()],
+            console: SerialTarget::File("/run/console.log".into()),
+            results_log: Some("/run/results.log".into()),
+            qmp_socket: Some("/run/qmp.sock".into()),
+            cmdline: HARNESS_CMDLINE.into(),
             extra_append: "vnv.x=1".into(),
         };
         let args: Vec<String> = q
@@ -161,18 +233,39 @@ mod tests {
         };
         assert_eq!(after("-acpitable"), vec!["file=/run/NFIT.dat", "file=/run/SSDT.dat"]);
         assert_eq!(after("-serial"), vec!["file:/run/console.log", "file:/run/results.log"]);
+        assert_eq!(after("-qmp"), vec!["unix:/run/qmp.sock,server=on,wait=off"]);
         let mib = layout.ram_mib();
         assert_eq!(after("-m"), vec![format!("{mib}M")]);
+        let k = |r: &std::ops::Range<u64>| (r.end - r.start) / 1024;
+        let (low, high) = (layout.low_node(), layout.high_node());
         assert_eq!(
             after("-object"),
-            vec![format!(
-                "memory-backend-file,id=ram0,share=on,size={mib}M,mem-path=/run/a,,b/ram"
-            )]
+            vec![
+                format!("memory-backend-file,id=mem0,share=on,size={}k,mem-path=/run/a,,b/low", k(&low)),
+                format!("memory-backend-file,id=mem1,share=on,size={}k,mem-path=/data/d0", 256 * 1024),
+                format!("memory-backend-file,id=mem2,share=on,size={}k,mem-path=/data/d1,readonly=on", 128 * 1024),
+                format!("memory-backend-file,id=mem3,share=on,size={}k,mem-path=/run/high", k(&high)),
+            ]
         );
+        assert_eq!(
+            after("-numa"),
+            vec![
+                "node,nodeid=0,memdev=mem0,cpus=0-1",
+                "node,nodeid=1,memdev=mem1",
+                "node,nodeid=2,memdev=mem2",
+                "node,nodeid=3,memdev=mem3"
+            ]
+        );
+        // The node sizes add up to -m: QEMU refuses the line otherwise.
+        assert_eq!(k(&low) + 384 * 1024 + k(&high), mib * 1024);
         let append = after("-append")[0];
+        assert!(append.starts_with(HARNESS_CMDLINE), "{append}");
         assert!(append.contains(&layout.exactmap()), "{append}");
         assert!(append.ends_with("vnv.x=1"));
         assert!(args.iter().any(|a| a == "-no-reboot"));
         assert!(q.display(&layout).contains("'console=ttyS0,115200"));
+        let stdio = QemuCommand { console: SerialTarget::Stdio, results_log: None, ..q };
+        let args: Vec<String> = stdio.args(&layout).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.windows(2).any(|w| w[0] == "-serial" && w[1] == "chardev:con0"));
     }
 }

@@ -1,0 +1,290 @@
+//! The `vnvdimm run --backend tcg` runner: one QEMU TCG guest on the user's kernel,
+//! initramfs and DIMM backing files, with the device model opened from those files,
+//! the DSM mailbox polled, QMP for power and machine checks, and the guest console on
+//! a pipe the caller forwards (or a file).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nvdimm_model::NvdimmPlatform;
+use thiserror::Error;
+use vnvdimm_control::VmState;
+
+use crate::guest::{create_ram_files, write_tables, GuestError};
+use crate::layout::TcgLayout;
+use crate::poller::{MailboxPoller, PollerError};
+use crate::qemu::{DimmBacking, QemuCommand, SerialTarget};
+use crate::qmp::{Qmp, QmpError};
+use crate::ram::{MailboxMapping, RamError};
+
+/// Exit status for a guest that crashed, as the KVM backend's `EXIT_GUEST_CRASHED`.
+pub const EXIT_GUEST_CRASHED: u8 = 3;
+/// Exit status for a failure of QEMU or of the VMM itself.
+pub const EXIT_VMM_FAILED: u8 = 1;
+
+#[derive(Debug, Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    #[error(transparent)]
+    Ram(#[from] RamError),
+    #[error(transparent)]
+    Poller(#[from] PollerError),
+    #[error("{0}; QEMU's messages:\n{1}")]
+    Qmp(QmpError, String),
+    #[error("waiting for QEMU: {0}")]
+    Wait(std::io::Error),
+    #[error("closing the DIMMs cleanly after the guest stopped: {0}")]
+    Close(String),
+}
+
+/// What to run.
+#[derive(Clone)]
+pub struct TcgVmSpec {
+    pub qemu: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Kernel arguments; the memory map is appended.
+    pub cmdline: String,
+    pub cpus: u32,
+    /// Guest RAM as the user asked for it (reported by the API).
+    pub memory_bytes: u64,
+    pub layout: TcgLayout,
+    /// The device model, built from `layout.platform_layout()` (normally
+    /// `NvdimmPlatform::open`, so labels, health and poison persist).
+    pub platform: Arc<Mutex<NvdimmPlatform>>,
+    /// RAM files, tables, QMP socket and QEMU's stderr go here.
+    pub work_dir: PathBuf,
+    /// `Stdio`: the console is a pipe the caller takes with [`TcgVm::take_console`].
+    pub console: SerialTarget,
+}
+
+/// How the guest run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmExit {
+    /// The guest powered off (ACPI S5).
+    PowerOff,
+    /// The guest rebooted: a reboot request, a kernel panic with `panic=N`, or a
+    /// triple fault; QEMU (`-no-reboot`) cannot tell these apart without pvpanic.
+    Reset,
+    /// QEMU's pvpanic device reported a guest panic.
+    Panicked,
+    /// The host stopped it (API `power_off`, QMP `quit`, a signal to QEMU).
+    HostStopped(String),
+    /// QEMU failed (bad option, missing file, crash).
+    QemuFailed(String),
+}
+
+impl VmExit {
+    /// Same codes as the KVM backend (`vnvdimm_vmm::outcome`): clean ends 0, a crashed
+    /// guest 3, a failed VMM 1.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            VmExit::PowerOff | VmExit::Reset | VmExit::HostStopped(_) => 0,
+            VmExit::Panicked => EXIT_GUEST_CRASHED,
+            VmExit::QemuFailed(_) => EXIT_VMM_FAILED,
+        }
+    }
+}
+
+impl std::fmt::Display for VmExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmExit::PowerOff => write!(f, "guest powered off"),
+            VmExit::Reset => write!(f, "guest reset (reboot, panic or triple fault; QEMU runs with -no-reboot)"),
+            VmExit::Panicked => write!(f, "guest crashed: kernel panic (pvpanic)"),
+            VmExit::HostStopped(why) => write!(f, "stopped by the host ({why})"),
+            VmExit::QemuFailed(why) => write!(f, "QEMU failed: {why}"),
+        }
+    }
+}
+
+const STATE_RUNNING: u8 = 0;
+const STATE_SHUTTING_DOWN: u8 = 1;
+const STATE_STOPPED: u8 = 2;
+
+/// A running TCG guest. Dropping it kills QEMU.
+pub struct TcgVm {
+    pub(crate) spec_cpus: u32,
+    pub(crate) memory_bytes: u64,
+    pub(crate) platform: Arc<Mutex<NvdimmPlatform>>,
+    pub(crate) mailbox: MailboxMapping,
+    pub(crate) qmp: Qmp,
+    pub(crate) created: Instant,
+    state: AtomicU8,
+    child: Mutex<Option<Child>>,
+    console: Mutex<Option<ChildStdout>>,
+    poller: Mutex<Option<MailboxPoller>>,
+    stderr_log: PathBuf,
+    command_line: String,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GuestError {
+    let path = path.to_path_buf();
+    move |source| GuestError::Io { what, path, source }
+}
+
+impl TcgVm {
+    /// Writes the tables and RAM files, starts the mailbox poller and QEMU, and
+    /// connects to QMP. Backing files are opened by QEMU (`share=on`), never read.
+    pub fn start(spec: &TcgVmSpec) -> Result<TcgVm, VmError> {
+        let dir = &spec.work_dir;
+        std::fs::create_dir_all(dir).map_err(io("creating work directory", dir))?;
+        let tables = write_tables(&spec.platform, &spec.layout, dir)?;
+        let dimms: Vec<DimmBacking> = {
+            let p = spec.platform.lock().unwrap_or_else(|e| e.into_inner());
+            p.config().dimms.iter().map(|d| DimmBacking { path: d.path.clone(), readonly: d.readonly }).collect()
+        };
+        let (low, high) = create_ram_files(&spec.layout, dir)?;
+        let qmp_socket = dir.join("qmp.sock");
+        let q = QemuCommand {
+            qemu: spec.qemu.clone(),
+            kernel: spec.kernel.clone(),
+            initrd: spec.initrd.clone(),
+            low_ram_file: low.path().to_path_buf(),
+            high_ram_file: high.path().to_path_buf(),
+            dimms,
+            cpus: spec.cpus,
+            acpi_tables: tables,
+            console: spec.console.clone(),
+            results_log: None,
+            qmp_socket: Some(qmp_socket.clone()),
+            cmdline: spec.cmdline.clone(),
+            extra_append: String::new(),
+        };
+        let stderr_log = dir.join("qemu.stderr");
+        let stderr = File::create(&stderr_log).map_err(io("creating log", &stderr_log))?;
+        let command_line = q.display(&spec.layout);
+        let cmdline_path = dir.join("qemu.cmdline");
+        std::fs::write(&cmdline_path, &command_line).map_err(io("writing", &cmdline_path))?;
+
+        let poller = MailboxPoller::start(high.map_mailbox(0)?, spec.platform.clone())?;
+        let mailbox = high.map_mailbox(0)?;
+        let created = Instant::now();
+        let stdout = match spec.console {
+            SerialTarget::Stdio => Stdio::piped(),
+            SerialTarget::File(_) => Stdio::null(),
+        };
+        let mut child = q
+            .command(&spec.layout)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|source| GuestError::QemuMissing { qemu: spec.qemu.clone(), source })?;
+        let console = child.stdout.take();
+        let qmp = match Qmp::connect(&qmp_socket, Duration::from_secs(20)) {
+            Ok(qmp) => qmp,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(VmError::Qmp(e, read_lossy(&stderr_log)));
+            }
+        };
+        Ok(TcgVm {
+            spec_cpus: spec.cpus,
+            memory_bytes: spec.memory_bytes,
+            platform: spec.platform.clone(),
+            mailbox,
+            qmp,
+            created,
+            state: AtomicU8::new(STATE_RUNNING),
+            child: Mutex::new(Some(child)),
+            console: Mutex::new(console),
+            poller: Mutex::new(Some(poller)),
+            stderr_log,
+            command_line,
+        })
+    }
+
+    /// The guest console (QEMU's stdout) when the spec asked for `Stdio`; read it to
+    /// the end, it closes when QEMU exits.
+    pub fn take_console(&self) -> Option<ChildStdout> {
+        self.console.lock().ok()?.take()
+    }
+
+    /// The QEMU command line, shell-quoted.
+    pub fn command_line(&self) -> &str {
+        &self.command_line
+    }
+
+    pub fn state(&self) -> VmState {
+        match self.state.load(Ordering::Acquire) {
+            STATE_RUNNING => VmState::Running,
+            STATE_SHUTTING_DOWN => VmState::ShuttingDown,
+            _ => VmState::Stopped,
+        }
+    }
+
+    pub(crate) fn mark_shutting_down(&self) {
+        let _ = self.state.compare_exchange(STATE_RUNNING, STATE_SHUTTING_DOWN, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// DSM calls the poller answered so far.
+    pub fn dsm_calls_served(&self) -> u64 {
+        self.poller.lock().ok().and_then(|p| p.as_ref().map(|p| p.served())).unwrap_or(0)
+    }
+
+    /// Waits until QEMU exits (or `timeout`, then kills it), stops the poller, closes
+    /// every DIMM cleanly and says how the guest ended.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<VmExit, VmError> {
+        let status = loop {
+            let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(child) = guard.as_mut() else {
+                return Err(VmError::Wait(std::io::Error::other("already waited for")));
+            };
+            if let Some(status) = child.try_wait().map_err(VmError::Wait)? {
+                guard.take();
+                break Some(status);
+            }
+            if timeout.is_some_and(|t| self.created.elapsed() >= t) {
+                let _ = child.kill();
+                let _ = child.wait();
+                guard.take();
+                break None;
+            }
+            drop(guard);
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.state.store(STATE_STOPPED, Ordering::Release);
+        if let Some(poller) = self.poller.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            poller.stop()?;
+        }
+        let reason = self.qmp.shutdown_reason();
+        let exit = match (status, reason.as_deref()) {
+            (None, _) => VmExit::HostStopped("timeout: QEMU killed".into()),
+            (Some(_), Some("guest-shutdown")) => VmExit::PowerOff,
+            (Some(_), Some("guest-reset")) => VmExit::Reset,
+            (Some(_), Some("guest-panic")) => VmExit::Panicked,
+            (Some(_), Some(other)) => VmExit::HostStopped(other.to_string()),
+            (Some(s), None) if s.success() => VmExit::HostStopped("QEMU exited without a shutdown event".into()),
+            (Some(s), None) => VmExit::QemuFailed(format!("{s}; its messages:\n{}", read_lossy(&self.stderr_log))),
+        };
+        // The VMM survived, so everything the guest stored is in the backing files'
+        // page cache: a clean shutdown from the DIMMs' point of view.
+        let mut platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..platform.dimms().len() {
+            if let Some(d) = platform.dimm_mut(i) {
+                d.close_clean().map_err(|e| VmError::Close(e.to_string()))?;
+            }
+        }
+        Ok(exit)
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+impl Drop for TcgVm {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
