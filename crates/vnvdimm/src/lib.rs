@@ -5,4 +5,5 @@ pub mod cli;
 pub mod ctl;
 pub mod demo;
 pub mod run;
+pub mod run_tcg;
 pub mod selftest;

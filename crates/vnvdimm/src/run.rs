@@ -11,7 +11,7 @@ use nvdimm_model::config::parse_size;
 use nvdimm_model::PlatformConfig;
 use vnvdimm_machine::{Machine, MachineConfig};
 
-use crate::cli::{Failure, EXIT_FAILURE};
+use crate::cli::Failure;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
@@ -22,9 +22,10 @@ pub enum Backend {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Kernel to boot directly: bzImage or ELF vmlinux.
+    /// Kernel to boot directly: bzImage or ELF vmlinux. Under --backend tcg it defaults
+    /// to the built-in guest image (images/build-guest.sh).
     #[arg(long, value_name = "FILE")]
-    pub kernel: PathBuf,
+    pub kernel: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     pub initramfs: Option<PathBuf>,
     #[arg(long, value_name = "STRING", default_value = "console=ttyS0 reboot=acpi panic=-1")]
@@ -63,7 +64,9 @@ fn must_be_file(option: &str, path: &Path) -> Result<u64, Failure> {
 }
 
 pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
-    must_be_file("--kernel", &args.kernel)?;
+    if let Some(kernel) = &args.kernel {
+        must_be_file("--kernel", kernel)?;
+    }
     if let Some(initramfs) = &args.initramfs {
         must_be_file("--initramfs", initramfs)?;
     }
@@ -86,8 +89,14 @@ pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
     Ok(Validated { machine })
 }
 
-pub fn run(args: &RunArgs, _out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
+pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
     let _validated = validate(args)?;
+    if args.backend == Backend::Tcg {
+        return crate::run_tcg::run(args, out, err);
+    }
+    if args.kernel.is_none() && args.backend == Backend::Kvm {
+        return Err(Failure::usage("--kernel: required with --backend kvm (only --backend tcg has a default image)"));
+    }
     let kvm = match args.backend {
         Backend::Tcg => None,
         Backend::Kvm | Backend::Auto => Some(vnvdimm_vmm::kvm_check::check()),
@@ -99,13 +108,8 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write, err: &mut dyn Write) -> Result<
              is not implemented in this build yet; only bare-metal guests run (vnvdimm selftest)",
         )),
         (_, _) => {
-            let _ = writeln!(
-                err,
-                "vnvdimm: {}the QEMU TCG runner for `vnvdimm run` comes in a later issue; \
-                 `vnvdimm demo` boots Linux under TCG today",
-                if args.backend == Backend::Auto { "--backend auto chose tcg (KVM cannot run Linux here); " } else { "" }
-            );
-            Ok(EXIT_FAILURE)
+            let _ = writeln!(err, "vnvdimm: --backend auto chose tcg (KVM cannot run Linux here)");
+            crate::run_tcg::run(args, out, err)
         }
     }
 }

@@ -1,0 +1,152 @@
+//! `vnvdimm run --backend tcg` (and `--backend auto` where KVM cannot run Linux): the
+//! guest under QEMU TCG on the user's DIMM backing files, console on stdout, control
+//! API on `--api-socket`. Options were validated by `run::validate`; what only TCG
+//! imposes (RAM below 3.5 GiB) is checked here, still before QEMU starts.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use nvdimm_model::clock::SystemClock;
+use nvdimm_model::config::{parse_size, MIB};
+use nvdimm_model::{NvdimmPlatform, PlatformConfig};
+use vnvdimm_control::{ApiServer, Backend};
+use vnvdimm_tcg::qemu::{QemuCommand, SerialTarget};
+use vnvdimm_tcg::{GuestImage, TcgLayout, TcgLayoutOptions, TcgVm, TcgVmSpec};
+
+use crate::cli::Failure;
+use crate::run::RunArgs;
+
+/// Smallest `--memory` the TCG layout accepts: 64 MiB high RAM (initramfs) + 64 MiB low.
+pub const MIN_MEMORY: u64 = 128 * MIB;
+
+/// Splits `--memory` into low RAM (node 0, from 1 MiB) and high RAM (the node after
+/// the DIMMs, where QEMU puts the initramfs): a quarter high, between 64 and 256 MiB.
+pub fn layout_options(memory: u64) -> Result<TcgLayoutOptions, Failure> {
+    if memory < MIN_MEMORY {
+        return Err(Failure::usage(format!(
+            "--memory: {} MiB is too small for --backend tcg; give at least {} MiB",
+            memory / MIB,
+            MIN_MEMORY / MIB
+        )));
+    }
+    let high_ram = (memory / 4).clamp(64 * MIB, 256 * MIB) / (2 * MIB) * (2 * MIB);
+    Ok(TcgLayoutOptions { low_ram_end: memory - high_ram, high_ram, ..TcgLayoutOptions::default() })
+}
+
+/// Everything `vnvdimm run --backend tcg` decides before starting QEMU.
+pub struct Prepared {
+    pub spec: TcgVmSpec,
+    pub api_socket: Option<PathBuf>,
+    /// Removed when dropped; holds the RAM files, tables and QMP socket.
+    pub work: tempfile::TempDir,
+}
+
+fn check_api_socket(path: &Path) -> Result<(), Failure> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => Err(Failure::usage(format!(
+            "--api-socket {}: the path exists and is not a socket; choose another path or remove it",
+            path.display()
+        ))),
+        _ => match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(Failure::usage(format!(
+                "--api-socket {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            ))),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Checks what TCG adds to the shared validation, opens the device model on the
+/// backing files (sidecars next to them) and builds the spec. Nothing is started.
+pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
+    let memory = parse_size(&args.memory).map_err(|e| Failure::usage(format!("--memory: {}: {e}", args.memory)))?;
+    let config = PlatformConfig::parse(&args.nvdimm, &args.persistence_domain)
+        .map_err(|e| Failure::usage(format!("--nvdimm/--persistence-domain: {e}")))?;
+    let layout = TcgLayout::new(&config, layout_options(memory)?)
+        .map_err(|e| Failure::usage(format!("--memory/--nvdimm (--backend tcg): {e}")))?;
+    if let Some(sock) = &args.api_socket {
+        check_api_socket(sock)?;
+    }
+    let (kernel, initrd) = match &args.kernel {
+        Some(kernel) => (kernel.clone(), args.initramfs.clone()),
+        None => {
+            let image = GuestImage::locate_or_build().map_err(|e| {
+                Failure::other(format!("no --kernel given and the default guest image is unavailable: {e}"))
+            })?;
+            (image.vmlinux, Some(args.initramfs.clone().unwrap_or(image.initramfs)))
+        }
+    };
+    let platform = NvdimmPlatform::open(config, layout.platform_layout(), Arc::new(SystemClock::new()))
+        .map_err(|e| Failure::usage(format!("--nvdimm: {e}")))?;
+    let work = tempfile::Builder::new()
+        .prefix("vnvdimm-tcg-")
+        .tempdir()
+        .map_err(|e| Failure::other(format!("creating a work directory: {e}")))?;
+    let spec = TcgVmSpec {
+        qemu: QemuCommand::default_qemu(),
+        kernel,
+        initrd,
+        cmdline: args.cmdline.clone(),
+        cpus: u32::from(args.cpus),
+        memory_bytes: memory,
+        layout,
+        platform: Arc::new(Mutex::new(platform)),
+        work_dir: work.path().to_path_buf(),
+        console: SerialTarget::Stdio,
+    };
+    Ok(Prepared { spec, api_socket: args.api_socket.clone(), work })
+}
+
+/// Runs the guest to its end; returns the exit status (docs/tcg-backend.md).
+pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
+    let prepared = prepare(args)?;
+    let vm = Arc::new(TcgVm::start(&prepared.spec).map_err(|e| Failure::other(format!("--backend tcg: {e}")))?);
+    if std::env::var_os("VNVDIMM_DEBUG").is_some() {
+        let _ = writeln!(err, "vnvdimm: {}", vm.command_line());
+    }
+    let _api = match &prepared.api_socket {
+        Some(path) => Some(
+            ApiServer::start(path, vm.clone() as Arc<dyn Backend>)
+                .map_err(|e| Failure::usage(e.to_string()))?,
+        ),
+        None => None,
+    };
+    if let Some(mut console) = vm.take_console() {
+        let mut buf = [0u8; 4096];
+        loop {
+            match console.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    // A closed stdout must not stop the guest: keep draining the pipe.
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    let exit = vm.wait(None).map_err(|e| Failure::other(format!("--backend tcg: {e}")))?;
+    let _ = writeln!(err, "vnvdimm: {exit}");
+    Ok(exit.exit_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_split_keeps_room_for_the_initramfs() {
+        let o = layout_options(512 * MIB).unwrap();
+        assert_eq!(o.high_ram, 128 * MIB);
+        assert_eq!(o.low_ram_end + o.high_ram, 512 * MIB);
+        assert_eq!(layout_options(4096 * MIB).unwrap().high_ram, 256 * MIB);
+        assert_eq!(layout_options(130 * MIB).unwrap().high_ram, 64 * MIB);
+        let e = layout_options(64 * MIB).err().unwrap();
+        assert!(e.usage && e.message.starts_with("--memory"), "{}", e.message);
+    }
+}
