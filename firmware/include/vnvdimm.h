@@ -1,6 +1,6 @@
 /* Shared definitions for vnvdimm's bare-metal guest programs.
  * The VMM enters each program at its first byte, loaded at 1 MiB, in 64-bit long
- * mode with identity-mapped 1 GiB pages, interrupts off and a stack below 0x9F000.
+ * mode with identity-mapped 2 MiB pages, interrupts off and a stack below 0x9F000.
  * The fixed addresses below are the machine's (crates/machine/src/memory_map.rs);
  * everything configuration-dependent (SPA bases, flush hints, handles) is read
  * from the NFIT, as an OS would. */
@@ -10,6 +10,15 @@
 #define DOORBELL       0xC0000000
 #define REPORT_PORT    0x510
 #define EXIT_PORT      0x514
+/* Host commands to an idling program (crates/vmm/src/command_port.rs). */
+#define CMD_PORT       0x518
+#define CMD_ARG_LO     0x51C
+#define CMD_ARG_HI     0x520
+
+/* Machine-check MSRs: bank 9 is the one the VMM reports memory errors in. */
+#define MSR_MCG_STATUS 0x17A
+#define MSR_MC9_STATUS 0x425
+#define MSR_MC9_ADDR   0x426
 
 /* Mailbox ABI (crates/nvdimm-model/src/mailbox.rs). */
 #define MB_HANDLE      0x00
@@ -34,6 +43,7 @@
 #define FAIL_NO_FLUSH  13
 #define FAIL_NO_MEMDEV 14
 #define FAIL_DSM       20
+#define FAIL_NO_MC     30
 
 .macro EXIT code
 	mov $\code, %al

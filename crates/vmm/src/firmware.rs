@@ -17,3 +17,14 @@ pub const FLUSH_STAMP_OFFSET: u64 = 0x1000;
 pub const POISON_OFFSET: u64 = 0x3000;
 pub const LABEL_PATTERN: &[u8; 16] = b"vnvdimm label!!\n";
 pub const BENCH_ITERATIONS: u32 = 200;
+
+/// The idling program the control-API tests drive through the command port.
+pub const IDLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/idle.bin"));
+/// Report tags of firmware/idle.S.
+pub const IDLE_TAG_READ: u32 = 0x5244_0001;
+pub const IDLE_TAG_NOTIFY: u32 = 0x4E54_0002;
+pub const IDLE_TAG_MACHINE_CHECK: u32 = 0x4D43_0003;
+/// Commands of firmware/idle.S.
+pub const IDLE_CMD_READ: u32 = 1;
+pub const IDLE_CMD_NOTIFY: u32 = 2;
+pub const IDLE_CMD_EXIT: u32 = 3;

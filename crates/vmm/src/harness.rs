@@ -12,7 +12,11 @@ use nvdimm_model::{NvdimmPlatform, PersistenceDomain, PlatformConfig};
 use thiserror::Error;
 use vnvdimm_machine::{Machine, MachineConfig, MachineError};
 
+use vnvdimm_control::{ApiServer, ApiServerHandle};
+
+use crate::backend::KvmBackend;
 use crate::bare_metal::{self, BareMetalError};
+use crate::command_port::{CommandPort, GuestCommands, CMD_PORT, CMD_PORT_LEN};
 use crate::outcome::GuestOutcome;
 use crate::run_loop::{self, PmemFaultHandler};
 use crate::vm::{Vm, VmError};
@@ -31,6 +35,10 @@ pub enum HarnessError {
     Vm(#[from] VmError),
     #[error(transparent)]
     Load(#[from] BareMetalError),
+    #[error(transparent)]
+    Api(#[from] vnvdimm_control::ApiError),
+    #[error("the command port: {0}")]
+    Bus(#[from] crate::bus::BusError),
 }
 
 /// A machine of `dimms` DIMMs of `size` bytes each on sparse files in `dir`
@@ -72,6 +80,20 @@ impl RunResult {
         let hi = *self.report.get(word + 1)?;
         Some(u64::from(lo) | (u64::from(hi) << 32))
     }
+}
+
+/// Serves the control API for `vm` on `socket` until the handle is dropped. Call before
+/// `run`; the API then works while the guest runs (and answers 409 after it stopped).
+pub fn serve_api(vm: &Vm, socket: &Path) -> Result<ApiServerHandle, HarnessError> {
+    Ok(ApiServer::start(socket, Arc::new(KvmBackend::new(vm)))?)
+}
+
+/// Puts the command port firmware/idle.S polls on the IO bus.
+pub fn attach_commands(vm: &mut Vm) -> Result<Arc<GuestCommands>, HarnessError> {
+    let commands = GuestCommands::new();
+    let port = Arc::new(std::sync::Mutex::new(CommandPort(commands.clone())));
+    vm.io_bus.insert(u64::from(CMD_PORT), CMD_PORT_LEN, port)?;
+    Ok(commands)
 }
 
 pub fn run(vm: &mut Vm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<RunResult, HarnessError> {

@@ -5,8 +5,10 @@
 
 pub mod debug_log;
 
+pub mod backend;
 pub mod bare_metal;
 pub mod bus;
+pub mod command_port;
 pub mod cpuid;
 pub mod debug_port;
 pub mod doorbell;
@@ -23,10 +25,12 @@ pub mod memslots;
 pub mod mmap;
 pub mod outcome;
 pub mod page_tables;
+pub mod pmem_slots;
 pub mod power;
 pub mod run_loop;
 pub mod selftest;
 pub mod serial;
+pub mod vcpu_control;
 pub mod vm;
 
 pub use outcome::GuestOutcome;

@@ -66,22 +66,14 @@ fn program(name: &str) -> &'static [u8] {
 }
 
 pub fn run_check(dir: &Path, name: &'static str, f: CheckFn) -> Check {
-    if name == "poison-read" {
-        return Check {
-            name,
-            status: Status::NotRun(
-                "poison consumption needs the memslot splitting and machine-check injection (memslots.rs, mce.rs), \
-                 which this build does not wire into the exit loop yet"
-                    .into(),
-            ),
-            detail: String::new(),
-        };
-    }
     let result = (|| -> Result<(Vm, RunResult, Machine), HarnessError> {
         let sub = dir.join(name);
         std::fs::create_dir_all(&sub).map_err(|source| HarnessError::Backing { path: sub.display().to_string(), source })?;
         let machine = harness::sparse_machine(&sub, 2, DIMM_SIZE)?;
         let mut vm = harness::boot(machine.clone(), program(name), Box::new(std::io::sink()))?;
+        if name == "poison-read" {
+            poison_page(&vm)?;
+        }
         let run = harness::run(&mut vm, None)?;
         Ok((vm, run, machine))
     })();
@@ -208,6 +200,39 @@ pub fn check_flush(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<St
     Ok("flush count 0 -> 1 (fdatasync done before the vCPU resumed), event logged, data in the file".into())
 }
 
-pub fn check_poison(_vm: &mut Vm, _run: &RunResult, _machine: &Machine) -> Result<String, String> {
-    Err("not wired".into())
+/// Host-side injection, as `POST /poison` does: DIMM 0's page at `POISON_OFFSET` is
+/// recorded in the device model and taken out of the memslots before the guest starts.
+fn poison_page(vm: &Vm) -> Result<(), HarnessError> {
+    vm.platform
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .add_poison(0, firmware::POISON_OFFSET, 8)
+        .map_err(|e| HarnessError::Backing { path: "DIMM 0 poison".into(), source: std::io::Error::other(e.to_string()) })?;
+    vm.pmem.sync(&vm.platform).map_err(|e| HarnessError::Vm(e.into()))?;
+    Ok(())
+}
+
+/// Report layout of firmware/poison.S: address loaded, then from the #MC handler
+/// MC9_ADDR, MC9_STATUS, MCG_STATUS.
+pub fn check_poison(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<String, String> {
+    let gpa = machine.memory_map.layout.dimms[0].spa_base + firmware::POISON_OFFSET;
+    expect("address the guest loaded", run.u64_at(0), gpa)?;
+    expect("MC9_ADDR in the guest's #MC handler", run.u64_at(2), gpa)?;
+    expect("MC9_STATUS in the guest's #MC handler", run.u64_at(4), crate::mce::SRAR_STATUS)?;
+    expect("MCG_STATUS in the guest's #MC handler", run.u64_at(6), crate::mce::SRAR_MCG_STATUS)?;
+    let logged = vm.platform.lock().unwrap_or_else(|p| p.into_inner()).events_since(0).iter().any(|e| {
+        e.kind
+            == EventKind::MachineCheck {
+                gpa,
+                kind: nvdimm_model::event_log::MachineCheckKind::ActionRequired,
+                delivered: true,
+            }
+    });
+    if !logged {
+        return Err(format!("no MachineCheck {{ gpa: {gpa:#x}, action_required, delivered }} in the event log"));
+    }
+    Ok(format!(
+        "load at {gpa:#x} exited (page out of the memslots), SRAR injected and logged, guest #MC handler read MC9_ADDR {gpa:#x}, MC9_STATUS {:#x}",
+        crate::mce::SRAR_STATUS
+    ))
 }

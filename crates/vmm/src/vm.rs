@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY};
+use nvdimm_model::event_log::MachineCheckKind;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
@@ -17,6 +18,11 @@ use crate::bus::{Bus, BusError, SharedDevice};
 use crate::debug_port::{DebugPorts, Report, DEBUG_PORTS_LEN, REPORT_PORT};
 use crate::doorbell::Doorbell;
 use crate::flush_hint::{FlushCounters, FlushHint};
+use crate::ged::{Ged, GED_MMIO_BASE, GED_MMIO_SIZE};
+use crate::mce;
+use crate::memslots::MemslotError;
+use crate::pmem_slots::PmemSlots;
+use crate::vcpu_control::VcpuControl;
 use crate::guest_memory::{GuestMemory, GuestMemoryError};
 use crate::power::{
     PcResetControl, PowerPorts, PC_RESET_CONTROL_PORT, POWER_PORTS_LEN, SLEEP_CONTROL_PORT,
@@ -38,6 +44,10 @@ pub enum VmError {
     Bus(#[from] BusError),
     #[error("the platform's layout differs from the machine's memory map (a vnvdimm bug)")]
     LayoutMismatch,
+    #[error("vCPU machine-check setup: {0}")]
+    Mce(#[from] mce::MceError),
+    #[error("NVDIMM window memory slots: {0}")]
+    Memslots(#[from] MemslotError),
 }
 
 pub(crate) fn ioctl(what: impl Into<String>) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -67,15 +77,25 @@ pub struct VmStats {
 
 pub struct Vm {
     pub kvm: Kvm,
-    pub vm_fd: VmFd,
+    /// Shared with `pmem` (memslot changes from the control API's thread).
+    pub vm_fd: Arc<VmFd>,
     pub vcpus: Vec<VcpuFd>,
     pub machine: Machine,
     pub memory: Arc<GuestMemory>,
     pub platform: Arc<Mutex<NvdimmPlatform>>,
     pub io_bus: Bus,
     pub mmio_bus: Bus,
+    /// RAM memslots; the NVDIMM windows' slots are `pmem`'s.
     pub slots: Vec<SlotInfo>,
+    /// The NVDIMM windows' memslots, with poisoned pages left out.
+    pub pmem: Arc<PmemSlots>,
     pub stats: VmStats,
+    /// Generic Event Device at `GED_MMIO_BASE` (ACPI notifications).
+    pub ged: Arc<Ged>,
+    /// Requests from other threads to the vCPU thread.
+    pub control: Arc<VcpuControl>,
+    /// The guest's MCG_CAP, or why KVM cannot give the guest machine checks.
+    pub mce: Result<u64, String>,
 }
 
 impl Vm {
@@ -90,12 +110,21 @@ impl Vm {
             return Err(VmError::LayoutMismatch);
         }
         let kvm = Kvm::new().map_err(VmError::Kvm)?;
-        let vm_fd = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+        let vm_fd = Arc::new(kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?);
         let memory = Arc::new(GuestMemory::new(&machine.memory_map, &machine.platform)?);
         let slots = register_memslots(&vm_fd, &memory)?;
         copy_acpi(&machine, &memory)?;
 
         let platform = Arc::new(Mutex::new(platform));
+        // The windows are installed by the first sync, with any poison the DIMMs
+        // already carry (from their sidecar files) left out.
+        let pmem = Arc::new(PmemSlots::new(
+            vm_fd.clone(),
+            memory.clone(),
+            slots.len() as u32,
+            kvm.get_nr_memslots() as u32,
+        ));
+        pmem.sync(&platform)?;
         let stats = VmStats {
             flushes: Arc::new(FlushCounters::new(machine.platform.dimms.len())),
             doorbell_rings: Arc::new(AtomicU64::new(0)),
@@ -143,9 +172,18 @@ impl Vm {
             }
         }
 
-        let cpuid = kvm
+        let ged = Arc::new(Ged::new());
+        mmio_bus.insert(GED_MMIO_BASE, GED_MMIO_SIZE, shared(GedDevice(ged.clone())))?;
+
+        let mce = mce::supported_mcg_cap(&kvm)
+            .and_then(|cap| mce::guest_mcg_cap(cap, mce::supported_banks(&kvm)))
+            .map_err(|e| e.to_string());
+        let mut cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+        if mce.is_ok() {
+            mce::advertise_mce(&mut cpuid);
+        }
         let mut vcpus = Vec::with_capacity(usize::from(machine.config.cpus));
         for id in 0..u64::from(machine.config.cpus) {
             let vcpu = vm_fd
@@ -155,6 +193,9 @@ impl Vm {
             crate::cpuid::patch(&mut cpuid, id as u8, machine.config.cpus);
             vcpu.set_cpuid2(&cpuid)
                 .map_err(ioctl(format!("KVM_SET_CPUID2 on vCPU {id}")))?;
+            if let Ok(mcg_cap) = mce {
+                mce::setup_vcpu(&vcpu, mcg_cap)?;
+            }
             vcpus.push(vcpu);
         }
         Ok(Vm {
@@ -167,8 +208,17 @@ impl Vm {
             io_bus,
             mmio_bus,
             slots,
+            pmem,
             stats,
+            ged,
+            control: Arc::new(VcpuControl::new()),
+            mce,
         })
+    }
+
+    /// Whether the guest can be sent machine checks of `kind`.
+    pub fn can_deliver(&self, _kind: MachineCheckKind) -> bool {
+        self.mce.is_ok()
     }
 
     /// The DIMM window containing `gpa`: (dimm index, offset into the DIMM).
@@ -185,14 +235,25 @@ fn shared<D: crate::bus::BusDevice + 'static>(device: D) -> SharedDevice {
     Arc::new(Mutex::new(device))
 }
 
+/// The GED's register on the MMIO bus.
+struct GedDevice(Arc<Ged>);
+
+impl crate::bus::BusDevice for GedDevice {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.0.mmio_read(offset, data);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> crate::bus::Action {
+        self.0.mmio_write(offset, data);
+        crate::bus::Action::Continue
+    }
+}
+
+/// RAM only: the NVDIMM windows are `PmemSlots`'s.
 fn register_memslots(vm_fd: &VmFd, memory: &GuestMemory) -> Result<Vec<SlotInfo>, VmError> {
     let ram = memory.ram.iter().map(|b| (b.gpa, &b.mapping, false, None));
-    let pmem = memory
-        .pmem
-        .iter()
-        .map(|w| (w.gpa, &w.mapping, w.readonly, Some(w.dimm)));
     let mut slots = Vec::new();
-    for (slot, (gpa, mapping, readonly, dimm)) in ram.chain(pmem).enumerate() {
+    for (slot, (gpa, mapping, readonly, dimm)) in ram.enumerate() {
         let info = SlotInfo {
             slot: slot as u32,
             gpa,

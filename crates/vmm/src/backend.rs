@@ -1,0 +1,191 @@
+//! The control API's `Backend` for a KVM VM (`vnvdimm run --backend kvm`, and the
+//! bare-metal harness so tests can drive the API while a guest runs).
+//!
+//! Threads: the API thread calls these methods while the vCPU thread is inside
+//! `run_loop::run`. Everything that needs the `VcpuFd` (machine checks, power-off) is
+//! queued through `VcpuControl` and served by the vCPU thread before its next KVM_RUN;
+//! `machine_check` waits (up to `DELIVERY_TIMEOUT`) until it was served, so the
+//! `MachineCheck` event is in the log when the API answers. Memslot changes
+//! (`poison_changed`) are made directly from the API thread: KVM allows
+//! KVM_SET_USER_MEMORY_REGION while a vCPU runs (see pmem_slots.rs).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kvm_ioctls::VmFd;
+use nvdimm_model::event_log::{EventKind, MachineCheckKind};
+use nvdimm_model::events::{NotifyTarget, NOTIFY_ROOT_FIT_CHANGED};
+use nvdimm_model::mailbox::{NOTIFY_DIMMS, NOTIFY_DIMM_HEALTH_BIT, NOTIFY_ROOT, NOTIFY_ROOT_FIT_CHANGED_BIT, NOTIFY_ROOT_NEW_ERRORS_BIT};
+use nvdimm_model::NvdimmPlatform;
+use vnvdimm_control::backend::{Backend, BackendError, Capabilities, VmInfo, VmState};
+
+use crate::flush_hint::FlushCounters;
+use crate::ged::{Ged, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
+use crate::guest_memory::GuestMemory;
+use crate::pmem_slots::PmemSlots;
+use crate::vcpu_control::{Request, RunState, VcpuControl};
+use crate::vm::Vm;
+
+/// How long `machine_check` waits for the vCPU thread to inject it.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct KvmBackend {
+    platform: Arc<Mutex<NvdimmPlatform>>,
+    pmem: Arc<PmemSlots>,
+    control: Arc<VcpuControl>,
+    ged: Arc<Ged>,
+    vm_fd: Arc<VmFd>,
+    memory: Arc<GuestMemory>,
+    mailbox: u64,
+    flushes: Arc<FlushCounters>,
+    memory_bytes: u64,
+    cpus: u32,
+    machine_checks: bool,
+    started: Instant,
+}
+
+impl KvmBackend {
+    /// Shares `vm`'s devices; build it before the vCPU thread takes the VM.
+    pub fn new(vm: &Vm) -> Self {
+        KvmBackend {
+            platform: vm.platform.clone(),
+            pmem: vm.pmem.clone(),
+            control: vm.control.clone(),
+            ged: vm.ged.clone(),
+            vm_fd: vm.vm_fd.clone(),
+            memory: vm.memory.clone(),
+            mailbox: vm.machine.memory_map.layout.mailbox,
+            flushes: vm.stats.flushes.clone(),
+            memory_bytes: vm.machine.config.memory,
+            cpus: u32::from(vm.machine.config.cpus),
+            machine_checks: vm.mce.is_ok(),
+            started: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, NvdimmPlatform> {
+        self.platform.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// ORs `bits` into the mailbox word at `offset`, atomically: the guest's `NEVT`
+    /// may be clearing the same word on a vCPU.
+    fn or_mailbox_word(&self, offset: usize, bits: u32) -> bool {
+        let gpa = self.mailbox + offset as u64;
+        let Some(block) = self.memory.ram.iter().find(|b| gpa >= b.gpa && gpa + 4 <= b.gpa + b.mapping.size()) else {
+            return false;
+        };
+        if gpa % 4 != 0 {
+            return false;
+        }
+        // SAFETY: inside a live RAM mapping owned by `memory` (kept alive by self),
+        // 4-byte aligned; guest RAM is shared with the guest, hence the atomic access.
+        let word = unsafe { AtomicU32::from_ptr(block.mapping.as_ptr().add((gpa - block.gpa) as usize).cast()) };
+        word.fetch_or(bits, Ordering::SeqCst);
+        true
+    }
+}
+
+impl Backend for KvmBackend {
+    fn info(&self) -> VmInfo {
+        let state = match self.control.state() {
+            RunState::Created => VmState::Created,
+            RunState::Running => VmState::Running,
+            RunState::ShuttingDown => VmState::ShuttingDown,
+            RunState::Stopped => VmState::Stopped,
+        };
+        VmInfo {
+            backend: "kvm".to_string(),
+            state,
+            memory_bytes: self.memory_bytes,
+            cpus: self.cpus,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            capabilities: Capabilities {
+                action_optional_machine_check: self.machine_checks,
+                action_required_machine_check: self.machine_checks,
+            },
+        }
+    }
+
+    fn platform(&self) -> &Mutex<NvdimmPlatform> {
+        &self.platform
+    }
+
+    /// Sets the mailbox notification words `\_SB.NVDR.NEVT` reads, logs each
+    /// notification, then sets the GED's NVDIMM bit and pulses its interrupt. Without an
+    /// in-kernel interrupt controller (the bare-metal machines) there is no line to
+    /// pulse: the words and the GED bit stay set for the guest to find.
+    fn raise_notifications(&self) -> Result<(), BackendError> {
+        let mut platform = self.lock();
+        let pending = platform.take_notifications();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for n in &pending {
+            let posted = match n.target {
+                NotifyTarget::Root => {
+                    let bit = if n.code == NOTIFY_ROOT_FIT_CHANGED {
+                        NOTIFY_ROOT_FIT_CHANGED_BIT
+                    } else {
+                        NOTIFY_ROOT_NEW_ERRORS_BIT
+                    };
+                    self.or_mailbox_word(NOTIFY_ROOT, bit)
+                }
+                NotifyTarget::Dimm { handle } => match platform.dimms().iter().position(|d| d.handle() == handle) {
+                    Some(index) => self.or_mailbox_word(NOTIFY_DIMMS + 4 * index, NOTIFY_DIMM_HEALTH_BIT),
+                    None => false,
+                },
+            };
+            if !posted {
+                return Err(BackendError::Failed(format!(
+                    "cannot post notification {n:?}: the mailbox at {:#x} is not in guest RAM",
+                    self.mailbox
+                )));
+            }
+            platform.log_event(EventKind::Notify(*n));
+        }
+        drop(platform);
+        if let Err(e) = self.ged.raise(GED_EVENT_NVDIMM, &KvmIrqLine::new(&self.vm_fd, GED_GSI)) {
+            crate::debug_log!("GED interrupt not raised ({e}): no in-kernel interrupt controller; the bits stay pending");
+        }
+        Ok(())
+    }
+
+    fn machine_check(&self, gpa: u64, kind: MachineCheckKind) -> Result<(), BackendError> {
+        if !self.machine_checks {
+            return Err(BackendError::Unsupported("this host's KVM cannot emulate machine checks".into()));
+        }
+        let ticket = self.control.request(Request::MachineCheck { gpa, kind }).map_err(|_| {
+            BackendError::Conflict("the guest has stopped: there is no vCPU to deliver a machine check to".into())
+        })?;
+        if !self.control.wait_served(ticket, DELIVERY_TIMEOUT) && self.control.state() == RunState::Stopped {
+            return Err(BackendError::Conflict(
+                "the guest stopped before the machine check could be delivered".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn poison_changed(&self, _dimm: usize) -> Result<(), BackendError> {
+        self.pmem
+            .sync(&self.platform)
+            .map(|_| ())
+            .map_err(|e| BackendError::Failed(format!("re-planning the NVDIMM memory slots failed: {e}")))
+    }
+
+    fn flush_counts(&self) -> Vec<u64> {
+        self.flushes.all()
+    }
+
+    /// Queues the power-off; the vCPU thread logs `PowerOff` and ends the run with
+    /// `GuestOutcome::PowerOff` (exit status 0) before its next KVM_RUN.
+    fn power_off(&self) -> Result<(), BackendError> {
+        if matches!(self.control.state(), RunState::ShuttingDown | RunState::Stopped) {
+            return Err(BackendError::Conflict("the VM is already stopped or stopping".into()));
+        }
+        self.control
+            .request(Request::PowerOff)
+            .map(|_| ())
+            .map_err(|_| BackendError::Conflict("the VM is already stopped".into()))
+    }
+}

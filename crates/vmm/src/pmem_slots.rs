@@ -1,0 +1,134 @@
+//! The NVDIMM windows' memslots of a running VM, shared between the vCPU thread (which
+//! serves window MMIO exits) and the control API (which changes poison): a
+//! `memslots::PoisonSlots` behind a lock, kept equal to the device model's poison.
+//!
+//! `sync` is called after anything that may have changed poison: every `_DSM` doorbell
+//! ring (Clear Uncorrectable Error, ARS error injection) and every host change
+//! (`Backend::poison_changed`). It compares the DIMMs' poison sets with the ones last
+//! planned, so a doorbell ring that changed nothing costs one comparison per DIMM.
+//!
+//! KVM_SET_USER_MEMORY_REGION may be called from any thread while a vCPU is inside
+//! KVM_RUN: KVM publishes the new memslot array with SRCU and waits for every vCPU to
+//! leave the old one, so a vCPU sees either the old or the new layout, never a torn one.
+//! An access that exits on a page whose slot is being re-added is served from the
+//! backing file (`WindowAccess::Served`), so it is not lost either.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kvm_ioctls::VmFd;
+use nvdimm_model::poison::PoisonSet;
+use nvdimm_model::NvdimmPlatform;
+
+use crate::guest_memory::GuestMemory;
+use crate::memslots::{ApplyStats, DimmWindow, KvmSlots, MemslotError, PoisonSlots, WindowAccess};
+
+/// Result of one `sync` that changed the slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    pub apply: ApplyStats,
+    /// Wall time of planning and the KVM calls.
+    pub took: Duration,
+}
+
+struct Inner {
+    slots: PoisonSlots,
+    kvm: KvmSlots,
+    /// The poison the installed slots were planned for, one set per DIMM.
+    planned: Option<Vec<PoisonSet>>,
+    last: Option<SyncStats>,
+}
+
+pub struct PmemSlots {
+    vm_fd: Arc<VmFd>,
+    // Keeps the windows' mappings alive as long as the slots point into them.
+    _memory: Arc<GuestMemory>,
+    inner: Mutex<Inner>,
+}
+
+impl PmemSlots {
+    /// Slots `first_slot..nr_memslots` are the windows'; nothing is installed before the
+    /// first `sync`.
+    pub fn new(vm_fd: Arc<VmFd>, memory: Arc<GuestMemory>, first_slot: u32, nr_memslots: u32) -> Self {
+        let windows = memory
+            .pmem
+            .iter()
+            .map(|w| {
+                // SAFETY: the mapping is owned by `memory`, which this value keeps alive.
+                unsafe { DimmWindow::new(w.gpa, w.mapping.size(), w.mapping.as_ptr() as u64, w.readonly) }
+            })
+            .collect();
+        let max = nr_memslots.saturating_sub(first_slot) as usize;
+        PmemSlots {
+            vm_fd,
+            _memory: memory,
+            inner: Mutex::new(Inner {
+                slots: PoisonSlots::new(windows, max),
+                kvm: KvmSlots::new(first_slot, nr_memslots),
+                planned: None,
+                last: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-plans if the platform's poison differs from what the slots were planned for.
+    /// `Ok(None)`: nothing changed. Locks the platform briefly, never together with the slots.
+    pub fn sync(&self, platform: &Mutex<NvdimmPlatform>) -> Result<Option<SyncStats>, MemslotError> {
+        let current: Vec<PoisonSet> = {
+            let p = platform.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inner = self.lock();
+            let same = inner.planned.as_ref().is_some_and(|planned| {
+                planned.len() == p.dimms().len() && planned.iter().zip(p.dimms()).all(|(a, d)| *a == d.state.poison)
+            });
+            if same {
+                return Ok(None);
+            }
+            // Cleared so a failed update is retried next time.
+            inner.planned = None;
+            p.dimms().iter().map(|d| d.state.poison.clone()).collect()
+        };
+        self.apply(current).map(Some)
+    }
+
+    /// Installs the slots for exactly `poison` (one set per DIMM).
+    pub fn apply(&self, poison: Vec<PoisonSet>) -> Result<SyncStats, MemslotError> {
+        let start = Instant::now();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let refs: Vec<&PoisonSet> = poison.iter().collect();
+        let apply = inner.slots.update(&refs, &mut inner.kvm.bind(&self.vm_fd))?;
+        let stats = SyncStats { apply, took: start.elapsed() };
+        inner.planned = Some(poison);
+        inner.last = Some(stats);
+        Ok(stats)
+    }
+
+    /// The last change `sync`/`apply` made.
+    pub fn last_sync(&self) -> Option<SyncStats> {
+        self.lock().last
+    }
+
+    /// Whether `gpa` lies in a page that is currently out of the memslots.
+    pub fn is_hole(&self, gpa: u64) -> bool {
+        self.lock().slots.classify(gpa).is_some()
+    }
+
+    /// Memslots the windows use now.
+    pub fn slot_count(&self) -> usize {
+        self.lock().kvm.len()
+    }
+
+    /// A guest load that exited: `None` if `gpa` is in no window.
+    pub fn on_read(&self, gpa: u64, data: &mut [u8]) -> Option<WindowAccess> {
+        self.lock().slots.on_mmio_read(gpa, data)
+    }
+
+    /// A guest store that exited: written through to the backing file. `None` if `gpa` is in no window.
+    pub fn on_write(&self, gpa: u64, data: &[u8]) -> Option<WindowAccess> {
+        self.lock().slots.on_mmio_write(gpa, data)
+    }
+}

@@ -1,0 +1,199 @@
+//! Requests from other threads (the control API) to the thread running the vCPU, which
+//! alone owns the `VcpuFd`: machine checks to inject and power-off.
+//!
+//! A request is queued, then the vCPU thread is kicked with a real-time signal whose
+//! handler sets `kvm_run.immediate_exit`. The exit loop drains the queue before every
+//! KVM_RUN, so:
+//! - a kick during KVM_RUN makes it return EINTR at once;
+//! - a kick between the drain and the next KVM_RUN sets `immediate_exit`, so that
+//!   KVM_RUN returns EINTR without entering the guest and the loop drains again.
+//!
+//! No request waits for the guest's next exit; the latency is one signal delivery plus
+//! one KVM_RUN round trip (docs/poison-consumption.md has the measured numbers).
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard, Once};
+
+use kvm_bindings::kvm_run;
+use nvdimm_model::event_log::MachineCheckKind;
+
+/// What the vCPU thread is asked to do before its next KVM_RUN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    MachineCheck { gpa: u64, kind: MachineCheckKind },
+    PowerOff,
+}
+
+/// Life cycle as the control API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RunState {
+    Created = 0,
+    Running = 1,
+    ShuttingDown = 2,
+    Stopped = 3,
+}
+
+#[derive(Default)]
+pub struct VcpuControl {
+    queue: Mutex<Vec<Request>>,
+    /// Requests queued so far, and requests the vCPU thread has served.
+    queued: AtomicU64,
+    served: AtomicU64,
+    state: AtomicU8,
+    /// The thread inside `run_loop::run`, while it is there.
+    thread: Mutex<Option<libc::pthread_t>>,
+}
+
+thread_local! {
+    // Const-initialised and destructor-free, so the signal handler may touch it.
+    static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = KVM_RUN.with(|r| r.get());
+    if !run.is_null() {
+        // SAFETY: set by `enter` on this thread to its vCPU's kvm_run mapping, cleared by
+        // `leave` before the mapping can go away; a single byte store.
+        unsafe { std::ptr::write_volatile(&mut (*run).immediate_exit, 1) };
+    }
+}
+
+/// The kick signal (the first real-time signal), handler installed once per process.
+fn kick_signal() -> libc::c_int {
+    static INSTALL: Once = Once::new();
+    let signal = vmm_sys_util::signal::SIGRTMIN();
+    INSTALL.call_once(|| {
+        if let Err(e) = vmm_sys_util::signal::register_signal_handler(signal, on_kick) {
+            crate::debug_log!("cannot install the vCPU kick signal handler: {e}");
+        }
+    });
+    signal
+}
+
+impl VcpuControl {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, Vec<Request>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self) -> RunState {
+        match self.state.load(Ordering::SeqCst) {
+            0 => RunState::Created,
+            1 => RunState::Running,
+            2 => RunState::ShuttingDown,
+            _ => RunState::Stopped,
+        }
+    }
+
+    pub fn set_state(&self, state: RunState) {
+        self.state.store(state as u8, Ordering::SeqCst);
+    }
+
+    /// Queues `request` and kicks the vCPU thread; returns a ticket for `wait_served`.
+    /// Refused once the vCPU has stopped.
+    pub fn request(&self, request: Request) -> Result<u64, RunState> {
+        let state = self.state();
+        if state == RunState::Stopped {
+            return Err(state);
+        }
+        let ticket = {
+            let mut queue = self.lock_queue();
+            queue.push(request);
+            self.queued.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        self.kick();
+        Ok(ticket)
+    }
+
+    /// Waits until the vCPU thread has served request `ticket` (true) or has stopped or
+    /// `timeout` passed (false).
+    pub fn wait_served(&self, ticket: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.served.load(Ordering::SeqCst) >= ticket {
+                return true;
+            }
+            if self.state() == RunState::Stopped || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    fn kick(&self) {
+        let signal = kick_signal();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(thread) = *thread {
+            // SAFETY: the thread is inside run_loop::run (it clears this under the same
+            // lock before leaving), so the pthread_t is live.
+            unsafe { libc::pthread_kill(thread, signal) };
+        }
+    }
+
+    /// Everything queued, oldest first.
+    pub fn drain(&self) -> Vec<Request> {
+        std::mem::take(&mut *self.lock_queue())
+    }
+
+    /// Called by the vCPU thread after it served what `drain` gave it.
+    pub fn mark_served(&self, count: usize) {
+        self.served.fetch_add(count as u64, Ordering::SeqCst);
+    }
+
+    /// Called by the vCPU thread when it starts running `run`.
+    ///
+    /// # Safety
+    /// `run` must stay mapped until the matching `leave` on this same thread.
+    pub unsafe fn enter(&self, run: *mut kvm_run) {
+        kick_signal();
+        KVM_RUN.with(|r| r.set(run));
+        // SAFETY: pthread_self has no preconditions.
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(unsafe { libc::pthread_self() });
+        // The kick signal must reach this thread even if the caller blocked it.
+        // SAFETY: plain signal-mask calls on a local set.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, kick_signal());
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        }
+        if self.state() == RunState::Created {
+            self.set_state(RunState::Running);
+        }
+    }
+
+    /// Called by the vCPU thread when `run` returns: no more kicks, later requests refused.
+    pub fn leave(&self) {
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
+        self.set_state(RunState::Stopped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_queue_in_order_until_the_vcpu_stops() {
+        let c = VcpuControl::new();
+        assert_eq!(c.state(), RunState::Created);
+        let mc = Request::MachineCheck { gpa: 0x1000, kind: MachineCheckKind::ActionOptional };
+        assert_eq!(c.request(mc), Ok(1));
+        assert_eq!(c.request(Request::PowerOff), Ok(2));
+        assert!(!c.wait_served(1, Duration::from_millis(1)), "nothing served yet");
+        assert_eq!(c.drain(), vec![mc, Request::PowerOff]);
+        c.mark_served(2);
+        assert!(c.wait_served(2, Duration::ZERO));
+        assert!(c.drain().is_empty());
+        c.leave();
+        assert_eq!(c.request(Request::PowerOff), Err(RunState::Stopped));
+        assert!(c.drain().is_empty(), "a refused request is not queued");
+    }
+}
