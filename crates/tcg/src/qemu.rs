@@ -111,10 +111,12 @@ impl QemuCommand {
         push(&mut a, &format!("{}M", layout.ram_mib()));
         push(&mut a, "-smp");
         push(&mut a, &self.cpus.max(1).to_string());
-        // qemu64 has CPUID MCE and MCA, and TCG gives it MCG_SER_P: enough for Linux's
-        // machine-check handler and for HMP `mce`.
+        // qemu64 has CPUID MCE and MCA, and TCG gives it MCG_SER_P. Its default vendor
+        // is AMD, whose machine-check grading in Linux has no SRAO ("Uncorrected error
+        // without MCA Recovery" -> panic); as GenuineIntel, an HMP `mce` SRAO reaches
+        // memory_failure() like on the Intel hosts the spec values come from.
         push(&mut a, "-cpu");
-        push(&mut a, "qemu64");
+        push(&mut a, "qemu64,vendor=GenuineIntel");
         push(&mut a, "-no-reboot");
         match &self.console {
             SerialTarget::File(path) => {
@@ -263,6 +265,7 @@ mod tests {
         assert!(append.contains(&layout.exactmap()), "{append}");
         assert!(append.ends_with("vnv.x=1"));
         assert!(args.iter().any(|a| a == "-no-reboot"));
+        assert_eq!(after("-cpu"), vec!["qemu64,vendor=GenuineIntel"]);
         assert!(q.display(&layout).contains("'console=ttyS0,115200"));
         let stdio = QemuCommand { console: SerialTarget::Stdio, results_log: None, ..q };
         let args: Vec<String> = stdio.args(&layout).iter().map(|a| a.to_string_lossy().into_owned()).collect();
