@@ -59,10 +59,9 @@ struct Session {
 impl Session {
     fn run(&mut self, cmd: &str) -> ExecOutput {
         let start = Instant::now();
-        let out = self
-            .agent
-            .exec(cmd, CMD_TIMEOUT)
-            .unwrap_or_else(|e| panic!("agent exec of `{cmd}` failed: {e}\n{}", self.log.join("\n")));
+        let out = self.agent.exec(cmd, CMD_TIMEOUT).unwrap_or_else(|e| {
+            panic!("agent exec of `{cmd}` failed: {e}\n{}", self.log.join("\n"))
+        });
         self.log.push(format!(
             "$ {cmd}    [status {}, {:.2} s]\n{}",
             out.status,
@@ -92,7 +91,10 @@ fn agent_runs_commands_in_the_default_guest() {
         .arg("--version")
         .output()
     {
-        fail_setup("qemu-system-x86_64 is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU)", e);
+        fail_setup(
+            "qemu-system-x86_64 is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU)",
+            e,
+        );
     }
     let image = GuestImage::locate_or_build().unwrap_or_else(|e| fail_setup("guest image", e));
     let modules = std::fs::read_to_string(image.dir.join("modules"))
@@ -115,7 +117,8 @@ fn agent_runs_commands_in_the_default_guest() {
     d1.label_size = 128 * KIB;
     let config = PlatformConfig::new(vec![d0, d1], PersistenceDomain::MemoryController)
         .unwrap_or_else(|e| fail_setup("config", e));
-    let layout = TcgLayout::new(&config, TcgLayoutOptions::default()).unwrap_or_else(|e| fail_setup("layout", e));
+    let layout = TcgLayout::new(&config, TcgLayoutOptions::default())
+        .unwrap_or_else(|e| fail_setup("layout", e));
     let platform = NvdimmPlatform::ephemeral(config, layout.platform_layout())
         .unwrap_or_else(|e| fail_setup("device model", e));
 
@@ -135,7 +138,10 @@ fn agent_runs_commands_in_the_default_guest() {
         panic!("{e}\nconsole:\n{console}");
     }
     let ready = boot.elapsed();
-    let mut s = Session { agent, log: Vec::new() };
+    let mut s = Session {
+        agent,
+        log: Vec::new(),
+    };
 
     assert_eq!(s.ok("uname -r").trim(), image.kernel_release);
 
@@ -148,7 +154,9 @@ fn agent_runs_commands_in_the_default_guest() {
     for m in modules.split_whitespace().filter(|m| *m != "crc32c-intel") {
         let name = m.replace('-', "_");
         assert!(
-            lsmod.lines().any(|l| l.split(' ').next() == Some(name.as_str())),
+            lsmod
+                .lines()
+                .any(|l| l.split(' ').next() == Some(name.as_str())),
             "module {name} not loaded:\n{lsmod}"
         );
     }
@@ -177,22 +185,40 @@ fn agent_runs_commands_in_the_default_guest() {
         s.ok(&format!("{mkfs} /dev/{dev}"));
         s.ok(&format!("mkdir -p {dir} && mount -o dax /dev/{dev} {dir}"));
         let mounts = s.ok(&format!("grep ' {dir} ' /proc/mounts"));
-        assert!(mounts.contains("dax"), "{dir} not mounted with dax: {mounts}");
+        assert!(
+            mounts.contains("dax"),
+            "{dir} not mounted with dax: {mounts}"
+        );
         s.ok(&format!("echo persistent > {dir}/f && sync && cat {dir}/f"));
         s.ok(&format!("umount {dir} && mount -o dax /dev/{dev} {dir} && grep -x persistent {dir}/f && umount {dir}"));
     }
     let dmesg = s.ok("dmesg");
-    let mut dax_lines = dmesg.lines().filter(|l| l.contains("DAX") || l.contains("dax"));
+    let mut dax_lines = dmesg
+        .lines()
+        .filter(|l| l.contains("DAX") || l.contains("dax"));
     assert!(dax_lines.next().is_some(), "no DAX line in dmesg");
 
     s.agent
         .shutdown(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("agent shutdown: {e}"));
-    let out = guest.wait(Duration::from_secs(60)).unwrap_or_else(|e| fail_setup("waiting for QEMU", e));
+    let out = guest
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| fail_setup("waiting for QEMU", e));
     eprintln!("{}", s.log.join("\n"));
     eprintln!("agent ready after {ready:?}; QEMU ran {:?}", out.wall);
-    assert!(!out.timed_out, "guest did not power off after the agent quit");
-    assert!(out.results.finished(), "init did not report DONE: {:?}", out.results);
+    assert!(
+        !out.timed_out,
+        "guest did not power off after the agent quit"
+    );
+    assert!(
+        out.results.finished(),
+        "init did not report DONE: {:?}",
+        out.results
+    );
     // The step-marker channel still works next to the agent.
-    assert!(out.results.get("modprobe").is_some_and(|r| r.ok()), "{:?}", out.results);
+    assert!(
+        out.results.get("modprobe").is_some_and(|r| r.ok()),
+        "{:?}",
+        out.results
+    );
 }

@@ -19,14 +19,19 @@ use crate::frame::{self, Event, FrameError, Parser};
 #[derive(Debug, Error)]
 pub enum AgentError {
     #[error("cannot connect to the agent socket {path}: {source} (is QEMU running with `-chardev socket,path={path},server=on,wait=off -serial chardev:...`?)")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing to the agent failed: {0}")]
     Write(std::io::Error),
     #[error("the agent's line closed (guest powered off, or QEMU exited)")]
     Disconnected,
     #[error("the agent did not announce itself within {0:?}: is the guest booted with the vnvdimm image and a serial port on ttyS2?")]
     NotReady(Duration),
-    #[error("no answer to request {id} within {after:?}; the command may still be running in the guest")]
+    #[error(
+        "no answer to request {id} within {after:?}; the command may still be running in the guest"
+    )]
     Timeout { id: u64, after: Duration },
     #[error("the agent refused request {id}: {reason}")]
     Rejected { id: u64, reason: String },
@@ -166,13 +171,17 @@ impl AgentClient {
         loop {
             match self.next_event(deadline)? {
                 None => return Err(AgentError::Timeout { id, after: wait }),
-                Some(Event::Response { id: got, status, output }) if got == id => {
-                    return Ok(ExecOutput { status, output })
-                }
+                Some(Event::Response {
+                    id: got,
+                    status,
+                    output,
+                }) if got == id => return Ok(ExecOutput { status, output }),
                 Some(Event::Rejected { id: got, reason }) if got == id => {
                     return Err(AgentError::Rejected { id, reason })
                 }
-                Some(Event::Corrupt(e)) if corrupt_id(&e) == id => return Err(AgentError::Corrupt(e)),
+                Some(Event::Corrupt(e)) if corrupt_id(&e) == id => {
+                    return Err(AgentError::Corrupt(e))
+                }
                 Some(Event::Ready { .. }) => return Err(AgentError::Restarted { id }),
                 Some(_) => continue,
             }
@@ -334,7 +343,10 @@ mod tests {
         let err = c.exec("sleep 100", Duration::from_secs(1)).unwrap_err();
         assert!(matches!(err, AgentError::Timeout { id: 1, .. }), "{err}");
         assert!(start.elapsed() >= Duration::from_millis(1300));
-        assert_eq!(c.exec("true", Duration::from_secs(5)).unwrap().text(), "second");
+        assert_eq!(
+            c.exec("true", Duration::from_secs(5)).unwrap().text(),
+            "second"
+        );
     }
 
     #[test]
@@ -358,7 +370,10 @@ mod tests {
         });
         c.wait_ready(Duration::from_secs(2)).unwrap();
         let e = c.exec("reject", Duration::from_secs(2)).unwrap_err();
-        assert!(matches!(e, AgentError::Rejected { ref reason, .. } if reason == "bad-checksum"), "{e}");
+        assert!(
+            matches!(e, AgentError::Rejected { ref reason, .. } if reason == "bad-checksum"),
+            "{e}"
+        );
         let e = c.exec("corrupt", Duration::from_secs(2)).unwrap_err();
         assert!(matches!(e, AgentError::Corrupt(_)), "{e}");
         let e = c.exec("restart", Duration::from_secs(2)).unwrap_err();
@@ -378,14 +393,20 @@ mod tests {
         assert!(matches!(e, AgentError::NotReady(_)), "{e}");
         drop(guest);
         let e = c.exec("true", Duration::from_secs(1)).unwrap_err();
-        assert!(matches!(e, AgentError::Disconnected | AgentError::Write(_)), "{e}");
+        assert!(
+            matches!(e, AgentError::Disconnected | AgentError::Write(_)),
+            "{e}"
+        );
     }
 
     #[test]
     fn connecting_to_a_missing_socket_names_it() {
-        let e = AgentClient::connect_unix_within(Path::new("/nonexistent/agent.sock"), Duration::from_millis(100))
-            .err()
-            .unwrap();
+        let e = AgentClient::connect_unix_within(
+            Path::new("/nonexistent/agent.sock"),
+            Duration::from_millis(100),
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("/nonexistent/agent.sock"), "{e}");
     }
 

@@ -21,7 +21,11 @@ pub enum FrameError {
     #[error("response {id} is not valid base64 ({detail})")]
     BadBase64 { id: u64, detail: String },
     #[error("response {id} announced {expected} bytes of output but carried {got}")]
-    Length { id: u64, expected: usize, got: usize },
+    Length {
+        id: u64,
+        expected: usize,
+        got: usize,
+    },
     #[error("response {id} output checksum {got:08x} differs from the announced {expected:08x}")]
     Checksum { id: u64, expected: u32, got: u32 },
     #[error("response {id} announces {len} bytes of output, more than the {MAX_OUTPUT} accepted")]
@@ -32,21 +36,39 @@ pub enum FrameError {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     /// The agent (re)started. `release` is the guest's `uname -r`.
-    Ready { version: u32, release: String },
-    Pong { id: u64 },
+    Ready {
+        version: u32,
+        release: String,
+    },
+    Pong {
+        id: u64,
+    },
     /// A command finished (its status is the shell's: 0-255, 128+N after signal N).
-    Response { id: u64, status: i32, output: Vec<u8> },
+    Response {
+        id: u64,
+        status: i32,
+        output: Vec<u8>,
+    },
     /// A response arrived damaged; the command did run.
     Corrupt(FrameError),
     /// The agent refused a request without running anything.
-    Rejected { id: u64, reason: String },
-    Bye { id: u64 },
+    Rejected {
+        id: u64,
+        reason: String,
+    },
+    Bye {
+        id: u64,
+    },
 }
 
 pub fn exec_request(id: u64, command: &str, timeout_secs: u64) -> Vec<u8> {
     let b64 = base64_encode(command.as_bytes());
     // The leading newline ends whatever partial line the guest's reader holds.
-    format!("\nVNVA1 EXEC {id} {timeout_secs} {:08x} {b64}\n", crc32(b64.as_bytes())).into_bytes()
+    format!(
+        "\nVNVA1 EXEC {id} {timeout_secs} {:08x} {b64}\n",
+        crc32(b64.as_bytes())
+    )
+    .into_bytes()
 }
 
 pub fn ping_request(id: u64) -> Vec<u8> {
@@ -101,7 +123,10 @@ impl Parser {
         let marker = find_last(line, b"@@VNVA-").and_then(|at| parse_marker(&line[at..]));
         match (marker, self.pending.as_mut()) {
             (None, Some(p)) => {
-                if line.iter().all(|c| c.is_ascii_alphanumeric() || b"+/= \t".contains(c)) {
+                if line
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"+/= \t".contains(c))
+                {
                     p.text.extend_from_slice(line);
                 } else {
                     // Noise inside a response: keep it, so the checksum rejects the frame
@@ -116,7 +141,15 @@ impl Parser {
                 }
             }
             (Some(Marker::End { .. }), _) => {}
-            (Some(Marker::Rsp { id, status, len, crc }), _) => {
+            (
+                Some(Marker::Rsp {
+                    id,
+                    status,
+                    len,
+                    crc,
+                }),
+                _,
+            ) => {
                 self.cut_pending(events);
                 if len > MAX_OUTPUT {
                     events.push(Event::Corrupt(FrameError::TooLarge { id, len }));
@@ -164,7 +197,11 @@ fn finish(p: Pending) -> Event {
     }
     let got = crc32(&output);
     if got != p.crc {
-        return Event::Corrupt(FrameError::Checksum { id, expected: p.crc, got });
+        return Event::Corrupt(FrameError::Checksum {
+            id,
+            expected: p.crc,
+            got,
+        });
     }
     Event::Response {
         id,
@@ -174,8 +211,15 @@ fn finish(p: Pending) -> Event {
 }
 
 enum Marker {
-    Rsp { id: u64, status: i32, len: usize, crc: u32 },
-    End { id: u64 },
+    Rsp {
+        id: u64,
+        status: i32,
+        len: usize,
+        crc: u32,
+    },
+    End {
+        id: u64,
+    },
     Other(Event),
 }
 
@@ -205,7 +249,12 @@ fn parse_marker(s: &[u8]) -> Option<Marker> {
             let status = i32::try_from(num()?).ok()?;
             let len = usize::try_from(num()?).ok()?;
             let crc = u32::from_str_radix(f.next()?, 16).ok()?;
-            Marker::Rsp { id, status, len, crc }
+            Marker::Rsp {
+                id,
+                status,
+                len,
+                crc,
+            }
         }
         "ERR" => {
             let id = num()?;
@@ -300,22 +349,46 @@ mod tests {
         // One base64 character flipped.
         let flipped = text.replacen("aGVs", "aGVt", 1);
         // Cut off by the next response.
-        let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect::<String>()
+        let cut: String = text
+            .lines()
+            .take(2)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
             + &String::from_utf8(response(6, 0, b"x")).unwrap();
         let claims_more = text.replacen("@@VNVA-RSP 5 0 28", "@@VNVA-RSP 5 0 29", 1);
         let ev = |s: &str| parse_in_chunks(s.as_bytes(), 3);
-        assert!(matches!(ev(&noisy)[..], [Event::Corrupt(FrameError::BadBase64 { id: 5, .. })]), "{:?}", ev(&noisy));
-        assert!(matches!(ev(&flipped)[..], [Event::Corrupt(FrameError::Checksum { id: 5, .. })]));
+        assert!(
+            matches!(
+                ev(&noisy)[..],
+                [Event::Corrupt(FrameError::BadBase64 { id: 5, .. })]
+            ),
+            "{:?}",
+            ev(&noisy)
+        );
+        assert!(matches!(
+            ev(&flipped)[..],
+            [Event::Corrupt(FrameError::Checksum { id: 5, .. })]
+        ));
         assert!(matches!(
             ev(&cut)[..],
-            [Event::Corrupt(FrameError::Truncated { id: 5 }), Event::Response { id: 6, .. }]
+            [
+                Event::Corrupt(FrameError::Truncated { id: 5 }),
+                Event::Response { id: 6, .. }
+            ]
         ));
         assert!(matches!(
             ev(&claims_more)[..],
-            [Event::Corrupt(FrameError::Length { id: 5, expected: 29, got: 28 })]
+            [Event::Corrupt(FrameError::Length {
+                id: 5,
+                expected: 29,
+                got: 28
+            })]
         ));
         let huge = format!("@@VNVA-RSP 1 0 {} 0@@\n", MAX_OUTPUT + 1);
-        assert!(matches!(ev(&huge)[..], [Event::Corrupt(FrameError::TooLarge { id: 1, .. })]));
+        assert!(matches!(
+            ev(&huge)[..],
+            [Event::Corrupt(FrameError::TooLarge { id: 1, .. })]
+        ));
     }
 
     #[test]
@@ -323,7 +396,10 @@ mod tests {
         let mut p = Parser::new();
         let mut ev = Vec::new();
         p.push(&vec![b'x'; MAX_LINE * 3], &mut ev);
-        p.push(b"@@VNVA-PONG 1@@ still the same overlong line\n@@VNVA-PONG 2@@\n", &mut ev);
+        p.push(
+            b"@@VNVA-PONG 1@@ still the same overlong line\n@@VNVA-PONG 2@@\n",
+            &mut ev,
+        );
         assert_eq!(ev, vec![Event::Pong { id: 2 }]);
         assert!(p.line.capacity() <= MAX_LINE * 2);
     }
@@ -333,8 +409,14 @@ mod tests {
         let r = String::from_utf8(exec_request(42, "echo 'hi'\nexit 3", 10)).unwrap();
         let fields: Vec<&str> = r.trim().split(' ').collect();
         assert_eq!(&fields[..4], &["VNVA1", "EXEC", "42", "10"]);
-        assert_eq!(u32::from_str_radix(fields[4], 16).unwrap(), crc32(fields[5].as_bytes()));
-        assert_eq!(base64_decode(fields[5].as_bytes()).unwrap(), b"echo 'hi'\nexit 3");
+        assert_eq!(
+            u32::from_str_radix(fields[4], 16).unwrap(),
+            crc32(fields[5].as_bytes())
+        );
+        assert_eq!(
+            base64_decode(fields[5].as_bytes()).unwrap(),
+            b"echo 'hi'\nexit 3"
+        );
         assert!(r.starts_with('\n') && r.ends_with('\n'));
         assert_eq!(ping_request(3), b"\nVNVA1 PING 3\n");
     }

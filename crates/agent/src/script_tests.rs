@@ -44,7 +44,10 @@ fn real_agent_runs_commands_and_reports_status_and_output() {
     assert_eq!(c.exec(cmd, t).unwrap().text(), "a b|c'd|42|second line\n");
 
     // Binary output.
-    assert_eq!(c.exec("printf '\\000\\377\\n'", t).unwrap().output, vec![0, 255, b'\n']);
+    assert_eq!(
+        c.exec("printf '\\000\\377\\n'", t).unwrap().output,
+        vec![0, 255, b'\n']
+    );
 
     // Large output crosses as many base64 lines.
     let expected: String = (1..=20000).map(|i| format!("{i}\n")).collect();
@@ -64,7 +67,11 @@ fn real_agent_runs_commands_and_reports_status_and_output() {
     let start = Instant::now();
     let out = c.exec("sleep 30", Duration::from_secs(1)).unwrap();
     assert_eq!(out.status, STATUS_KILLED);
-    assert!(start.elapsed() < Duration::from_secs(15), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
 
     c.shutdown(Duration::from_secs(10)).unwrap();
     let status = child.wait().unwrap();
