@@ -12,6 +12,7 @@
 //! | `0x000E_0000..0x0010_0000` | ACPI tables, RSDP first (RAM, reserved) |
 //! | `0x0010_0000..min(memory, 3 GiB)` | RAM |
 //! | `0xC000_0000` | `_DSM` doorbell page (MMIO) |
+//! | `0xC000_1000` | Generic Event Device register page (MMIO) |
 //! | `0xC010_0000..` | flush hint pages, one 4 KiB MMIO page each |
 //! | `0xFEC0_0000` / `0xFEE0_0000` | IO APIC / local APIC |
 //! | `4 GiB..` | RAM beyond 3 GiB |
@@ -42,6 +43,8 @@ pub const MMIO_HOLE_START: u64 = 3 * GIB;
 pub const MMIO_HOLE_END: u64 = 4 * GIB;
 /// The doorbell traps (no memslot), so the VMM serves a `_DSM` call during the exit.
 pub const DOORBELL_ADDR: u64 = MMIO_HOLE_START;
+/// The Generic Event Device's pending-event register (traps like the doorbell).
+pub const GED_MMIO_ADDR: u64 = DOORBELL_ADDR + PAGE_SIZE;
 /// Flush hint pages, packed from here. Room for every DIMM's maximum number of hints.
 pub const FLUSH_HINT_AREA_START: u64 = MMIO_HOLE_START + 0x10_0000;
 pub const FLUSH_HINT_AREA_SIZE: u64 = MAX_DIMMS as u64 * MAX_FLUSH_HINTS as u64 * PAGE_SIZE;
@@ -146,6 +149,7 @@ impl MemoryMap {
             Region::new("ACPI tables (RSDP first)", ACPI_AREA_START, ACPI_AREA_SIZE, RegionKind::Acpi),
             Region::new("RAM", ACPI_AREA_END, low_size - ACPI_AREA_END, RegionKind::Ram),
             Region::new("DSM doorbell", DOORBELL_ADDR, PAGE_SIZE, RegionKind::Mmio),
+            Region::new("Generic Event Device", GED_MMIO_ADDR, PAGE_SIZE, RegionKind::Mmio),
             Region::new("IO APIC", IOAPIC_ADDR, PAGE_SIZE, RegionKind::Mmio),
             Region::new("local APIC", LAPIC_ADDR, PAGE_SIZE, RegionKind::Mmio),
         ];
@@ -278,6 +282,7 @@ mod tests {
             }
         }
         assert!(in_hole(map.layout.doorbell, PAGE_SIZE));
+        assert_eq!(map.region_at(GED_MMIO_ADDR).map(|r| (r.name.as_str(), r.kind)), Some(("Generic Event Device", RegionKind::Mmio)));
         assert_eq!(map.region_at(map.layout.doorbell).map(|r| r.name.as_str()), Some("DSM doorbell"));
         let mailbox = map.region_at(map.layout.mailbox).expect("mailbox mapped");
         assert_eq!((mailbox.kind, mailbox.size), (RegionKind::Reserved, MAILBOX_SIZE));

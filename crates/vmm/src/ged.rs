@@ -7,8 +7,7 @@
 //! How the VMM uses it:
 //! ```ignore
 //! let ged = Arc::new(Ged::new());
-//! // DSDT: append ged::dsdt_aml(&GedConfig::default()) to the DSDT body (a Scope(\_SB_)
-//! //       term list), e.g. through an `extra_dsdt_aml` argument of AcpiTables::build.
+//! // DSDT: the machine's DSDT already has Device(\_SB.GED0) (vnvdimm_machine::acpi::ged)
 //! // MMIO bus: GED_MMIO_BASE..+GED_MMIO_SIZE -> ged.mmio_read(offset, data) / ged.mmio_write(..)
 //! // Interrupt (with KVM_CREATE_IRQCHIP): let line = KvmIrqLine::new(&vm_fd, GED_GSI);
 //! //   or an irqfd: let line = IrqFd::new(eventfd) after vm_fd.register_irqfd(&eventfd, GED_GSI).
@@ -23,30 +22,15 @@
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use acpi_tables::aml::{
-    And, Device, Field, FieldAccessType, FieldEntry, FieldLockRule, FieldUpdateRule, If, Interrupt,
-    Local, Memory32Fixed, Method, MethodCall, Name, OpRegion, OpRegionSpace, Path,
-    ResourceTemplate, Scope, Store, ZERO,
-};
-use acpi_tables::Aml;
+use acpi_tables::aml::Scope;
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::EventFd;
 
-/// Suggested placement: the page after the `_DSM` doorbell page (machine's memory map).
-pub const GED_MMIO_BASE: u64 = 0xC000_1000;
-/// One 32-bit register.
-pub const GED_MMIO_SIZE: u64 = 4;
-/// A free legacy-free GSI of the IO APIC (COM1 uses 4).
-pub const GED_GSI: u32 = 5;
-
-/// Pending-event bits.
-/// The NVDIMM mailbox has notification words set: call `\_SB.NVDR.NEVT()`.
-pub const GED_EVENT_NVDIMM: u32 = 1 << 0;
-/// Every bit `_EVT` knows; others are never set.
-pub const GED_EVENTS_KNOWN: u32 = GED_EVENT_NVDIMM;
-
-/// Path of the NVDIMM root device's notification method.
-const NEVT_PATH: &str = "\\_SB_.NVDR.NEVT";
+// The register page, GSI, event bits and AML are the machine's (the DSDT carries the
+// device); this module is the device behind them.
+pub use vnvdimm_machine::acpi::ged::{GedConfig, GED_EVENTS_KNOWN, GED_EVENT_NVDIMM, GED_GSI, GED_MMIO_SIZE};
+/// The GED register page in the machine's memory map (MMIO: every access exits).
+pub const GED_MMIO_BASE: u64 = vnvdimm_machine::memory_map::GED_MMIO_ADDR;
 
 /// An interrupt line to the guest. Edge semantics: one call, one interrupt.
 pub trait IrqLine {
@@ -131,21 +115,6 @@ impl Ged {
     pub fn mmio_write(&self, _offset: u64, _data: &[u8]) {}
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GedConfig {
-    pub mmio_base: u32,
-    pub gsi: u32,
-}
-
-impl Default for GedConfig {
-    fn default() -> Self {
-        GedConfig {
-            mmio_base: GED_MMIO_BASE as u32,
-            gsi: GED_GSI,
-        }
-    }
-}
-
 /// `Scope (\_SB) { Device (GED0) { ... } }` as AML, to append to a DSDT body:
 ///
 /// ```text
@@ -165,37 +134,9 @@ impl Default for GedConfig {
 /// }
 /// ```
 pub fn dsdt_aml(config: &GedConfig) -> Vec<u8> {
-    let mem = Memory32Fixed::new(true, config.mmio_base, GED_MMIO_SIZE as u32);
-    // Edge-triggered, active-high, exclusive (consumer): matches `IrqLine`'s edge.
-    let irq = Interrupt::new(true, true, false, false, config.gsi);
-    let crs = ResourceTemplate::new(vec![&mem, &irq]);
-    let base = config.mmio_base as u64;
-    let size = GED_MMIO_SIZE;
-    let region = OpRegion::new("GDST".into(), OpRegionSpace::SystemMemory, &base, &size);
-    let field = Field::new(
-        "GDST".into(),
-        FieldAccessType::DWord,
-        FieldLockRule::NoLock,
-        FieldUpdateRule::Preserve,
-        vec![FieldEntry::Named(*b"GDAT", 32)],
-    );
-    let gdat = Path::new("GDAT");
-    let read = Store::new(&Local(0), &gdat);
-    let nvdimm_bit = And::new(&ZERO, &Local(0), &GED_EVENT_NVDIMM);
-    let nevt = MethodCall::new(NEVT_PATH.into(), vec![]);
-    let if_nvdimm = If::new(&nvdimm_bit, vec![&nevt]);
-    let evt = Method::new("_EVT".into(), 1, true, vec![&read, &if_nvdimm]);
-    let hid = Name::new("_HID".into(), &"ACPI0013");
-    let uid = Name::new("_UID".into(), &ZERO);
-    let crs_name = Name::new("_CRS".into(), &crs);
-    let device = Device::new(
-        "GED0".into(),
-        vec![&hid, &uid, &crs_name, &region, &field, &evt],
-    );
-    let scope = Scope::new("\\_SB_".into(), vec![&device]);
-    let mut bytes = Vec::new();
-    scope.to_aml_bytes(&mut bytes);
-    bytes
+    // The machine's DSDT already contains this device; this is for stand-alone tables.
+    let device = vnvdimm_machine::acpi::ged::device_aml(config);
+    Scope::raw("\\_SB_".into(), device)
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@
 
 mod dsdt;
 mod fadt;
+pub mod ged;
 mod ids;
 mod madt;
+pub mod power;
 mod root;
 
 use nvdimm_model::PlatformConfig;
@@ -16,7 +18,7 @@ use thiserror::Error;
 
 pub use dsdt::{COM1_IRQ, COM1_PORT};
 pub use ids::{table_id, OEM_ID, OEM_REVISION};
-pub use madt::{ioapic_id, IOAPIC_GSI_BASE};
+pub use madt::{ioapic_id, IOAPIC_GSI_BASE, ISA_IRQ_OVERRIDES};
 
 use crate::config::MachineConfig;
 use crate::memory_map::{MemoryMap, ACPI_AREA_END, RSDP_ADDR};

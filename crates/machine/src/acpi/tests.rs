@@ -108,7 +108,7 @@ fn madt_has_one_local_apic_per_cpu_and_an_io_apic() {
         let madt = &tables.get("APIC").unwrap().bytes;
         assert_eq!(u32_at(madt, 36) as u64, LAPIC_ADDR);
         let mut at = 44;
-        let (mut lapic_ids, mut ioapics) = (Vec::new(), Vec::new());
+        let (mut lapic_ids, mut ioapics, mut overrides, mut nmis) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         while at < madt.len() {
             let (kind, len) = (madt[at], madt[at + 1] as usize);
             assert!(len >= 2, "zero-length MADT entry");
@@ -118,6 +118,15 @@ fn madt_has_one_local_apic_per_cpu_and_an_io_apic() {
                     lapic_ids.push(madt[at + 3]);
                 }
                 1 => ioapics.push((madt[at + 2], u32_at(madt, at + 4), u32_at(madt, at + 8))),
+                2 => {
+                    assert_eq!((len, madt[at + 2]), (10, 0), "ISA bus override of 10 bytes");
+                    let flags = u16::from_le_bytes([madt[at + 8], madt[at + 9]]);
+                    overrides.push((madt[at + 3], u32_at(madt, at + 4), flags));
+                }
+                4 => {
+                    assert_eq!(len, 6);
+                    nmis.push((madt[at + 2], madt[at + 5]));
+                }
                 other => panic!("unexpected MADT entry type {other}"),
             }
             at += len;
@@ -125,6 +134,10 @@ fn madt_has_one_local_apic_per_cpu_and_an_io_apic() {
         assert_eq!(at, madt.len());
         assert_eq!(lapic_ids, (0..cpus).collect::<Vec<_>>());
         assert_eq!(ioapics, vec![(cpus, IOAPIC_ADDR as u32, IOAPIC_GSI_BASE)]);
+        // COM1's IRQ 4 stated explicitly: GSI 4, edge (bits 3:2 = 01), active high (bits 1:0 = 01).
+        assert_eq!(overrides, vec![(COM1_IRQ as u8, COM1_IRQ, 0b0101)]);
+        assert_eq!(nmis, vec![(0xFF, 1)], "LINT1 is NMI on every CPU");
+        assert_eq!(byte_sum(madt), 0);
     }
 }
 
@@ -166,4 +179,33 @@ fn largest_configuration_fits_the_acpi_area() {
     assert!(last.guest_addr + last.bytes.len() as u64 <= ACPI_AREA_END);
     let nfit = &tables.get("NFIT").unwrap().bytes;
     assert!(nfit.len() > MAX_DIMMS * MAX_FLUSH_HINTS as usize * 8, "NFIT carries every hint");
+}
+
+#[test]
+fn fadt_points_at_the_power_registers() {
+    use super::power::{RESET_PORT, RESET_VALUE, SLEEP_CONTROL_PORT, SLEEP_STATUS_PORT};
+    let tables = build(1);
+    let facp = &tables.get("FACP").unwrap().bytes;
+    // Generic Address Structure: space id, bit width, bit offset, access size, address.
+    let gas = |at: usize| (facp[at], facp[at + 1], facp[at + 2], facp[at + 3], u64_at(facp, at + 4));
+    let io_byte = |port: u16| (1u8, 8u8, 0u8, 1u8, u64::from(port));
+    assert_eq!(gas(116), io_byte(RESET_PORT), "RESET_REG");
+    assert_eq!(facp[128], RESET_VALUE, "RESET_VALUE");
+    assert_ne!(u32_at(facp, 112) & (1 << 10), 0, "RESET_REG_SUP");
+    assert_eq!(gas(244), io_byte(SLEEP_CONTROL_PORT), "SLEEP_CONTROL_REG");
+    assert_eq!(gas(256), io_byte(SLEEP_STATUS_PORT), "SLEEP_STATUS_REG");
+}
+
+#[test]
+fn dsdt_has_s5_and_the_ged() {
+    use super::ged::{device_aml, GedConfig, GED_GSI};
+    use crate::memory_map::GED_MMIO_ADDR;
+    let tables = build(1);
+    let dsdt = &tables.get("DSDT").unwrap().bytes;
+    let find = |needle: &[u8]| dsdt.windows(needle.len()).position(|w| w == needle);
+    // NameOp "_S5_" PackageOp PkgLength NumElements(4) BytePrefix 5 BytePrefix 5 Zero Zero.
+    assert!(find(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 5, 0x0A, 5, 0x00, 0x00]).is_some(), "\\_S5");
+    assert_eq!(GedConfig::default(), GedConfig { mmio_base: GED_MMIO_ADDR as u32, gsi: GED_GSI });
+    assert!(find(&device_aml(&GedConfig::default())).is_some(), "GED0 device");
+    assert!(find(&(GED_MMIO_ADDR as u32).to_le_bytes()).is_some());
 }

@@ -1,0 +1,107 @@
+//! AML of the Generic Event Device (ACPI0013) through which the VMM raises ACPI
+//! notifications. The device itself (pending register, interrupt) is the VMM's
+//! (`vnvdimm_vmm::ged`); its register page, GSI and event bits are defined here so
+//! the DSDT, the memory map and the device agree.
+
+use acpi_tables::aml::{
+    And, Device, Field, FieldAccessType, FieldEntry, FieldLockRule, FieldUpdateRule, If, Interrupt, Local,
+    Memory32Fixed, Method, MethodCall, Name, OpRegion, OpRegionSpace, Path, ResourceTemplate, Store, ZERO,
+};
+use acpi_tables::{Aml, AmlSink};
+
+use crate::memory_map::GED_MMIO_ADDR;
+
+/// One 32-bit pending-event register at the start of the GED page.
+pub const GED_MMIO_SIZE: u64 = 4;
+/// An IO APIC input no ISA device uses (COM1 is on 4); edge-triggered, active-high.
+pub const GED_GSI: u32 = 5;
+/// Pending-event bit: the NVDIMM mailbox has notification words set, call `\_SB.NVDR.NEVT()`.
+pub const GED_EVENT_NVDIMM: u32 = 1 << 0;
+/// Every bit `_EVT` handles; the device never reports others.
+pub const GED_EVENTS_KNOWN: u32 = GED_EVENT_NVDIMM;
+
+/// The NVDIMM root device's notification method (in the SSDT nvdimm-model builds).
+const NEVT_PATH: &str = "\\_SB_.NVDR.NEVT";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GedConfig {
+    pub mmio_base: u32,
+    pub gsi: u32,
+}
+
+impl Default for GedConfig {
+    fn default() -> Self {
+        GedConfig { mmio_base: GED_MMIO_ADDR as u32, gsi: GED_GSI }
+    }
+}
+
+/// `External (\_SB_.NVDR.NEVT, MethodObj)` (ExternalOp, ACPI 6.5 §20.2.5.2): the method
+/// lives in another table, and without this ACPICA's disassembler cannot tell how many
+/// arguments the call takes.
+struct ExternalMethod(&'static str, u8);
+
+impl Aml for ExternalMethod {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        const EXTERNAL_OP: u8 = 0x15;
+        const METHOD_OBJ: u8 = 8;
+        sink.byte(EXTERNAL_OP);
+        Path::new(self.0).to_aml_bytes(sink);
+        sink.byte(METHOD_OBJ);
+        sink.byte(self.1);
+    }
+}
+
+/// The `External` declaration the GED's `_EVT` needs, for the DSDT's root scope.
+pub fn external_decls() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    ExternalMethod(NEVT_PATH, 0).to_aml_bytes(&mut bytes);
+    bytes
+}
+
+/// `Device (GED0)` as AML, for the `\_SB` scope of the DSDT:
+///
+/// ```text
+/// Device (GED0) {
+///     Name (_HID, "ACPI0013")
+///     Name (_UID, Zero)
+///     Name (_CRS, ResourceTemplate () {
+///         Memory32Fixed (ReadWrite, base, 4)
+///         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }
+///     })
+///     OperationRegion (GDST, SystemMemory, base, 4)
+///     Field (GDST, DWordAcc, NoLock, Preserve) { GDAT, 32 }
+///     Method (_EVT, 1, Serialized) {
+///         Local0 = GDAT          // reading clears the pending bits
+///         If (Local0 & 1) { \_SB.NVDR.NEVT () }
+///     }
+/// }
+/// ```
+pub fn device_aml(config: &GedConfig) -> Vec<u8> {
+    let mem = Memory32Fixed::new(true, config.mmio_base, GED_MMIO_SIZE as u32);
+    // Edge: the VMM raises one pulse per event batch (KVM_IRQ_LINE up then down, or an irqfd).
+    let irq = Interrupt::new(true, true, false, false, config.gsi);
+    let crs = ResourceTemplate::new(vec![&mem, &irq]);
+    let base = u64::from(config.mmio_base);
+    let size = GED_MMIO_SIZE;
+    let region = OpRegion::new("GDST".into(), OpRegionSpace::SystemMemory, &base, &size);
+    let field = Field::new(
+        "GDST".into(),
+        FieldAccessType::DWord,
+        FieldLockRule::NoLock,
+        FieldUpdateRule::Preserve,
+        vec![FieldEntry::Named(*b"GDAT", 32)],
+    );
+    let gdat = Path::new("GDAT");
+    let read = Store::new(&Local(0), &gdat);
+    let nvdimm_bit = And::new(&ZERO, &Local(0), &GED_EVENT_NVDIMM);
+    let nevt = MethodCall::new(NEVT_PATH.into(), vec![]);
+    let if_nvdimm = If::new(&nvdimm_bit, vec![&nevt]);
+    let evt = Method::new("_EVT".into(), 1, true, vec![&read, &if_nvdimm]);
+    let hid = Name::new("_HID".into(), &"ACPI0013");
+    let uid = Name::new("_UID".into(), &ZERO);
+    let crs_name = Name::new("_CRS".into(), &crs);
+    let device = Device::new("GED0".into(), vec![&hid, &uid, &crs_name, &region, &field, &evt]);
+    let mut bytes = Vec::new();
+    device.to_aml_bytes(&mut bytes);
+    bytes
+}
