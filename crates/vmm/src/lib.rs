@@ -19,6 +19,7 @@ pub mod ged;
 pub mod guest_memory;
 pub mod harness;
 pub mod kvm_check;
+pub mod launch;
 pub mod linux_boot;
 pub mod mce;
 pub mod long_mode;

@@ -89,6 +89,27 @@ pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
     Ok(Validated { machine })
 }
 
+/// KVM: Linux booted directly (linux_boot), console on stdout, the control API on
+/// `--api-socket`; the exit status is the guest's outcome (0 power-off/reset, 3 crash).
+fn run_kvm(args: &RunArgs, machine: Machine, err: &mut dyn Write) -> Result<u8, Failure> {
+    let Some(kernel) = args.kernel.clone() else {
+        return Err(Failure::usage("--kernel: required with --backend kvm"));
+    };
+    let spec = vnvdimm_vmm::linux_boot::BootSpec {
+        kernel,
+        initramfs: args.initramfs.clone(),
+        cmdline: args.cmdline.clone(),
+    };
+    let outcome = vnvdimm_vmm::launch::run(machine, Box::new(std::io::stdout()), args.api_socket.as_deref(), |vm| {
+        let map = vm.machine.memory_map.clone();
+        let loaded = vnvdimm_vmm::linux_boot::load(&vm.memory, &map, &spec).map_err(|e| e.to_string())?;
+        vnvdimm_vmm::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())
+    })
+    .map_err(|e| Failure::other(format!("--backend kvm: {e}")))?;
+    let _ = writeln!(err, "vnvdimm: {outcome}");
+    Ok(u8::try_from(outcome.exit_status()).unwrap_or(crate::cli::EXIT_FAILURE))
+}
+
 pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
     let _validated = validate(args)?;
     if args.backend == Backend::Tcg {
@@ -103,10 +124,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
     };
     match (args.backend, kvm) {
         (Backend::Kvm, Some(Err(e))) => Err(Failure::other(format!("--backend kvm: {e}"))),
-        (_, Some(Ok(_))) => Err(Failure::other(
-            "--backend kvm: this host's KVM can run Linux, but booting a Linux kernel (linux-loader, boot_params) \
-             is not implemented in this build yet; only bare-metal guests run (vnvdimm selftest)",
-        )),
+        (_, Some(Ok(_))) => run_kvm(args, _validated.machine, err),
         (_, _) => {
             let _ = writeln!(err, "vnvdimm: --backend auto chose tcg (KVM cannot run Linux here)");
             crate::run_tcg::run(args, out, err)
