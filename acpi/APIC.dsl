@@ -7,9 +7,9 @@
  */
 
 [000h 0000   4]                    Signature : "APIC"    [Multiple APIC Description Table (MADT)]
-[004h 0004   4]                 Table Length : 00000040
+[004h 0004   4]                 Table Length : 00000050
 [008h 0008   1]                     Revision : 01
-[009h 0009   1]                     Checksum : 7D
+[009h 0009   1]                     Checksum : 45
 [00Ah 0010   6]                       Oem ID : "VNVDMM"
 [010h 0016   8]                 Oem Table ID : "VNVDAPIC"
 [018h 0024   4]                 Oem Revision : 00000001
@@ -35,9 +35,27 @@
 [038h 0056   4]                      Address : FEC00000
 [03Ch 0060   4]                    Interrupt : 00000000
 
-Raw Table Data: Length 64 (0x40)
+[040h 0064   1]                Subtable Type : 02 [Interrupt Source Override]
+[041h 0065   1]                       Length : 0A
+[042h 0066   1]                          Bus : 00
+[043h 0067   1]                       Source : 04
+[044h 0068   4]                    Interrupt : 00000004
+[048h 0072   2]        Flags (decoded below) : 0005
+                                    Polarity : 1
+                                Trigger Mode : 1
 
-    0000: 41 50 49 43 40 00 00 00 01 7D 56 4E 56 44 4D 4D  // APIC@....}VNVDMM
+[04Ah 0074   1]                Subtable Type : 04 [Local APIC NMI]
+[04Bh 0075   1]                       Length : 06
+[04Ch 0076   1]                 Processor ID : FF
+[04Dh 0077   2]        Flags (decoded below) : 0005
+                                    Polarity : 1
+                                Trigger Mode : 1
+[04Fh 0079   1]         Interrupt Input LINT : 01
+
+Raw Table Data: Length 80 (0x50)
+
+    0000: 41 50 49 43 50 00 00 00 01 45 56 4E 56 44 4D 4D  // APICP....EVNVDMM
     0010: 56 4E 56 44 41 50 49 43 01 00 00 00 52 56 41 54  // VNVDAPIC....RVAT
     0020: 00 00 00 01 00 00 E0 FE 00 00 00 00 00 08 00 00  // ................
     0030: 01 00 00 00 01 0C 01 00 00 00 C0 FE 00 00 00 00  // ................
+    0040: 02 0A 00 04 04 00 00 00 05 00 04 06 FF 05 00 01  // ................

@@ -5,9 +5,9 @@
  *
  * Original Table Header:
  *     Signature        "DSDT"
- *     Length           0x0000005E (94)
+ *     Length           0x0000006C (108)
  *     Revision         0x02
- *     Checksum         0x45
+ *     Checksum         0xAD
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDDSDT"
  *     OEM Revision     0x00000001 (1)
@@ -16,6 +16,13 @@
  */
 DefinitionBlock ("", "DSDT", 2, "VNVDMM", "VNVDDSDT", 0x00000001)
 {
+    Name (_S5, Package (0x04)  // _S5_: S5 System State
+    {
+        0x05,
+        0x05,
+        Zero,
+        Zero
+    })
     Scope (\_SB)
     {
         Device (COM1)

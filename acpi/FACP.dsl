@@ -9,7 +9,7 @@
 [000h 0000   4]                    Signature : "FACP"    [Fixed ACPI Description Table (FADT)]
 [004h 0004   4]                 Table Length : 00000114
 [008h 0008   1]                     Revision : 06
-[009h 0009   1]                     Checksum : B7
+[009h 0009   1]                     Checksum : 6F
 [00Ah 0010   6]                       Oem ID : "VNVDMM"
 [010h 0016   8]                 Oem Table ID : "VNVDFACP"
 [018h 0024   4]                 Oem Revision : 00000001
@@ -59,7 +59,7 @@
                 PCIe ASPM Not Supported (V4) : 0
                    CMOS RTC Not Present (V5) : 1
 [06Fh 0111   1]                     Reserved : 00
-[070h 0112   4]        Flags (decoded below) : 00100030
+[070h 0112   4]        Flags (decoded below) : 00100430
       WBINVD instruction is operational (V1) : 0
               WBINVD flushes all caches (V1) : 0
                     All CPUs support C1 (V1) : 0
@@ -70,7 +70,7 @@
             RTC can wake system from S4 (V1) : 0
                         32-bit PM Timer (V1) : 0
                       Docking Supported (V1) : 0
-               Reset Register Supported (V2) : 0
+               Reset Register Supported (V2) : 1
                             Sealed Case (V3) : 0
                     Headless - No Video (V3) : 0
         Use native instr after SLP_TYPx (V3) : 0
@@ -84,20 +84,20 @@
                       Low Power S0 Idle (V5) : 0
 
 [074h 0116  12]               Reset Register : [Generic Address Structure]
-[074h 0116   1]                     Space ID : 00 [SystemMemory]
-[075h 0117   1]                    Bit Width : 00
+[074h 0116   1]                     Space ID : 01 [SystemIO]
+[075h 0117   1]                    Bit Width : 08
 [076h 0118   1]                   Bit Offset : 00
-[077h 0119   1]         Encoded Access Width : 00 [Undefined/Legacy]
-[078h 0120   8]                      Address : 0000000000000000
+[077h 0119   1]         Encoded Access Width : 01 [Byte Access:8]
+[078h 0120   8]                      Address : 0000000000000602
 
-[080h 0128   1]         Value to cause reset : 00
+[080h 0128   1]         Value to cause reset : 01
 [081h 0129   2]    ARM Flags (decoded below) : 0000
                               PSCI Compliant : 0
                        Must use HVC for PSCI : 0
 
 [083h 0131   1]          FADT Minor Revision : 05
 [084h 0132   8]                 FACS Address : 0000000000000000
-[08Ch 0140   8]                 DSDT Address : 00000000000E01E0
+[08Ch 0140   8]                 DSDT Address : 00000000000E01F0
 [094h 0148  12]             PM1A Event Block : [Generic Address Structure]
 [094h 0148   1]                     Space ID : 00 [SystemMemory]
 [095h 0149   1]                    Bit Width : 00
@@ -156,38 +156,38 @@
 
 
 [0F4h 0244  12]       Sleep Control Register : [Generic Address Structure]
-[0F4h 0244   1]                     Space ID : 00 [SystemMemory]
-[0F5h 0245   1]                    Bit Width : 00
+[0F4h 0244   1]                     Space ID : 01 [SystemIO]
+[0F5h 0245   1]                    Bit Width : 08
 [0F6h 0246   1]                   Bit Offset : 00
-[0F7h 0247   1]         Encoded Access Width : 00 [Undefined/Legacy]
-[0F8h 0248   8]                      Address : 0000000000000000
+[0F7h 0247   1]         Encoded Access Width : 01 [Byte Access:8]
+[0F8h 0248   8]                      Address : 0000000000000600
 
 [100h 0256  12]        Sleep Status Register : [Generic Address Structure]
-[100h 0256   1]                     Space ID : 00 [SystemMemory]
-[101h 0257   1]                    Bit Width : 00
+[100h 0256   1]                     Space ID : 01 [SystemIO]
+[101h 0257   1]                    Bit Width : 08
 [102h 0258   1]                   Bit Offset : 00
-[103h 0259   1]         Encoded Access Width : 00 [Undefined/Legacy]
-[104h 0260   8]                      Address : 0000000000000000
+[103h 0259   1]         Encoded Access Width : 01 [Byte Access:8]
+[104h 0260   8]                      Address : 0000000000000601
 
 [10Ch 0268   8]                Hypervisor ID : 204D4D4944564E56
 
 Raw Table Data: Length 276 (0x114)
 
-    0000: 46 41 43 50 14 01 00 00 06 B7 56 4E 56 44 4D 4D  // FACP......VNVDMM
+    0000: 46 41 43 50 14 01 00 00 06 6F 56 4E 56 44 4D 4D  // FACP.....oVNVDMM
     0010: 56 4E 56 44 46 41 43 50 01 00 00 00 52 56 41 54  // VNVDFACP....RVAT
     0020: 00 00 00 01 00 00 00 00 00 00 00 00 00 04 00 00  // ................
     0030: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     0040: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     0050: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     0060: 00 00 00 00 00 00 00 00 00 00 00 00 00 2C 00 00  // .............,..
-    0070: 30 00 10 00 00 00 00 00 00 00 00 00 00 00 00 00  // 0...............
-    0080: 00 00 00 05 00 00 00 00 00 00 00 00 E0 01 0E 00  // ................
+    0070: 30 04 10 00 01 08 00 01 02 06 00 00 00 00 00 00  // 0...............
+    0080: 01 00 00 05 00 00 00 00 00 00 00 00 F0 01 0E 00  // ................
     0090: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     00A0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     00B0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     00C0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     00D0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     00E0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
-    00F0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
-    0100: 00 00 00 00 00 00 00 00 00 00 00 00 56 4E 56 44  // ............VNVD
+    00F0: 00 00 00 00 01 08 00 01 00 06 00 00 00 00 00 00  // ................
+    0100: 01 08 00 01 01 06 00 00 00 00 00 00 56 4E 56 44  // ............VNVD
     0110: 49 4D 4D 20                                      // IMM

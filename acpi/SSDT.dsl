@@ -5,9 +5,9 @@
  *
  * Original Table Header:
  *     Signature        "SSDT"
- *     Length           0x00000871 (2161)
+ *     Length           0x000008F3 (2291)
  *     Revision         0x02
- *     Checksum         0x4D
+ *     Checksum         0x5D
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDIMM "
  *     OEM Revision     0x00000001 (1)
@@ -420,6 +420,40 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
                 If ((Local0 & One))
                 {
                     Notify (\_SB.NVDR.NV01, 0x81) // Information Change
+                }
+            }
+        }
+    }
+
+    Scope (\_SB)
+    {
+        Device (GED0)
+        {
+            Name (_HID, "ACPI0013" /* Generic Event Device */)  // _HID: Hardware ID
+            Name (_UID, Zero)  // _UID: Unique ID
+            Name (_CRS, ResourceTemplate ()  // _CRS: Current Resource Settings
+            {
+                Memory32Fixed (ReadWrite,
+                    0xC0001000,         // Address Base
+                    0x00000004,         // Address Length
+                    )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )
+                {
+                    0x00000005,
+                }
+            })
+            OperationRegion (GDST, SystemMemory, 0xC0001000, 0x04)
+            Field (GDST, DWordAcc, NoLock, Preserve)
+            {
+                GDAT,   32
+            }
+
+            Method (_EVT, 1, Serialized)  // _EVT: Event
+            {
+                Local0 = GDAT /* \_SB_.GED0.GDAT */
+                If ((Local0 & One))
+                {
+                    \_SB.NVDR.NEVT ()
                 }
             }
         }

@@ -282,7 +282,10 @@ mod tests {
             }
         }
         assert!(in_hole(map.layout.doorbell, PAGE_SIZE));
-        assert_eq!(map.region_at(GED_MMIO_ADDR).map(|r| (r.name.as_str(), r.kind)), Some(("Generic Event Device", RegionKind::Mmio)));
+        assert_eq!(
+            map.region_at(GED_MMIO_ADDR).map(|r| (r.name.as_str(), r.kind)),
+            Some(("Generic Event Device", RegionKind::Mmio))
+        );
         assert_eq!(map.region_at(map.layout.doorbell).map(|r| r.name.as_str()), Some("DSM doorbell"));
         let mailbox = map.region_at(map.layout.mailbox).expect("mailbox mapped");
         assert_eq!((mailbox.kind, mailbox.size), (RegionKind::Reserved, MAILBOX_SIZE));

@@ -1,14 +1,13 @@
-//! DSDT: the fixed devices of the machine — COM1 (a 16550 at 0x3F8, IRQ 4), the
-//! Generic Event Device the VMM raises notifications through, and `\_S5` so the OS
-//! knows the machine can power off (through the FADT's sleep control register).
-//! The NVDIMM devices live in their own SSDT so the device model can generate them
-//! independently of the machine.
+//! DSDT: the fixed devices of the machine — COM1 (a 16550 at 0x3F8, IRQ 4) — and
+//! `\_S5` so the OS knows the machine can power off (through the FADT's sleep control
+//! register). The NVDIMM devices live in their own SSDT so the device model can
+//! generate them independently of the machine; the Generic Event Device, which calls
+//! into the NVDIMM root device, is appended to that SSDT (see `ged`).
 
 use acpi_tables::aml::{Device, EISAName, Interrupt, Name, Package, ResourceTemplate, Scope, IO, ZERO};
 use acpi_tables::sdt::Sdt;
-use acpi_tables::{Aml, AmlSink};
+use acpi_tables::Aml;
 
-use super::ged::{self, GedConfig};
 use super::ids;
 use super::power::S5_SLP_TYP;
 
@@ -16,15 +15,6 @@ pub const COM1_PORT: u16 = 0x3F8;
 pub const COM1_IRQ: u32 = 4;
 /// DSDT revision 2: AML integers are 64 bits wide.
 const DSDT_REVISION: u8 = 2;
-
-/// Already-encoded AML terms (the GED device), spliced into a term list.
-struct Raw<'a>(&'a [u8]);
-
-impl Aml for Raw<'_> {
-    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
-        sink.vec(self.0);
-    }
-}
 
 pub fn build() -> Vec<u8> {
     let hid = EISAName::new("PNP0501");
@@ -36,9 +26,7 @@ pub fn build() -> Vec<u8> {
     let com1_uid = Name::new("_UID".into(), &ZERO);
     let com1_crs = Name::new("_CRS".into(), &crs);
     let com1 = Device::new("COM1".into(), vec![&com1_hid, &com1_uid, &com1_crs]);
-    let ged_bytes = ged::device_aml(&GedConfig::default());
-    let ged0 = Raw(&ged_bytes);
-    let sb = Scope::new("\\_SB_".into(), vec![&com1, &ged0]);
+    let sb = Scope::new("\\_SB_".into(), vec![&com1]);
 
     // \_S5: SLP_TYPa, SLP_TYPb, two reserved. Hardware-reduced ACPI uses SLP_TYPa only.
     let slp_typ = S5_SLP_TYP;
@@ -46,7 +34,7 @@ pub fn build() -> Vec<u8> {
     let s5 = Name::new("_S5_".into(), &s5_package);
 
     let mut dsdt = Sdt::new(*b"DSDT", 36, DSDT_REVISION, ids::OEM_ID, ids::table_id(b"DSDT"), ids::OEM_REVISION);
-    let mut body = ged::external_decls();
+    let mut body = Vec::new();
     s5.to_aml_bytes(&mut body);
     sb.to_aml_bytes(&mut body);
     dsdt.append_slice(&body);

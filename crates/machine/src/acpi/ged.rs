@@ -7,7 +7,7 @@ use acpi_tables::aml::{
     And, Device, Field, FieldAccessType, FieldEntry, FieldLockRule, FieldUpdateRule, If, Interrupt, Local,
     Memory32Fixed, Method, MethodCall, Name, OpRegion, OpRegionSpace, Path, ResourceTemplate, Store, ZERO,
 };
-use acpi_tables::{Aml, AmlSink};
+use acpi_tables::Aml;
 
 use crate::memory_map::GED_MMIO_ADDR;
 
@@ -35,30 +35,9 @@ impl Default for GedConfig {
     }
 }
 
-/// `External (\_SB_.NVDR.NEVT, MethodObj)` (ExternalOp, ACPI 6.5 §20.2.5.2): the method
-/// lives in another table, and without this ACPICA's disassembler cannot tell how many
-/// arguments the call takes.
-struct ExternalMethod(&'static str, u8);
-
-impl Aml for ExternalMethod {
-    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
-        const EXTERNAL_OP: u8 = 0x15;
-        const METHOD_OBJ: u8 = 8;
-        sink.byte(EXTERNAL_OP);
-        Path::new(self.0).to_aml_bytes(sink);
-        sink.byte(METHOD_OBJ);
-        sink.byte(self.1);
-    }
-}
-
-/// The `External` declaration the GED's `_EVT` needs, for the DSDT's root scope.
-pub fn external_decls() -> Vec<u8> {
-    let mut bytes = Vec::new();
-    ExternalMethod(NEVT_PATH, 0).to_aml_bytes(&mut bytes);
-    bytes
-}
-
-/// `Device (GED0)` as AML, for the `\_SB` scope of the DSDT:
+/// `Device (GED0)` as AML, for a `\_SB` scope. The machine puts it in the SSDT, next to
+/// the NVDIMM root device whose `NEVT` it calls, so each table's names resolve inside it
+/// (a DSDT calling into an SSDT cannot be disassembled or compiled on its own):
 ///
 /// ```text
 /// Device (GED0) {
@@ -104,4 +83,16 @@ pub fn device_aml(config: &GedConfig) -> Vec<u8> {
     let mut bytes = Vec::new();
     device.to_aml_bytes(&mut bytes);
     bytes
+}
+
+/// `Scope (\_SB) { Device (GED0) {...} }` appended to the NVDIMM SSDT `ssdt` (a complete
+/// table from nvdimm-model), with its length and checksum fixed.
+pub fn append_to_ssdt(mut ssdt: Vec<u8>, config: &GedConfig) -> Vec<u8> {
+    let scope = acpi_tables::aml::Scope::raw("\\_SB_".into(), device_aml(config));
+    ssdt.extend_from_slice(&scope);
+    let len = ssdt.len() as u32;
+    ssdt[4..8].copy_from_slice(&len.to_le_bytes());
+    ssdt[9] = 0;
+    ssdt[9] = 0u8.wrapping_sub(super::byte_sum(&ssdt));
+    ssdt
 }

@@ -61,6 +61,7 @@ impl AcpiTables {
     pub fn build(machine: &MachineConfig, platform: &PlatformConfig, map: &MemoryMap) -> Result<Self, AcpiError> {
         let ssdt = nvdimm_model::aml::build_ssdt(platform, &map.layout);
         check_sdt("SSDT", &ssdt)?;
+        let ssdt = ged::append_to_ssdt(ssdt, &ged::GedConfig::default());
         let nfit = nvdimm_model::nfit::build(platform, &map.layout);
         check_sdt("NFIT", &nfit)?;
         let madt = madt::build(machine.cpus);

@@ -197,7 +197,7 @@ fn fadt_points_at_the_power_registers() {
 }
 
 #[test]
-fn dsdt_has_s5_and_the_ged() {
+fn dsdt_has_s5_and_ssdt_has_the_ged() {
     use super::ged::{device_aml, GedConfig, GED_GSI};
     use crate::memory_map::GED_MMIO_ADDR;
     let tables = build(1);
@@ -206,6 +206,9 @@ fn dsdt_has_s5_and_the_ged() {
     // NameOp "_S5_" PackageOp PkgLength NumElements(4) BytePrefix 5 BytePrefix 5 Zero Zero.
     assert!(find(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 5, 0x0A, 5, 0x00, 0x00]).is_some(), "\\_S5");
     assert_eq!(GedConfig::default(), GedConfig { mmio_base: GED_MMIO_ADDR as u32, gsi: GED_GSI });
-    assert!(find(&device_aml(&GedConfig::default())).is_some(), "GED0 device");
-    assert!(find(&(GED_MMIO_ADDR as u32).to_le_bytes()).is_some());
+    let ssdt = &tables.get("SSDT").unwrap().bytes;
+    let ged = device_aml(&GedConfig::default());
+    assert!(ssdt.windows(ged.len()).any(|w| w == ged.as_slice()), "GED0 device in the SSDT");
+    assert_eq!(check_sdt("SSDT", ssdt), Ok(()), "length and checksum fixed after appending");
+    assert!(ged.windows(4).any(|w| w == (GED_MMIO_ADDR as u32).to_le_bytes()));
 }
