@@ -40,7 +40,7 @@ pub fn build(info: &StartInfo) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         memmap.extend(e.kind.to_le_bytes());
         memmap.extend(0u32.to_le_bytes());
     }
-    let mut modlist = Vec::new();
+    let mut modlist = Vec::with_capacity(MODLIST_ENTRY_LEN);
     if let Some((_, addr, size)) = info.module {
         modlist.extend(addr.to_le_bytes());
         modlist.extend(size.to_le_bytes());
