@@ -149,6 +149,7 @@ fn response_schemas_list_what_the_server_sends() {
             assert!(event.get(required).is_some(), "{event}");
         }
     }
+    check("ExecOutput", &vm.ok("POST", "/exec", Some(json!({"command": "true"}))));
     check("Error", &vm.get("/nothing").body);
     check("PowerOffResponse", &vm.ok("PUT", "/vm/power-off", None));
 }
@@ -191,6 +192,8 @@ fn request_schemas_list_what_the_server_accepts() {
     let shutdown = ShutdownStateUpdate { dirty_shutdown_count: Some(1), last_shutdown_state: Some(1) };
     assert_eq!(yaml.properties("ShutdownStateUpdate"), keys!(shutdown));
     assert_eq!(yaml.properties("ArsUpdate"), keys!(ArsUpdate { rate_bytes_per_sec: Bytes(1) }));
+    let exec = ExecRequest { command: "true".into(), timeout_secs: Some(1) };
+    assert_eq!(yaml.properties("ExecRequest"), keys!(exec));
 }
 
 #[test]

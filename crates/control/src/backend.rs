@@ -7,6 +7,7 @@
 //! `Backend` method, so a backend may lock the platform inside any of them.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use nvdimm_model::event_log::MachineCheckKind;
 use nvdimm_model::NvdimmPlatform;
@@ -63,6 +64,15 @@ pub struct VmInfo {
     pub capabilities: Capabilities,
 }
 
+/// A command the guest agent ran: `POST /exec`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// The command's exit status (137 when the guest killed it at its timeout).
+    pub status: i32,
+    /// Its stdout and stderr, interleaved as written; bytes that are not UTF-8 become U+FFFD.
+    pub output: String,
+}
+
 /// Implemented by each VMM backend and handed to [`crate::ApiServer::start`].
 pub trait Backend: Send + Sync {
     /// Current facts for `GET /vm`. Must be cheap; called on every `GET /vm` and `GET /dimms`.
@@ -92,4 +102,12 @@ pub trait Backend: Send + Sync {
     /// guest powers off) and logs `EventKind::PowerOff`. May return before the guest has
     /// stopped: `info().state` says `shutting_down` until then.
     fn power_off(&self) -> Result<(), BackendError>;
+
+    /// Runs `command` with `sh` in the guest through the guest agent (docs/guest-agent.md)
+    /// and returns its status and output; the guest kills it after `timeout`. Backends
+    /// without an agent channel keep this default.
+    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
+        let _ = (command, timeout);
+        Err(BackendError::Unsupported("running guest commands: this backend has no guest agent channel".into()))
+    }
 }

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 use nvdimm_model::events::Notification;
 use nvdimm_model::{NvdimmPlatform, PlatformConfig, PlatformLayout};
 
-use crate::backend::{Backend, BackendError, Capabilities, VmInfo, VmState};
+use crate::backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
 
 /// One call a [`FakeBackend`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,10 @@ pub enum Call {
     },
     PoisonChanged(usize),
     PowerOff,
+    Exec {
+        command: String,
+        timeout_secs: u64,
+    },
 }
 
 pub struct FakeBackend {
@@ -158,5 +162,11 @@ impl Backend for FakeBackend {
         self.state().vm_state = VmState::Stopped;
         self.platform_lock().log_event(EventKind::PowerOff { reason: "control API".to_string() });
         Ok(())
+    }
+
+    /// Answers without a guest: status 0 and `fake: COMMAND` as the output.
+    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
+        self.record(Call::Exec { command: command.to_string(), timeout_secs: timeout.as_secs() })?;
+        Ok(ExecOutput { status: 0, output: format!("fake: {command}\n") })
     }
 }

@@ -72,7 +72,7 @@ pub fn handle(backend: &dyn Backend, req: &Request<'_>) -> Reply {
 
 fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
     use Endpoint::*;
-    let takes_body = matches!(req.endpoint, AddPoison | ClearPoison | SetHealth | SetShutdownState | SetArs);
+    let takes_body = matches!(req.endpoint, AddPoison | ClearPoison | SetHealth | SetShutdownState | SetArs | Exec);
     if !takes_body && !req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(bad_request("this endpoint takes no request body"));
     }
@@ -127,7 +127,22 @@ fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
             let last_seq = events.last().map_or(since, |e| e.seq);
             Ok(Reply::ok(json!({ "events": events, "last_seq": last_seq })))
         }
+        Exec => exec(backend, parse(req.body)?),
     }
+}
+
+fn exec(backend: &dyn Backend, req: ExecRequest) -> Outcome {
+    if req.command.trim().is_empty() {
+        return Err(bad_request("command: empty; give the shell command to run in the guest"));
+    }
+    let secs = req.timeout_secs.unwrap_or(EXEC_DEFAULT_TIMEOUT_SECS);
+    if !(1..=EXEC_MAX_TIMEOUT_SECS).contains(&secs) {
+        return Err(bad_request(format!("timeout_secs: {secs} is out of range 1..={EXEC_MAX_TIMEOUT_SECS}")));
+    }
+    let out = backend
+        .exec(&req.command, std::time::Duration::from_secs(secs))
+        .map_err(|e| backend_failure("exec failed: ", e))?;
+    Ok(Reply::ok(out))
 }
 
 fn lock(backend: &dyn Backend) -> Result<MutexGuard<'_, NvdimmPlatform>, Reply> {

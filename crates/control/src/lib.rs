@@ -17,6 +17,6 @@ pub mod routes;
 pub mod server;
 pub mod types;
 
-pub use backend::{Backend, BackendError, Capabilities, VmInfo, VmState};
+pub use backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
 pub use client::{ApiClient, ApiResponse, ClientError};
 pub use server::{ApiError, ApiServer, ApiServerHandle};

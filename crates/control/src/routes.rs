@@ -17,6 +17,7 @@ pub enum Endpoint {
     GetArs,
     SetArs,
     GetEvents,
+    Exec,
 }
 
 /// One (method, path template) pair. Templates are relative to [`crate::types::API_PREFIX`];
@@ -42,6 +43,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/ars", endpoint: Endpoint::GetArs },
     Route { method: "PUT", path: "/ars", endpoint: Endpoint::SetArs },
     Route { method: "GET", path: "/events", endpoint: Endpoint::GetEvents },
+    Route { method: "POST", path: "/exec", endpoint: Endpoint::Exec },
 ];
 
 /// The outcome of looking a request up in [`ROUTES`].

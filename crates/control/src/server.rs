@@ -57,7 +57,7 @@ impl ApiServer {
             let (server, stop) = (server.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("vnvdimm-api".into())
-                .spawn(move || serve(&server, backend.as_ref(), &stop))
+                .spawn(move || serve(&server, backend, &stop))
                 .map_err(ApiError::Thread)?
         };
         Ok(ApiServerHandle { path, server, stop, thread: Some(thread) })
@@ -104,7 +104,7 @@ fn prepare_path(path: &Path) -> Result<(), ApiError> {
     std::fs::remove_file(path).map_err(|source| ApiError::RemoveStale { path: path.to_path_buf(), source })
 }
 
-fn serve(server: &Server, backend: &dyn Backend, stop: &AtomicBool) {
+fn serve(server: &Server, backend: Arc<dyn Backend>, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         // The timeout only bounds how long a missed unblock could delay shutdown.
         let request = match server.recv_timeout(Duration::from_millis(500)) {
@@ -113,8 +113,28 @@ fn serve(server: &Server, backend: &dyn Backend, stop: &AtomicBool) {
             // A client that sent garbage or went away; tiny_http already answered it if it could.
             Err(_) => continue,
         };
-        answer(request, backend);
+        // A guest command may run for minutes; it gets its own thread so the rest of
+        // the API (poison, health, power-off) stays responsive meanwhile. The backend
+        // runs guest commands one at a time.
+        if is_exec(&request) {
+            let backend = backend.clone();
+            let spawned = std::thread::Builder::new()
+                .name("vnvdimm-api-exec".into())
+                .spawn(move || answer(request, backend.as_ref()));
+            // On failure the request went with the closure; the client sees the connection close.
+            let _ = spawned;
+            continue;
+        }
+        answer(request, backend.as_ref());
     }
+}
+
+fn is_exec(request: &tiny_http::Request) -> bool {
+    let path = request.url().split('?').next().unwrap_or("");
+    *request.method() == tiny_http::Method::Post
+        && path.strip_prefix(API_PREFIX).is_some_and(|rest| {
+            matches!(lookup("POST", rest), Lookup::Found { endpoint: crate::routes::Endpoint::Exec, .. })
+        })
 }
 
 fn answer(mut request: tiny_http::Request, backend: &dyn Backend) {

@@ -185,6 +185,22 @@ pub struct ArsUpdate {
     pub rate_bytes_per_sec: Bytes,
 }
 
+/// `POST /exec`: a shell command for the guest agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// Run by the guest's `sh`: any shell syntax, pipes, several lines.
+    pub command: String,
+    /// The guest kills the command after this many seconds (default
+    /// [`EXEC_DEFAULT_TIMEOUT_SECS`], at most [`EXEC_MAX_TIMEOUT_SECS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+pub const EXEC_DEFAULT_TIMEOUT_SECS: u64 = 60;
+/// One day: a longer wait is more likely a unit mistake than a plan.
+pub const EXEC_MAX_TIMEOUT_SECS: u64 = 86_400;
+
 /// `GET /vm`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmResponse {

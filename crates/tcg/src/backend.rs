@@ -4,10 +4,12 @@
 //! checks go through QEMU's monitor (`mce`), flush hint stores are not seen at all.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 use nvdimm_model::NvdimmPlatform;
-use vnvdimm_control::{Backend, BackendError, Capabilities, VmInfo, VmState};
+use vnvdimm_agent::AgentError;
+use vnvdimm_control::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
 
 use crate::poller::post_notifications;
 use crate::vm::TcgVm;
@@ -107,6 +109,40 @@ impl Backend for TcgVm {
         match self.qmp.execute("quit", None) {
             Ok(_) | Err(crate::qmp::QmpError::Closed) => Ok(()),
             Err(e) => Err(BackendError::Failed(format!("QMP quit: {e}"))),
+        }
+    }
+
+    /// Through the guest agent on ttyS2; the first call waits for the agent to come up
+    /// (the guest may still be booting).
+    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
+        let Some(agent) = &self.agent else {
+            return Err(BackendError::Unsupported("running guest commands: this VM was started without the agent's serial port".into()));
+        };
+        self.running()?;
+        let mut link = agent.lock().unwrap_or_else(|e| e.into_inner());
+        if !link.ready {
+            link.client.wait_ready(AGENT_READY_WAIT).map_err(|e| self.agent_failure(e))?;
+            link.ready = true;
+        }
+        let out = link.client.exec(command, timeout).map_err(|e| self.agent_failure(e))?;
+        Ok(ExecOutput { status: out.status, output: out.text() })
+    }
+}
+
+/// How long the first guest command waits for the agent: boot under TCG takes ~5 s.
+pub const AGENT_READY_WAIT: Duration = Duration::from_secs(120);
+
+impl TcgVm {
+    fn agent_failure(&self, e: AgentError) -> BackendError {
+        match (&e, self.state()) {
+            (_, VmState::Stopped | VmState::ShuttingDown) => {
+                BackendError::Conflict(format!("the guest has stopped or is stopping: {e}"))
+            }
+            (AgentError::NotReady(_), _) => BackendError::Failed(format!(
+                "{e} (the image's init starts the agent on ttyS2; a guest booted with vnv.agent=off, \
+                 another initramfs, or one that already powered off has none)"
+            )),
+            _ => BackendError::Failed(e.to_string()),
         }
     }
 }

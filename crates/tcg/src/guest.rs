@@ -86,6 +86,9 @@ pub struct GuestSpec {
     pub script: Script,
     pub qemu: PathBuf,
     pub extra_append: String,
+    /// Give the guest the agent's serial port (ttyS2) on this Unix socket; connect a
+    /// `vnvdimm_agent::AgentClient` to it (docs/guest-agent.md).
+    pub agent_socket: Option<PathBuf>,
 }
 
 impl GuestSpec {
@@ -98,6 +101,7 @@ impl GuestSpec {
             script: Script::new(),
             qemu: QemuCommand::default_qemu(),
             extra_append: String::new(),
+            agent_socket: None,
         }
     }
 }
@@ -191,6 +195,7 @@ impl Guest {
             console: SerialTarget::File(console_log.clone()),
             results_log: Some(results_log.clone()),
             qmp_socket: None,
+            agent_socket: spec.agent_socket.clone(),
             cmdline: HARNESS_CMDLINE.to_string(),
             extra_append: spec.extra_append.clone(),
         };

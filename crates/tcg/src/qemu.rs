@@ -43,6 +43,11 @@ pub struct QemuCommand {
     pub results_log: Option<PathBuf>,
     /// QMP on this Unix socket (QEMU listens, does not wait).
     pub qmp_socket: Option<PathBuf>,
+    /// The guest agent's serial port (ttyS2, docs/guest-agent.md) on this Unix socket
+    /// (QEMU listens, does not wait). Without `results_log`, ttyS1 then shares the
+    /// console (a mux chardev), so step output still reaches the console and the agent
+    /// still gets ttyS2.
+    pub agent_socket: Option<PathBuf>,
     /// Kernel arguments before the memory map.
     pub cmdline: String,
     /// Kernel arguments added after ours.
@@ -118,14 +123,24 @@ impl QemuCommand {
         push(&mut a, "-cpu");
         push(&mut a, "qemu64,vendor=GenuineIntel");
         push(&mut a, "-no-reboot");
+        // ttyS1 must exist for the agent to be ttyS2; without a results file it is a
+        // second front end of the console's chardev.
+        let share_console = self.agent_socket.is_some() && self.results_log.is_none();
+        let mux = if share_console { ",mux=on" } else { "" };
         match &self.console {
-            SerialTarget::File(path) => {
+            SerialTarget::File(path) if !share_console => {
                 push(&mut a, "-serial");
                 a.push(join(&["file:".as_ref(), path.as_os_str()]));
             }
+            SerialTarget::File(path) => {
+                push(&mut a, "-chardev");
+                a.push(join(&["file,id=con0,mux=on,path=".as_ref(), opt_escape(path).as_ref()]));
+                push(&mut a, "-serial");
+                push(&mut a, "chardev:con0");
+            }
             SerialTarget::Stdio => {
                 push(&mut a, "-chardev");
-                push(&mut a, "stdio,id=con0,signal=off");
+                push(&mut a, &format!("stdio,id=con0,signal=off{mux}"));
                 push(&mut a, "-serial");
                 push(&mut a, "chardev:con0");
             }
@@ -133,6 +148,15 @@ impl QemuCommand {
         if let Some(log) = &self.results_log {
             push(&mut a, "-serial");
             a.push(join(&["file:".as_ref(), log.as_os_str()]));
+        } else if share_console {
+            push(&mut a, "-serial");
+            push(&mut a, "chardev:con0");
+        }
+        if let Some(sock) = &self.agent_socket {
+            push(&mut a, "-chardev");
+            a.push(join(&["socket,id=vnvagent,server=on,wait=off,path=".as_ref(), opt_escape(sock).as_ref()]));
+            push(&mut a, "-serial");
+            push(&mut a, "chardev:vnvagent");
         }
         if let Some(sock) = &self.qmp_socket {
             push(&mut a, "-qmp");
@@ -219,6 +243,7 @@ mod tests {
             console: SerialTarget::File("/run/console.log".into()),
             results_log: Some("/run/results.log".into()),
             qmp_socket: Some("/run/qmp.sock".into()),
+            agent_socket: None,
             cmdline: HARNESS_CMDLINE.into(),
             extra_append: "vnv.x=1".into(),
         };
@@ -270,5 +295,25 @@ mod tests {
         let stdio = QemuCommand { console: SerialTarget::Stdio, results_log: None, ..q };
         let args: Vec<String> = stdio.args(&layout).iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.windows(2).any(|w| w[0] == "-serial" && w[1] == "chardev:con0"));
+        // With the agent: console on ttyS0 and ttyS1 (mux), agent on ttyS2.
+        let agent = QemuCommand { agent_socket: Some("/run/a,b/agent.sock".into()), ..stdio.clone() };
+        let args: Vec<String> = agent.args(&layout).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let after = |flag: &str| -> Vec<String> {
+            args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect()
+        };
+        assert_eq!(after("-serial"), vec!["chardev:con0", "chardev:con0", "chardev:vnvagent"]);
+        assert_eq!(
+            after("-chardev"),
+            vec!["stdio,id=con0,signal=off,mux=on", "socket,id=vnvagent,server=on,wait=off,path=/run/a,,b/agent.sock"]
+        );
+        // With a results file, the agent simply comes third.
+        let harness = QemuCommand {
+            console: SerialTarget::File("/run/c.log".into()),
+            results_log: Some("/run/r.log".into()),
+            ..agent
+        };
+        let args: Vec<String> = harness.args(&layout).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let serials: Vec<&str> = args.windows(2).filter(|w| w[0] == "-serial").map(|w| w[1].as_str()).collect();
+        assert_eq!(serials, vec!["file:/run/c.log", "file:/run/r.log", "chardev:vnvagent"]);
     }
 }

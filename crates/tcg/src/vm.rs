@@ -40,6 +40,8 @@ pub enum VmError {
     Wait(std::io::Error),
     #[error("closing the DIMMs cleanly after the guest stopped: {0}")]
     Close(String),
+    #[error("connecting to the guest agent's serial port: {0}")]
+    Agent(vnvdimm_agent::AgentError),
 }
 
 /// What to run.
@@ -61,6 +63,9 @@ pub struct TcgVmSpec {
     pub work_dir: PathBuf,
     /// `Stdio`: the console is a pipe the caller takes with [`TcgVm::take_console`].
     pub console: SerialTarget,
+    /// The guest agent's serial port (ttyS2) on this Unix socket; the VM keeps the one
+    /// connection QEMU accepts and serves [`vnvdimm_control::Backend::exec`] through it.
+    pub agent_socket: Option<PathBuf>,
 }
 
 /// How the guest run ended.
@@ -121,6 +126,14 @@ pub struct TcgVm {
     poller: Mutex<Option<MailboxPoller>>,
     stderr_log: PathBuf,
     command_line: String,
+    /// The guest agent, when the spec asked for its port; one command at a time.
+    pub(crate) agent: Option<Mutex<AgentLink>>,
+}
+
+/// The host end of the agent's serial line and whether the agent has answered yet.
+pub(crate) struct AgentLink {
+    pub(crate) client: vnvdimm_agent::AgentClient,
+    pub(crate) ready: bool,
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GuestError {
@@ -153,6 +166,7 @@ impl TcgVm {
             console: spec.console.clone(),
             results_log: None,
             qmp_socket: Some(qmp_socket.clone()),
+            agent_socket: spec.agent_socket.clone(),
             cmdline: spec.cmdline.clone(),
             extra_append: String::new(),
         };
@@ -185,6 +199,18 @@ impl TcgVm {
                 return Err(VmError::Qmp(e, read_lossy(&stderr_log)));
             }
         };
+        // QEMU created its chardev sockets before QMP answered.
+        let agent = match &spec.agent_socket {
+            Some(path) => match vnvdimm_agent::AgentClient::connect_unix_within(path, Duration::from_secs(5)) {
+                Ok(client) => Some(Mutex::new(AgentLink { client, ready: false })),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(VmError::Agent(e));
+                }
+            },
+            None => None,
+        };
         Ok(TcgVm {
             spec_cpus: spec.cpus,
             memory_bytes: spec.memory_bytes,
@@ -198,6 +224,7 @@ impl TcgVm {
             poller: Mutex::new(Some(poller)),
             stderr_log,
             command_line,
+            agent,
         })
     }
 

@@ -13,10 +13,10 @@ use nvdimm_model::health::{HealthState, Temperature};
 use serde::Serialize;
 use serde_json::Value;
 use vnvdimm_control::types::{
-    AlarmsUpdate, ArsUpdate, Bytes, ClearPoisonRequest, HealthUpdate, MachineCheckRequest, PoisonRequest,
+    AlarmsUpdate, ArsUpdate, Bytes, ClearPoisonRequest, ExecRequest, HealthUpdate, MachineCheckRequest, PoisonRequest,
     ShutdownStateUpdate, ThresholdsUpdate,
 };
-use vnvdimm_control::{ApiClient, ApiResponse, ClientError};
+use vnvdimm_control::{ApiClient, ApiResponse, ClientError, ExecOutput};
 
 use crate::cli::{Failure, EXIT_OK};
 
@@ -52,6 +52,19 @@ pub enum CtlCommand {
     Ars(ArsCommand),
     /// The event log: DSM calls, flushes, machine checks, notifications (GET /events).
     Events(EventsArgs),
+    /// Run a shell command in the guest through its agent; print its output and exit
+    /// with its status (POST /exec). Words after `--` are joined with spaces, like ssh.
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The guest kills the command after this many seconds (exit status 137).
+    #[arg(long, value_name = "SECONDS", default_value_t = vnvdimm_control::types::EXEC_DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+    /// The command, e.g. `-- ndctl list -D`.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,8 +262,28 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
         }
         CtlCommand::Events(a) if a.follow => return follow(&client, a, out, err),
         CtlCommand::Events(a) => client.get(&format!("/events?since={}", a.since)),
+        CtlCommand::Exec(a) => return exec(&client, a, out),
     };
     print_answer(answer, out)
+}
+
+/// Room on top of the guest's timeout for the agent's transfer and the HTTP round trip.
+const EXEC_CLIENT_GRACE: Duration = Duration::from_secs(60);
+
+fn exec(client: &ApiClient, a: &ExecArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let request = ExecRequest { command: a.command.join(" "), timeout_secs: Some(a.timeout) };
+    let client = client.clone().with_timeout(Duration::from_secs(a.timeout).saturating_add(EXEC_CLIENT_GRACE));
+    let answer = client.post("/exec", &request).map_err(|e| Failure::other(e.to_string()))?;
+    if !answer.is_success() {
+        let message = answer.error_message().map(str::to_string).unwrap_or_else(|| answer.body.to_string());
+        return Err(Failure::other(format!("{message} (HTTP {})", answer.status)));
+    }
+    let result: ExecOutput = serde_json::from_value(answer.body.clone())
+        .map_err(|e| Failure::other(format!("unexpected answer to POST /exec: {e}: {}", answer.body)))?;
+    out.write_all(result.output.as_bytes()).map_err(|e| Failure::other(format!("cannot write the output: {e}")))?;
+    let _ = out.flush();
+    // Shell convention: statuses are 0..=255; anything else (never sent by the agent) is a failure.
+    Ok(u8::try_from(result.status).unwrap_or(crate::cli::EXIT_FAILURE))
 }
 
 fn address(r: &PoisonRangeArgs) -> (Option<usize>, Option<Bytes>, Option<Bytes>, Bytes) {

@@ -97,6 +97,8 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         platform: Arc::new(Mutex::new(platform)),
         work_dir: work.path().to_path_buf(),
         console: SerialTarget::Stdio,
+        // Always there: `vnvdimm ctl exec` / `POST /exec` reach the guest through it.
+        agent_socket: Some(work.path().join("agent.sock")),
     };
     Ok(Prepared { spec, api_socket: args.api_socket.clone(), work })
 }
