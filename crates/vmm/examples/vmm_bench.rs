@@ -24,8 +24,19 @@ fn resident_pages(path: &std::path::Path, len: u64) -> usize {
     }
 }
 
+/// A field of /proc/self/status or /proc/meminfo, in KiB.
+fn kib(file: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
+    let available_before = kib("/proc/meminfo", "MemAvailable:");
     let tib = 1u64 << 40;
     let machine = harness::sparse_machine(dir.path(), 4, tib).unwrap();
     let paths: Vec<_> = machine.platform.dimms.iter().map(|d| d.path.clone()).collect();
@@ -35,6 +46,13 @@ fn main() {
     let run = harness::run(&mut vm, None).unwrap();
     let first = start.elapsed();
     println!("four 1 TiB sparse DIMMs: VM built in {built:?}, first guest instruction (exit) after {first:?} ({})", run.outcome);
+    let host_kernel = available_before.saturating_sub(kib("/proc/meminfo", "MemAvailable:"));
+    println!(
+        "VMM resident: VmRSS {} KiB, VmHWM {} KiB; host memory taken meanwhile (MemAvailable drop, mostly KVM memslot metadata): {} MiB",
+        kib("/proc/self/status", "VmRSS:"),
+        kib("/proc/self/status", "VmHWM:"),
+        host_kernel / 1024
+    );
     drop(vm);
     let resident: usize = paths.iter().map(|p| resident_pages(p, 1 << 30)).sum();
     println!("backing-file pages resident in the first GiB of each file after the run: {resident}");
