@@ -71,12 +71,6 @@ fn poison_check_passes_with_the_guests_handler_seeing_the_address() {
 }
 
 #[test]
-#[ignore = "needs a host whose KVM can boot Linux (VMX/SVM); this build has no Linux boot path under KVM yet"]
-fn linux_on_kvm_sees_the_nvdimms() {
-    panic!("not implemented: run the TCG scenarios under --backend kvm on a host with hardware virtualization");
-}
-
-#[test]
 fn capability_check_refuses_kvm_for_linux_here() {
     match vnvdimm_vmm::kvm_check::check() {
         Ok(caps) => eprintln!("this host's KVM can run Linux ({caps:?}); the refusal path is not exercised here"),
