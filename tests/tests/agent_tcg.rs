@@ -6,8 +6,7 @@
 //!
 //! Run: `cargo test -p vnvdimm-integration --test agent_tcg -- --nocapture`.
 //!
-//! The runner has no option for extra QEMU arguments yet, so the test points
-//! `GuestSpec::qemu` at a wrapper script that appends the agent's serial port.
+//! `GuestSpec::agent_socket` gives the guest the agent's serial port (ttyS2).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,34 +20,6 @@ const CMD_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn fail_setup(what: &str, err: impl std::fmt::Display) -> ! {
     panic!("TCG agent test cannot run: {what}: {err}");
-}
-
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// A stand-in for QEMU that runs the real one with the agent's serial port added last
-/// (after the console and the results port, so it is ttyS2).
-fn qemu_wrapper(dir: &std::path::Path, socket: &std::path::Path) -> std::path::PathBuf {
-    let real = vnvdimm_tcg::qemu::QemuCommand::default_qemu();
-    let extra: Vec<String> = vnvdimm_agent::qemu::serial_socket_args(socket, "vnvagent")
-        .iter()
-        .map(|a| sh_quote(&a.to_string_lossy()))
-        .collect();
-    let path = dir.join("qemu-with-agent");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nexec {} \"$@\" {}\n",
-            sh_quote(&real.to_string_lossy()),
-            extra.join(" ")
-        ),
-    )
-    .unwrap_or_else(|e| fail_setup("writing the QEMU wrapper", e));
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| fail_setup("chmod QEMU wrapper", e));
-    path
 }
 
 struct Session {
@@ -124,7 +95,7 @@ fn agent_runs_commands_in_the_default_guest() {
 
     let socket = dir.join("agent.sock");
     let mut spec = GuestSpec::new(image.clone(), layout, Arc::new(Mutex::new(platform)), &dir);
-    spec.qemu = qemu_wrapper(&dir, &socket);
+    spec.agent_socket = Some(socket.clone());
     // Keep the guest up after its (empty) test script until the agent is told to quit.
     spec.extra_append = "vnv.agent=hold".into();
     let boot = Instant::now();
