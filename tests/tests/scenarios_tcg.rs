@@ -406,7 +406,7 @@ fn s4_guest_injection_matches_host_poison() {
     assert!(vm.host_poison(0).is_empty());
 
     vm.ok(&format!("ndctl inject-error {ns} -B 2048 -n 4"));
-    vm.ok(&format!("ndctl inject-error {ns} -B 4096"));
+    vm.ok(&format!("ndctl inject-error {ns} -B 4096 -n 1"));
     let status = vm.json(&format!("ndctl inject-error {ns} --status"));
     let mut listed: Vec<(u64, u64)> = status["badblocks"]
         .as_array()
@@ -418,13 +418,18 @@ fn s4_guest_injection_matches_host_poison() {
     // Each injected block is one record; the host merges adjacent ones.
     let blocks: Vec<u64> = listed.iter().flat_map(|(b, c)| *b..*b + *c).collect();
     assert_eq!(blocks, vec![2048, 2049, 2050, 2051, 4096], "--status: {status}");
-    assert_eq!(vm.host_poison(0), vec![(2048 * SECTOR, 4 * SECTOR), (4096 * SECTOR, SECTOR)], "host after inject");
+    // ndctl injects each 512-byte block as one clear-error unit at its start
+    // (ndctl's inject.c; the model's unit is CLEAR_ERROR_UNIT), so the host holds one
+    // range per block.
+    let unit = u64::from(nvdimm_model::dsm_root::CLEAR_ERROR_UNIT);
+    let per_block = |blocks: &[u64]| blocks.iter().map(|b| (b * SECTOR, unit.min(SECTOR))).collect::<Vec<_>>();
+    assert_eq!(vm.host_poison(0), per_block(&[2048, 2049, 2050, 2051, 4096]), "host after inject");
     // The injection's notify ran a scrub: the guest knows them as bad blocks too.
     let bb = parse_badblocks(&vm.ok(&format!("cat /sys/block/{dev}/badblocks")));
     assert_eq!(bb, vec![(2048, 4), (4096, 1)], "badblocks after inject-error");
 
-    vm.ok(&format!("ndctl inject-error {ns} -B 4096 --uninject"));
-    assert_eq!(vm.host_poison(0), vec![(2048 * SECTOR, 4 * SECTOR)], "host after --uninject of block 4096");
+    vm.ok(&format!("ndctl inject-error {ns} -B 4096 -n 1 --uninject"));
+    assert_eq!(vm.host_poison(0), per_block(&[2048, 2049, 2050, 2051]), "host after --uninject of block 4096");
 
     vm.ok(&format!("ndctl clear-errors {ns}"));
     assert_eq!(vm.host_poison(0), vec![], "host after clear-errors");
