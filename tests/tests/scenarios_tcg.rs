@@ -514,3 +514,42 @@ fn s7_health_from_host_and_inject_smart() {
     let wall = vm.stop();
     println!("[health] total {wall:?}");
 }
+
+// ---------------------------------------------------------------------------------
+// (6) fs-dax data survives a VM restart and is in the backing file
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn s6_fsdax_data_survives_restart() {
+    let work = Work::new("fsdax");
+    let a = work.dimm("a.img", 256 * MIB);
+    let dimms = [nvdimm(&a, ",label-size=128K,handle=1")];
+    let marker = format!("vnvdimm-fsdax-marker-{}", std::process::id());
+
+    let mut vm = boot(&work, &dimms, &[]);
+    vm.ok("ndctl disable-region all && ndctl init-labels all && ndctl enable-region all");
+    vm.ok("ndctl create-namespace -m fsdax -r region0");
+    let dev = vm.blockdev_of(1);
+    // 4 KiB blocks: DAX needs block size == page size.
+    vm.ok(&format!("mkfs.ext4 -F -q -b 4096 /dev/{dev}"));
+    vm.ok(&format!("mkdir -p /mnt/d && mount -t ext4 -o dax /dev/{dev} /mnt/d && grep ' /mnt/d ' /proc/mounts | grep -q dax"));
+    vm.ok(&format!("printf '%s\\n' {marker} > /mnt/d/file && sync && umount /mnt/d"));
+    let wall1 = vm.stop();
+    let data = std::fs::read(&a).unwrap();
+    assert!(
+        data.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "the marker written through fs-dax is not in the backing file {}",
+        a.display()
+    );
+
+    let mut vm = boot(&work, &dimms, &[]);
+    let ns = vm.json("ndctl list -N");
+    let ns = as_list(&ns);
+    assert_eq!(ns.len(), 1, "the fsdax namespace comes back from the labels: {ns:?}");
+    assert_eq!(ns[0]["mode"], "fsdax", "{ns:?}");
+    let dev2 = vm.blockdev_of(1);
+    let got = vm.ok(&format!("mkdir -p /mnt/d && mount -t ext4 -o dax /dev/{dev2} /mnt/d && cat /mnt/d/file && umount /mnt/d"));
+    assert_eq!(got.trim(), marker, "file content after the restart");
+    let wall2 = vm.stop();
+    println!("[fsdax] boot 1 {wall1:?}, boot 2 {wall2:?}");
+}
