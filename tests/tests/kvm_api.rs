@@ -190,6 +190,11 @@ fn a_guest_load_of_api_poison_is_an_srar_and_clearing_maps_the_page_again() {
     let g = start();
     let offset = 0x7000u64;
     let gpa = g.spa[0] + offset + 8;
+    // Windows get their slots on first touch (lazy registration): touch both DIMMs.
+    assert_eq!(g.pmem.slot_count(), 0, "no window slot before the guest touches one");
+    for &spa in &g.spa {
+        assert_eq!(g.read(spa), (0, vec![]), "a sparse file reads zeros");
+    }
     assert_eq!(g.pmem.slot_count(), 2, "one slot per DIMM before any poison");
     let started = Instant::now();
     let (code, _, err) = ctl(&g.socket, &["poison", "add", "--dimm", "0", "--offset", "0x7000", "--length", "4K"]);

@@ -8,6 +8,15 @@
 //! difference to a new plan through `SlotSink` (KVM: `KvmSlots`), so a single new poisoned
 //! page costs one delete and two creates.
 //!
+//! Registration is eager (`PoisonSlots::new`: whole windows) or lazy (`PoisonSlots::lazy`:
+//! pieces of `LAZY_PIECE` bytes, registered by `activate` when the guest first touches
+//! them). Creating a slot costs time and kernel memory per GiB on a shadow-paging KVM
+//! (8 bytes of rmap per 4 KiB page), so terabyte windows are only paid for where used.
+//! Holes are planned over whole windows either way, so a page is "poisoned" (hole),
+//! "not registered yet" (in no hole and no activated piece) or mapped; an access that
+//! exits on a not-registered page is served from the backing file like a poisoned
+//! store, and the caller activates its piece (see docs/poison-consumption.md).
+//!
 //! How the VMM uses it (instead of registering the NVDIMM windows itself):
 //! ```ignore
 //! // At start: one DimmWindow per mapped backing file; the slot range is the VMM's to give.
@@ -128,71 +137,47 @@ impl MemslotPlan {
     }
 }
 
+/// The parts of one window that have memslots (eager: the whole window; lazy: the pieces
+/// touched so far): byte offset into the window -> length. Pieces never merge into one
+/// slot, so activating a piece never re-creates a neighbour's (large) slot.
+pub type Active = BTreeMap<u64, u64>;
+
 /// Plans the memslots of `windows` (same order as the DIMMs) with the pages touched by
 /// `poison[i]` (byte offsets into DIMM i, rounded out to 4 KiB pages) left out.
+/// Every window is registered whole (eager registration).
 pub fn plan(
     windows: &[DimmWindow],
     poison: &[&PoisonSet],
     max_slots: usize,
 ) -> Result<MemslotPlan, MemslotError> {
-    if poison.len() != windows.len() {
+    plan_active(windows, poison, &whole(windows), max_slots)
+}
+
+/// Like `plan`, but slots only cover the `active` parts of each window. Holes are
+/// planned over whole windows, so a poisoned page is known as poisoned whether or not its
+/// piece is registered: "not registered yet" is "in a window, in no hole, in no active part".
+pub fn plan_active(
+    windows: &[DimmWindow],
+    poison: &[&PoisonSet],
+    active: &[Active],
+    max_slots: usize,
+) -> Result<MemslotPlan, MemslotError> {
+    if poison.len() != windows.len() || active.len() != windows.len() {
         return Err(MemslotError::DimmCount {
-            given: poison.len(),
+            given: poison.len().min(active.len()),
             windows: windows.len(),
         });
     }
     let mut result = MemslotPlan::default();
     for (dimm, (w, set)) in windows.iter().zip(poison).enumerate() {
-        if (w.gpa | w.size | w.host_addr) % PAGE_SIZE != 0 {
-            return Err(MemslotError::Unaligned {
-                dimm,
-                gpa: w.gpa,
-                size: w.size,
-                host_addr: w.host_addr,
-            });
+        check_aligned(dimm, w)?;
+        let holes = holes_of(dimm, w, set);
+        for (&offset, &len) in &active[dimm] {
+            result
+                .regions
+                .extend(cover(dimm, w, offset, offset + len, &holes));
         }
-        let pages = w.size / PAGE_SIZE;
-        let mut mapped_from = 0u64; // first page not yet covered by a region or hole
-        let push_region = |from: u64, to: u64, regions: &mut Vec<SlotRegion>| {
-            if to > from {
-                regions.push(SlotRegion {
-                    gpa: w.gpa + from * PAGE_SIZE,
-                    size: (to - from) * PAGE_SIZE,
-                    host_addr: w.host_addr + from * PAGE_SIZE,
-                    dimm,
-                    readonly: w.readonly,
-                });
-            }
-        };
-        let mut hole: Option<(u64, u64)> = None;
-        for (offset, len) in set.within(0, w.size) {
-            let first = offset / PAGE_SIZE;
-            let end = offset.saturating_add(len).div_ceil(PAGE_SIZE).min(pages);
-            hole = match hole {
-                Some((s, e)) if first <= e => Some((s, e.max(end))),
-                Some((s, e)) => {
-                    push_region(mapped_from, s, &mut result.regions);
-                    result.holes.push(Hole {
-                        dimm,
-                        gpa: w.gpa + s * PAGE_SIZE,
-                        size: (e - s) * PAGE_SIZE,
-                    });
-                    mapped_from = e;
-                    Some((first, end))
-                }
-                None => Some((first, end)),
-            };
-        }
-        if let Some((s, e)) = hole {
-            push_region(mapped_from, s, &mut result.regions);
-            result.holes.push(Hole {
-                dimm,
-                gpa: w.gpa + s * PAGE_SIZE,
-                size: (e - s) * PAGE_SIZE,
-            });
-            mapped_from = e;
-        }
-        push_region(mapped_from, pages, &mut result.regions);
+        result.holes.extend(holes);
         if result.regions.len() > max_slots {
             return Err(MemslotError::TooManySlots {
                 needed: result.regions.len(),
@@ -203,6 +188,89 @@ pub fn plan(
     result.regions.sort_unstable();
     result.holes.sort_unstable_by_key(|h| h.gpa);
     Ok(result)
+}
+
+fn whole(windows: &[DimmWindow]) -> Vec<Active> {
+    windows
+        .iter()
+        .map(|w| {
+            let mut a = Active::new();
+            if w.size > 0 {
+                a.insert(0, w.size);
+            }
+            a
+        })
+        .collect()
+}
+
+fn check_aligned(dimm: usize, w: &DimmWindow) -> Result<(), MemslotError> {
+    if !(w.gpa | w.size | w.host_addr).is_multiple_of(PAGE_SIZE) {
+        return Err(MemslotError::Unaligned {
+            dimm,
+            gpa: w.gpa,
+            size: w.size,
+            host_addr: w.host_addr,
+        });
+    }
+    Ok(())
+}
+
+/// The poisoned pages of one window, adjacent ones merged, sorted.
+fn holes_of(dimm: usize, w: &DimmWindow, set: &PoisonSet) -> Vec<Hole> {
+    let pages = w.size / PAGE_SIZE;
+    let mut holes = Vec::new();
+    let mut hole: Option<(u64, u64)> = None;
+    let mut push = |(s, e): (u64, u64)| {
+        holes.push(Hole {
+            dimm,
+            gpa: w.gpa + s * PAGE_SIZE,
+            size: (e - s) * PAGE_SIZE,
+        })
+    };
+    for (offset, len) in set.within(0, w.size) {
+        let first = offset / PAGE_SIZE;
+        let end = offset.saturating_add(len).div_ceil(PAGE_SIZE).min(pages);
+        hole = match hole {
+            Some((s, e)) if first <= e => Some((s, e.max(end))),
+            Some(done) => {
+                push(done);
+                Some((first, end))
+            }
+            None => Some((first, end)),
+        };
+    }
+    if let Some(done) = hole {
+        push(done);
+    }
+    holes
+}
+
+/// The slots covering window bytes `from..to` minus `holes` (this window's, sorted).
+fn cover(dimm: usize, w: &DimmWindow, from: u64, to: u64, holes: &[Hole]) -> Vec<SlotRegion> {
+    let mut regions = Vec::new();
+    let mut push = |a: u64, b: u64| {
+        if b > a {
+            regions.push(SlotRegion {
+                gpa: w.gpa + a,
+                size: b - a,
+                host_addr: w.host_addr + a,
+                dimm,
+                readonly: w.readonly,
+            });
+        }
+    };
+    let mut at = from;
+    let first = holes.partition_point(|h| h.gpa + h.size <= w.gpa + from);
+    for h in &holes[first..] {
+        let (hs, he) = (h.gpa - w.gpa, h.gpa - w.gpa + h.size);
+        if hs >= to {
+            break;
+        }
+        push(at, hs.max(at));
+        at = at.max(he);
+    }
+    push(at.min(to), to);
+    regions
 }
 
 /// Where KVM_SET_USER_MEMORY_REGION calls go. `remove` gets exactly a region `add` got before.
@@ -254,28 +322,126 @@ pub enum WindowAccess {
     Poisoned { dimm: usize, offset: u64 },
     /// A page whose slot is being replaced; served from the backing file.
     Served { dimm: usize, offset: u64 },
+    /// A page of a piece that is not registered yet (lazy registration); served from
+    /// the backing file. The caller should `activate` the piece next.
+    Unregistered { dimm: usize, offset: u64 },
     /// A write to a read-only DIMM: dropped.
     ReadOnly { dimm: usize, offset: u64 },
 }
+
+/// The size of the pieces lazily registered windows are registered in: small enough that
+/// a first touch costs ~0.4 ms on a shadow-paging KVM (rmap allocation), large enough
+/// that 4 TiB of windows stay far below KVM's 32764 memslots (4096 pieces).
+pub const LAZY_PIECE: u64 = 1 << 30;
 
 /// The NVDIMM windows' memslots, kept in step with the DIMMs' poison.
 pub struct PoisonSlots {
     windows: Vec<DimmWindow>,
     max_slots: usize,
+    /// `Some(size)`: lazy registration in pieces of `size` bytes aligned to the window.
+    piece: Option<u64>,
+    /// Per window, the parts that have memslots (planned over).
+    active: Vec<Active>,
     plan: MemslotPlan,
     /// What the sink holds, keyed by guest address; only changed by successful calls.
     installed: BTreeMap<u64, SlotRegion>,
 }
 
 impl PoisonSlots {
-    /// Nothing is installed until the first `update`.
+    /// Eager registration: every window is installed whole by the first `update`.
     pub fn new(windows: Vec<DimmWindow>, max_slots: usize) -> Self {
+        let active = whole(&windows);
         PoisonSlots {
             windows,
             max_slots,
+            piece: None,
+            active,
             plan: MemslotPlan::default(),
             installed: BTreeMap::new(),
         }
+    }
+
+    /// Lazy registration: nothing has a slot until `activate` registers the piece (of
+    /// `piece` bytes, rounded up to whole pages, aligned to the window) around a touched
+    /// address. `update` only re-plans pieces activated so far.
+    pub fn lazy(windows: Vec<DimmWindow>, max_slots: usize, piece: u64) -> Self {
+        let active = vec![Active::new(); windows.len()];
+        PoisonSlots {
+            windows,
+            max_slots,
+            piece: Some(piece.max(1).div_ceil(PAGE_SIZE) * PAGE_SIZE),
+            active,
+            plan: MemslotPlan::default(),
+            installed: BTreeMap::new(),
+        }
+    }
+
+    /// The piece containing `gpa` as (dimm, offset into the window, length), if `gpa`
+    /// is in a lazily registered window.
+    fn piece_at(&self, gpa: u64) -> Option<(usize, u64, u64)> {
+        let piece = self.piece?;
+        let (dimm, w) = self.locate(gpa)?;
+        let offset = (gpa - w.gpa) / piece * piece;
+        Some((dimm, offset, piece.min(w.size - offset)))
+    }
+
+    /// Whether `gpa` lies in a window part that has no memslots yet (eager: never).
+    pub fn is_unregistered(&self, gpa: u64) -> bool {
+        self.piece_at(gpa)
+            .is_some_and(|(dimm, offset, _)| !self.active[dimm].contains_key(&offset))
+    }
+
+    /// Window bytes registered (activated) so far, over all windows.
+    pub fn active_bytes(&self) -> u64 {
+        self.active.iter().flat_map(|a| a.values()).sum()
+    }
+
+    /// Registers the piece around `gpa` minus its poisoned holes. `Ok(None)`: `gpa` is in
+    /// no lazily registered window, or its piece is registered already. The slot limit is
+    /// checked first (nothing changes if it would be exceeded; the piece stays served
+    /// through MMIO exits). If the sink fails, the piece counts as activated and what
+    /// is missing is added by the next `update`.
+    pub fn activate(
+        &mut self,
+        gpa: u64,
+        sink: &mut dyn SlotSink,
+    ) -> Result<Option<ApplyStats>, MemslotError> {
+        let Some((dimm, offset, len)) = self.piece_at(gpa) else {
+            return Ok(None);
+        };
+        if self.active[dimm].contains_key(&offset) {
+            return Ok(None);
+        }
+        let w = self.windows[dimm];
+        let holes: Vec<Hole> = self
+            .plan
+            .holes
+            .iter()
+            .filter(|h| h.dimm == dimm)
+            .copied()
+            .collect();
+        let regions = cover(dimm, &w, offset, offset + len, &holes);
+        let needed = self.plan.regions.len() + regions.len();
+        if needed > self.max_slots {
+            return Err(MemslotError::TooManySlots {
+                needed,
+                limit: self.max_slots,
+            });
+        }
+        self.active[dimm].insert(offset, len);
+        self.plan.regions.extend(&regions);
+        self.plan.regions.sort_unstable();
+        for region in &regions {
+            sink.add(region)
+                .map_err(|source| apply_error("adding", region, source))?;
+            self.installed.insert(region.gpa, *region);
+        }
+        Ok(Some(ApplyStats {
+            removed: 0,
+            added: regions.len(),
+            slots: self.installed.len(),
+            holes: self.plan.holes.len(),
+        }))
     }
 
     pub fn windows(&self) -> &[DimmWindow] {
@@ -298,7 +464,7 @@ impl PoisonSlots {
         poison: &[&PoisonSet],
         sink: &mut dyn SlotSink,
     ) -> Result<ApplyStats, MemslotError> {
-        let new = plan(&self.windows, poison, self.max_slots)?;
+        let new = plan_active(&self.windows, poison, &self.active, self.max_slots)?;
         let (remove, add) = diff(self.installed.values(), &new.regions);
         // Holes are known from here on, so an exit on a page already out is classified.
         self.plan = new;
@@ -343,6 +509,7 @@ impl PoisonSlots {
             data.fill(0xFF);
             return Some(WindowAccess::Poisoned { dimm, offset });
         }
+        let served = self.served(gpa, len, dimm, offset);
         // SAFETY: `clip` keeps the range inside the window, whose mapping the
         // DimmWindow::new contract keeps alive and readable.
         unsafe {
@@ -353,7 +520,17 @@ impl PoisonSlots {
             )
         };
         data[len..].fill(0xFF);
-        Some(WindowAccess::Served { dimm, offset })
+        Some(served)
+    }
+
+    /// `Unregistered` if any byte of the access lies in a piece without slots.
+    fn served(&self, gpa: u64, len: usize, dimm: usize, offset: u64) -> WindowAccess {
+        let last = gpa + len.max(1) as u64 - 1;
+        if self.is_unregistered(gpa) || self.is_unregistered(last) {
+            WindowAccess::Unregistered { dimm, offset }
+        } else {
+            WindowAccess::Served { dimm, offset }
+        }
     }
 
     /// Serves a guest store that exited inside an NVDIMM window: the data goes to the
@@ -372,7 +549,7 @@ impl PoisonSlots {
         if self.touches_hole(gpa, len) {
             Some(WindowAccess::Poisoned { dimm, offset })
         } else {
-            Some(WindowAccess::Served { dimm, offset })
+            Some(self.served(gpa, len, dimm, offset))
         }
     }
 

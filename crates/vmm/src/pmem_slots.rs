@@ -12,6 +12,12 @@
 //! leave the old one, so a vCPU sees either the old or the new layout, never a torn one.
 //! An access that exits on a page whose slot is being re-added is served from the
 //! backing file (`WindowAccess::Served`), so it is not lost either.
+//!
+//! Windows are registered lazily by default (`Registration::Lazy`): nothing at start,
+//! then the 1 GiB piece around each first-touched address (`on_read`/`on_write` serve the
+//! access from the backing file, then register the piece minus its poisoned holes).
+//! If the piece cannot be registered (slot limit, KVM error) the access is still served
+//! and later accesses keep exiting; the first such failure is reported on stderr.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,7 +27,34 @@ use nvdimm_model::poison::PoisonSet;
 use nvdimm_model::NvdimmPlatform;
 
 use crate::guest_memory::GuestMemory;
-use crate::memslots::{ApplyStats, DimmWindow, KvmSlots, MemslotError, PoisonSlots, WindowAccess};
+use crate::memslots::{ApplyStats, DimmWindow, KvmSlots, MemslotError, PoisonSlots, WindowAccess, LAZY_PIECE};
+
+/// When the windows' memslots are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Whole windows by the first `sync` (start-up pays for every GiB).
+    Eager,
+    /// Pieces of this many bytes, on first touch.
+    Lazy { piece: u64 },
+}
+
+impl Default for Registration {
+    fn default() -> Self {
+        Registration::Lazy { piece: LAZY_PIECE }
+    }
+}
+
+/// Pieces registered on first touch so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActivationStats {
+    pub pieces: u64,
+    /// Window bytes registered by them.
+    pub bytes: u64,
+    /// Wall time of their KVM calls.
+    pub took: Duration,
+    /// Activations refused (slot limit) or failed (KVM).
+    pub failures: u64,
+}
 
 /// Result of one `sync` that changed the slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +70,7 @@ struct Inner {
     /// The poison the installed slots were planned for, one set per DIMM.
     planned: Option<Vec<PoisonSet>>,
     last: Option<SyncStats>,
+    activations: ActivationStats,
 }
 
 pub struct PmemSlots {
@@ -48,8 +82,18 @@ pub struct PmemSlots {
 
 impl PmemSlots {
     /// Slots `first_slot..nr_memslots` are the windows'; nothing is installed before the
-    /// first `sync`.
+    /// first `sync`, and with the default lazy registration not then either.
     pub fn new(vm_fd: Arc<VmFd>, memory: Arc<GuestMemory>, first_slot: u32, nr_memslots: u32) -> Self {
+        Self::with_registration(vm_fd, memory, first_slot, nr_memslots, Registration::default())
+    }
+
+    pub fn with_registration(
+        vm_fd: Arc<VmFd>,
+        memory: Arc<GuestMemory>,
+        first_slot: u32,
+        nr_memslots: u32,
+        registration: Registration,
+    ) -> Self {
         let windows = memory
             .pmem
             .iter()
@@ -59,14 +103,19 @@ impl PmemSlots {
             })
             .collect();
         let max = nr_memslots.saturating_sub(first_slot) as usize;
+        let slots = match registration {
+            Registration::Eager => PoisonSlots::new(windows, max),
+            Registration::Lazy { piece } => PoisonSlots::lazy(windows, max, piece),
+        };
         PmemSlots {
             vm_fd,
             _memory: memory,
             inner: Mutex::new(Inner {
-                slots: PoisonSlots::new(windows, max),
+                slots,
                 kvm: KvmSlots::new(first_slot, nr_memslots),
                 planned: None,
                 last: None,
+                activations: ActivationStats::default(),
             }),
         }
     }
@@ -112,7 +161,7 @@ impl PmemSlots {
         self.lock().last
     }
 
-    /// Whether `gpa` lies in a page that is currently out of the memslots.
+    /// Whether `gpa` lies in a poisoned page (out of the memslots, registered piece or not).
     pub fn is_hole(&self, gpa: u64) -> bool {
         self.lock().slots.classify(gpa).is_some()
     }
@@ -122,13 +171,77 @@ impl PmemSlots {
         self.lock().kvm.len()
     }
 
-    /// A guest load that exited: `None` if `gpa` is in no window.
-    pub fn on_read(&self, gpa: u64, data: &mut [u8]) -> Option<WindowAccess> {
-        self.lock().slots.on_mmio_read(gpa, data)
+    /// Whether `gpa` is in a window piece that has no memslots yet.
+    pub fn is_unregistered(&self, gpa: u64) -> bool {
+        self.lock().slots.is_unregistered(gpa)
     }
 
-    /// A guest store that exited: written through to the backing file. `None` if `gpa` is in no window.
+    /// Pieces registered on first touch so far.
+    pub fn activation_stats(&self) -> ActivationStats {
+        self.lock().activations
+    }
+
+    /// Registers the piece around `gpa` now, as a first touch would. `Ok(None)`: nothing to
+    /// do (not in a lazily registered window, or registered already).
+    pub fn activate(&self, gpa: u64) -> Result<Option<SyncStats>, MemslotError> {
+        let mut inner = self.lock();
+        self.activate_locked(&mut inner, gpa)
+    }
+
+    fn activate_locked(&self, inner: &mut Inner, gpa: u64) -> Result<Option<SyncStats>, MemslotError> {
+        let start = Instant::now();
+        let before = inner.slots.active_bytes();
+        let result = inner.slots.activate(gpa, &mut inner.kvm.bind(&self.vm_fd));
+        let took = start.elapsed();
+        let a = &mut inner.activations;
+        match result {
+            Ok(Some(apply)) => {
+                a.pieces += 1;
+                a.bytes += inner.slots.active_bytes() - before;
+                a.took += took;
+                Ok(Some(SyncStats { apply, took }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                a.failures += 1;
+                if a.failures == 1 {
+                    eprintln!(
+                        "vnvdimm: registering the NVDIMM window piece at {gpa:#x} failed: {e}; \
+                         accesses there are served by the VMM (slowly) from now on"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// After an exit in a window was served: registers the piece(s) it touched.
+    fn after_access(&self, inner: &mut Inner, gpa: u64, len: usize) {
+        let last = gpa + len.max(1) as u64 - 1;
+        for at in [gpa, last] {
+            if inner.slots.is_unregistered(at) {
+                // Failures are counted and reported once in activate_locked; the access
+                // itself was served, so the guest goes on either way.
+                let _ = self.activate_locked(inner, at);
+            }
+        }
+    }
+
+    /// A guest load that exited: `None` if `gpa` is in no window. A load in a piece
+    /// without slots is served from the backing file and the piece registered.
+    pub fn on_read(&self, gpa: u64, data: &mut [u8]) -> Option<WindowAccess> {
+        let mut inner = self.lock();
+        let access = inner.slots.on_mmio_read(gpa, data)?;
+        self.after_access(&mut inner, gpa, data.len());
+        Some(access)
+    }
+
+    /// A guest store that exited: written through to the backing file. `None` if `gpa`
+    /// is in no window. A store in a piece without slots registers the piece afterwards.
     pub fn on_write(&self, gpa: u64, data: &[u8]) -> Option<WindowAccess> {
-        self.lock().slots.on_mmio_write(gpa, data)
+        let mut inner = self.lock();
+        let access = inner.slots.on_mmio_write(gpa, data)?;
+        self.after_access(&mut inner, gpa, data.len());
+        Some(access)
     }
 }

@@ -3,10 +3,12 @@
 //! Only vCPU 0 runs: this machine has no interrupt controller to start the others
 //! (see docs/running.md).
 //!
-//! MMIO exits inside an NVDIMM window are pages taken out of the memslots because they
-//! are poisoned (`PmemSlots`): a load is answered with all ones and an action-required
-//! machine check for its guest physical address, a store is written through to the
-//! backing file. After every `_DSM` doorbell ring the windows' slots are re-synced with
+//! MMIO exits inside an NVDIMM window are pages out of the memslots (`PmemSlots`),
+//! either poisoned — a load is answered with all ones and an action-required machine
+//! check for its guest physical address, a store is written through to the backing
+//! file — or in a piece not registered yet (lazy registration): the access is served
+//! from the backing file and `PmemSlots` registers the piece, so the next access to it
+//! runs without an exit. After every `_DSM` doorbell ring the windows' slots are re-synced with
 //! the device model's poison (the guest may have cleared or injected some).
 //! Before every KVM_RUN the loop serves `VcpuControl` requests (machine checks and
 //! power-off from the control API).

@@ -410,3 +410,216 @@ fn read_only_windows_drop_writes() {
     );
     assert_eq!(&mem.as_slice()[..8], &[0; 8]);
 }
+
+// Lazy registration: pieces of 4 pages in a 16-page window (gpa BASE), 2 pieces per DIMM below.
+
+const PIECE: u64 = 4 * P;
+
+fn lazy(size: u64, max: usize) -> PoisonSlots {
+    PoisonSlots::lazy(vec![window(BASE, size, HOST)], max, PIECE)
+}
+
+#[test]
+fn lazy_windows_have_no_slots_until_a_piece_is_touched() {
+    let mut slots = lazy(16 * P, 100);
+    let mut sink = Recorder::default();
+    let stats = slots.update(&[&PoisonSet::new()], &mut sink).unwrap();
+    assert!(sink.ops.is_empty(), "{:?}", sink.ops);
+    assert_eq!(stats.slots, 0);
+    assert!(slots.is_unregistered(BASE + 6 * P));
+    assert!(!slots.is_unregistered(BASE + 16 * P), "outside the window");
+
+    // A touch in the second piece registers exactly that piece, aligned to the window.
+    let stats = slots
+        .activate(BASE + 6 * P + 12, &mut sink)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sink.ops, vec![('+', BASE + 4 * P, 4 * P)]);
+    assert_eq!((stats.added, stats.slots), (1, 1));
+    assert_eq!(slots.installed().next().unwrap().host_addr, HOST + 4 * P);
+    assert!(!slots.is_unregistered(BASE + 7 * P));
+    assert!(slots.is_unregistered(BASE + 8 * P));
+    assert_eq!(slots.active_bytes(), 4 * P);
+    // Twice is a no-op.
+    assert_eq!(slots.activate(BASE + 5 * P, &mut sink).unwrap(), None);
+    // The neighbour is its own slot: registering it does not touch the first one.
+    sink.ops.clear();
+    slots.activate(BASE + 8 * P, &mut sink).unwrap().unwrap();
+    assert_eq!(sink.ops, vec![('+', BASE + 8 * P, 4 * P)]);
+    // An update with unchanged poison changes nothing.
+    sink.ops.clear();
+    slots.update(&[&PoisonSet::new()], &mut sink).unwrap();
+    assert!(sink.ops.is_empty(), "{:?}", sink.ops);
+}
+
+#[test]
+fn the_last_piece_of_a_window_may_be_short() {
+    let mut slots = lazy(10 * P, 100);
+    let mut sink = Recorder::default();
+    slots.update(&[&PoisonSet::new()], &mut sink).unwrap();
+    slots.activate(BASE + 9 * P, &mut sink).unwrap();
+    assert_eq!(sink.ops, vec![('+', BASE + 8 * P, 2 * P)]);
+}
+
+#[test]
+fn poison_inside_an_unregistered_piece_is_a_hole_and_stays_out_when_registered() {
+    let mut slots = lazy(16 * P, 100);
+    let mut sink = Recorder::default();
+    let set = poison(&[(9 * P + 8, 1)]);
+    slots.update(&[&set], &mut sink).unwrap();
+    assert!(
+        sink.ops.is_empty(),
+        "poison in an unregistered piece adds no slot"
+    );
+    // Poisoned, not merely unregistered: classify says so before any touch.
+    assert_eq!(slots.classify(BASE + 9 * P), Some((0, 9 * P)));
+    assert_eq!(slots.classify(BASE + 10 * P), None);
+    assert!(slots.is_unregistered(BASE + 10 * P));
+
+    slots.activate(BASE + 11 * P, &mut sink).unwrap();
+    assert_eq!(
+        sink.ops,
+        vec![('+', BASE + 8 * P, P), ('+', BASE + 10 * P, 2 * P)],
+        "the piece minus its hole"
+    );
+    assert_eq!(slots.classify(BASE + 9 * P + 4), Some((0, 9 * P + 4)));
+
+    // Clearing re-plans the registered piece only: one slot again, the others untouched.
+    sink.ops.clear();
+    let stats = slots.update(&[&PoisonSet::new()], &mut sink).unwrap();
+    assert_eq!(
+        sink.ops,
+        vec![
+            ('-', BASE + 8 * P, P),
+            ('-', BASE + 10 * P, 2 * P),
+            ('+', BASE + 8 * P, 4 * P)
+        ]
+    );
+    assert_eq!((stats.slots, stats.holes), (1, 0));
+    assert!(slots.is_unregistered(BASE));
+}
+
+#[test]
+fn host_poison_in_registered_and_unregistered_pieces() {
+    let mut slots = lazy(16 * P, 100);
+    let mut sink = Recorder::default();
+    slots.update(&[&PoisonSet::new()], &mut sink).unwrap();
+    slots.activate(BASE, &mut sink).unwrap();
+    sink.ops.clear();
+    // Page 2 (registered piece 0) and page 13 (unregistered piece 3).
+    let set = poison(&[(2 * P, 1), (13 * P, 1)]);
+    let stats = slots.update(&[&set], &mut sink).unwrap();
+    assert_eq!(
+        sink.ops,
+        vec![
+            ('-', BASE, 4 * P),
+            ('+', BASE, 2 * P),
+            ('+', BASE + 3 * P, P)
+        ]
+    );
+    assert_eq!((stats.slots, stats.holes), (2, 2));
+    assert_eq!(slots.classify(BASE + 13 * P), Some((0, 13 * P)));
+    assert!(slots.is_unregistered(BASE + 12 * P));
+}
+
+#[test]
+fn lazy_activation_keeps_the_slot_limit() {
+    // Three slots allowed: piece 0 with a hole in the middle takes two.
+    let mut slots = lazy(16 * P, 3);
+    let mut sink = Recorder::default();
+    slots.update(&[&poison(&[(P, 1)])], &mut sink).unwrap();
+    slots.activate(BASE, &mut sink).unwrap();
+    slots.activate(BASE + 4 * P, &mut sink).unwrap();
+    assert_eq!(slots.installed().count(), 3);
+    sink.ops.clear();
+    let err = slots.activate(BASE + 8 * P, &mut sink).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MemslotError::TooManySlots {
+                needed: 4,
+                limit: 3
+            }
+        ),
+        "{err}"
+    );
+    assert!(sink.ops.is_empty());
+    assert!(
+        slots.is_unregistered(BASE + 8 * P),
+        "a refused piece stays unregistered"
+    );
+    // Poison splitting a registered piece past the limit is refused as before.
+    assert!(matches!(
+        slots.update(&[&poison(&[(P, 1), (5 * P, 1)])], &mut sink),
+        Err(MemslotError::TooManySlots {
+            needed: 4,
+            limit: 3
+        })
+    ));
+    // Poison in an unregistered piece costs no slot, so it is accepted.
+    slots
+        .update(&[&poison(&[(P, 1), (13 * P, 1)])], &mut sink)
+        .unwrap();
+    assert_eq!(slots.installed().count(), 3);
+}
+
+#[test]
+fn lazy_mmio_accesses_say_unregistered_until_activated() {
+    let mut mem = AnonMemory::new(8 * P as usize).unwrap();
+    mem.as_mut_slice()[5 * P as usize..5 * P as usize + 8].copy_from_slice(&[9; 8]);
+    // SAFETY: `mem` outlives `slots`.
+    let w = unsafe { DimmWindow::new(BASE, 8 * P, mem.host_addr(), false) };
+    let mut slots = PoisonSlots::lazy(vec![w], 100, PIECE);
+    let mut sink = Recorder::default();
+    slots.update(&[&poison(&[(6 * P, 1)])], &mut sink).unwrap();
+
+    let mut data = [0u8; 8];
+    assert_eq!(
+        slots.on_mmio_read(BASE + 5 * P, &mut data),
+        Some(WindowAccess::Unregistered {
+            dimm: 0,
+            offset: 5 * P
+        })
+    );
+    assert_eq!(data, [9; 8], "served from the backing mapping");
+    // A poisoned page in the unregistered piece still reads as poisoned.
+    assert_eq!(
+        slots.on_mmio_read(BASE + 6 * P, &mut data),
+        Some(WindowAccess::Poisoned {
+            dimm: 0,
+            offset: 6 * P
+        })
+    );
+    assert_eq!(data, [0xFF; 8]);
+    assert_eq!(
+        slots.on_mmio_write(BASE + 7 * P, &[7; 8]),
+        Some(WindowAccess::Unregistered {
+            dimm: 0,
+            offset: 7 * P
+        })
+    );
+    assert_eq!(&mem.as_slice()[7 * P as usize..][..8], &[7; 8]);
+    // An access straddling into the unregistered piece from a registered one.
+    slots.activate(BASE, &mut sink).unwrap();
+    assert!(matches!(
+        slots.on_mmio_read(BASE + 4 * P - 4, &mut data),
+        Some(WindowAccess::Unregistered { .. })
+    ));
+    slots.activate(BASE + 4 * P, &mut sink).unwrap();
+    assert_eq!(
+        slots.on_mmio_read(BASE + 5 * P, &mut data),
+        Some(WindowAccess::Served {
+            dimm: 0,
+            offset: 5 * P
+        })
+    );
+}
+
+#[test]
+fn eager_windows_are_never_unregistered() {
+    let mut slots = PoisonSlots::new(vec![window(BASE, 16 * P, HOST)], 100);
+    let mut sink = Recorder::default();
+    assert!(!slots.is_unregistered(BASE));
+    assert_eq!(slots.activate(BASE, &mut sink).unwrap(), None);
+    assert!(sink.ops.is_empty());
+}

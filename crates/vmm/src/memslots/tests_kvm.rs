@@ -309,3 +309,167 @@ fn ten_thousand_holes_in_real_kvm_slots() {
     assert_eq!(kvm_slots.len(), 1);
     drop(vm);
 }
+
+/// Like `run`, but registers the piece of every access that exited in an unregistered
+/// piece, as `PmemSlots` does.
+fn run_lazy(r: &mut Rig) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    for _ in 0..32 {
+        let (event, gpa) = match r.vm.vcpu.run().expect("KVM_RUN") {
+            VcpuExit::MmioRead(gpa, data) => {
+                let what = r.slots.on_mmio_read(gpa, data).expect("outside the window");
+                (
+                    Seen::Access {
+                        gpa,
+                        write: false,
+                        what,
+                    },
+                    Some(gpa),
+                )
+            }
+            VcpuExit::MmioWrite(gpa, data) => {
+                let what = r
+                    .slots
+                    .on_mmio_write(gpa, data)
+                    .expect("outside the window");
+                (
+                    Seen::Access {
+                        gpa,
+                        write: true,
+                        what,
+                    },
+                    Some(gpa),
+                )
+            }
+            VcpuExit::Hlt => (Seen::Hlt, None),
+            other => (Seen::Other(format!("{other:?}")), None),
+        };
+        if let Some(gpa) = gpa.filter(|g| r.slots.is_unregistered(*g)) {
+            r.slots
+                .activate(gpa, &mut r.kvm_slots.bind(&r.vm.vm))
+                .unwrap();
+        }
+        let stop = !matches!(event, Seen::Access { .. });
+        seen.push(event);
+        if stop {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_first_touch_reads_the_backing_data_and_registers_the_piece() {
+    const PIECE: u64 = 4 * P;
+    let first = WINDOW + 5 * P + 8;
+    let stored = 0x0123_4567_89AB_CDEFu64;
+    let mut code = asm::load64(first);
+    code.extend_from_slice(&asm::HLT);
+    code.extend(asm::load64(first + 8));
+    code.extend_from_slice(&asm::HLT);
+    code.extend(asm::store64(WINDOW + 7 * P, stored));
+    code.extend_from_slice(&asm::HLT);
+    code.extend(asm::load64(WINDOW + 9 * P)); // poisoned, piece 2 unregistered
+    code.extend_from_slice(&asm::HLT);
+    code.extend(asm::load64(WINDOW + 10 * P)); // same piece, registered by now
+    code.extend_from_slice(&asm::HLT);
+    code.extend(asm::store64(WINDOW + 13 * P, stored)); // piece 3: a store first
+    code.extend_from_slice(&asm::HLT);
+    code.extend(asm::load64(WINDOW + 13 * P));
+    code.extend_from_slice(&asm::HLT);
+    let mut r = rig(&code, &[]);
+    let window = r.slots.windows()[0];
+    r.slots = PoisonSlots::lazy(vec![window], 1000, PIECE);
+    let stats = r.update(&set(&[(9 * P, 1)]));
+    assert_eq!((stats.added, stats.slots, stats.holes), (0, 0, 1));
+    assert_eq!(
+        r.kvm_slots.len(),
+        0,
+        "nothing registered before the guest runs"
+    );
+
+    // First touch: an MMIO exit served from the backing memory, then the piece is registered.
+    let what = WindowAccess::Unregistered {
+        dimm: 0,
+        offset: 5 * P + 8,
+    };
+    assert_eq!(
+        run_lazy(&mut r),
+        vec![
+            Seen::Access {
+                gpa: first,
+                write: false,
+                what
+            },
+            Seen::Hlt
+        ]
+    );
+    assert_eq!(r.vm.vcpu.get_regs().unwrap().rax, pattern(5 * P + 8));
+    assert_eq!(r.kvm_slots.len(), 1);
+    // Second touch of the piece: no exit, the backing memory's value.
+    assert_eq!(run_lazy(&mut r), vec![Seen::Hlt]);
+    assert_eq!(r.vm.vcpu.get_regs().unwrap().rax, pattern(5 * P + 16));
+    // A store in the registered piece goes straight to the backing memory.
+    assert_eq!(run_lazy(&mut r), vec![Seen::Hlt]);
+    assert_eq!(
+        &r.mem.as_slice()[(7 * P) as usize..][..8],
+        &stored.to_le_bytes()
+    );
+
+    // A poisoned page in an unregistered piece: still a poisoned load (all ones).
+    let what = WindowAccess::Poisoned {
+        dimm: 0,
+        offset: 9 * P,
+    };
+    assert_eq!(
+        run_lazy(&mut r),
+        vec![
+            Seen::Access {
+                gpa: WINDOW + 9 * P,
+                write: false,
+                what
+            },
+            Seen::Hlt
+        ]
+    );
+    assert_eq!(r.vm.vcpu.get_regs().unwrap().rax, u64::MAX);
+    assert_eq!(
+        r.kvm_slots.len(),
+        3,
+        "piece 2 registered minus its hole: two slots"
+    );
+    assert_eq!(
+        run_lazy(&mut r),
+        vec![Seen::Hlt],
+        "the rest of piece 2 is mapped"
+    );
+    assert_eq!(r.vm.vcpu.get_regs().unwrap().rax, pattern(10 * P));
+
+    // A store as the first touch is written through, then the piece is registered.
+    let what = WindowAccess::Unregistered {
+        dimm: 0,
+        offset: 13 * P,
+    };
+    assert_eq!(
+        run_lazy(&mut r),
+        vec![
+            Seen::Access {
+                gpa: WINDOW + 13 * P,
+                write: true,
+                what
+            },
+            Seen::Hlt
+        ]
+    );
+    assert_eq!(
+        &r.mem.as_slice()[(13 * P) as usize..][..8],
+        &stored.to_le_bytes()
+    );
+    assert_eq!(run_lazy(&mut r), vec![Seen::Hlt]);
+    assert_eq!(r.vm.vcpu.get_regs().unwrap().rax, stored);
+    assert_eq!(r.kvm_slots.len(), 4);
+
+    // Clearing the poison re-plans the registered piece 2 into one slot.
+    let stats = r.update(&PoisonSet::new());
+    assert_eq!((stats.removed, stats.added, stats.slots), (2, 1, 3));
+}
