@@ -14,13 +14,28 @@ fn exec_passes_command_and_timeout_and_answers_status_and_output() {
     let vm = start();
     let r = vm.ok("POST", "/exec", Some(json!({"command": "ndctl list -D"})));
     assert_eq!(r, json!({"status": 0, "output": "fake: ndctl list -D\n"}));
-    vm.ok("POST", "/exec", Some(json!({"command": "true", "timeout_secs": 300})));
-    let execs: Vec<Call> = vm.backend.calls().into_iter().filter(|c| matches!(c, Call::Exec { .. })).collect();
+    vm.ok(
+        "POST",
+        "/exec",
+        Some(json!({"command": "true", "timeout_secs": 300})),
+    );
+    let execs: Vec<Call> = vm
+        .backend
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Exec { .. }))
+        .collect();
     assert_eq!(
         execs,
         vec![
-            Call::Exec { command: "ndctl list -D".into(), timeout_secs: 60 },
-            Call::Exec { command: "true".into(), timeout_secs: 300 },
+            Call::Exec {
+                command: "ndctl list -D".into(),
+                timeout_secs: 60
+            },
+            Call::Exec {
+                command: "true".into(),
+                timeout_secs: 300
+            },
         ]
     );
 }
@@ -30,24 +45,38 @@ fn bad_exec_requests_are_refused_before_the_backend() {
     let vm = start();
     for (body, field) in [
         (json!({"command": "  "}), "command"),
-        (json!({"command": "true", "timeout_secs": 0}), "timeout_secs"),
-        (json!({"command": "true", "timeout_secs": 86401}), "timeout_secs"),
+        (
+            json!({"command": "true", "timeout_secs": 0}),
+            "timeout_secs",
+        ),
+        (
+            json!({"command": "true", "timeout_secs": 86401}),
+            "timeout_secs",
+        ),
         (json!({"command": "true", "timeout": 5}), "timeout"),
         (json!({}), "command"),
     ] {
         let msg = vm.fails("POST", "/exec", Some(body.clone()), 400);
         assert!(msg.contains(field), "{body}: {msg}");
     }
-    assert!(!vm.backend.calls().iter().any(|c| matches!(c, Call::Exec { .. })));
+    assert!(!vm
+        .backend
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Exec { .. })));
     vm.fails("GET", "/exec", None, 405);
 }
 
 #[test]
 fn backend_refusals_keep_their_status() {
     let vm = start();
-    vm.backend.fail_next(BackendError::Unsupported("no agent".into()));
-    assert!(vm.fails("POST", "/exec", Some(json!({"command": "true"})), 501).contains("no agent"));
-    vm.backend.fail_next(BackendError::Conflict("stopped".into()));
+    vm.backend
+        .fail_next(BackendError::Unsupported("no agent".into()));
+    assert!(vm
+        .fails("POST", "/exec", Some(json!({"command": "true"})), 501)
+        .contains("no agent"));
+    vm.backend
+        .fail_next(BackendError::Conflict("stopped".into()));
     vm.fails("POST", "/exec", Some(json!({"command": "true"})), 409);
 }
 
@@ -56,18 +85,54 @@ fn ctl_exec_prints_the_output_and_joins_words() {
     let vm = start();
     let sock = vm.socket.display().to_string();
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let args = ["vnvdimm", "ctl", "--api-socket", &sock, "exec", "--timeout", "7", "--", "ndctl", "list", "-D"];
+    let args = [
+        "vnvdimm",
+        "ctl",
+        "--api-socket",
+        &sock,
+        "exec",
+        "--timeout",
+        "7",
+        "--",
+        "ndctl",
+        "list",
+        "-D",
+    ];
     let code = vnvdimm::cli::run(args, &mut out, &mut err);
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
     assert_eq!(String::from_utf8_lossy(&out), "fake: ndctl list -D\n");
-    assert!(vm.backend.calls().contains(&Call::Exec { command: "ndctl list -D".into(), timeout_secs: 7 }));
+    assert!(vm.backend.calls().contains(&Call::Exec {
+        command: "ndctl list -D".into(),
+        timeout_secs: 7
+    }));
     // A refusal: exit 1 and the message on stderr.
-    vm.backend.fail_next(BackendError::Unsupported("no agent".into()));
+    vm.backend
+        .fail_next(BackendError::Unsupported("no agent".into()));
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = vnvdimm::cli::run(["vnvdimm", "ctl", "--api-socket", &sock, "exec", "--", "true"], &mut out, &mut err);
+    let code = vnvdimm::cli::run(
+        [
+            "vnvdimm",
+            "ctl",
+            "--api-socket",
+            &sock,
+            "exec",
+            "--",
+            "true",
+        ],
+        &mut out,
+        &mut err,
+    );
     assert_eq!(code, 1);
-    assert!(String::from_utf8_lossy(&err).contains("no agent"), "{}", String::from_utf8_lossy(&err));
+    assert!(
+        String::from_utf8_lossy(&err).contains("no agent"),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
     // No command is a usage error.
-    let code = vnvdimm::cli::run(["vnvdimm", "ctl", "--api-socket", &sock, "exec"], &mut Vec::new(), &mut Vec::new());
+    let code = vnvdimm::cli::run(
+        ["vnvdimm", "ctl", "--api-socket", &sock, "exec"],
+        &mut Vec::new(),
+        &mut Vec::new(),
+    );
     assert_eq!(code, 2);
 }

@@ -48,10 +48,17 @@ impl Work {
     fn new(name: &str) -> Work {
         let qemu = vnvdimm_tcg::qemu::QemuCommand::default_qemu();
         if let Err(e) = std::process::Command::new(&qemu).arg("--version").output() {
-            panic!("{} is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU): {e}", qemu.display());
+            panic!(
+                "{} is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU): {e}",
+                qemu.display()
+            );
         }
         vnvdimm_tcg::GuestImage::locate_or_build().unwrap_or_else(|e| panic!("guest image: {e}"));
-        let dir = tempfile::Builder::new().prefix(&format!("vnv-scen-{name}-")).tempdir().unwrap().keep();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("vnv-scen-{name}-"))
+            .tempdir()
+            .unwrap()
+            .keep();
         println!("[{name}] work dir: {}", dir.display());
         Work { dir }
     }
@@ -91,7 +98,10 @@ fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
         .map(|s| s.to_string())
         .collect();
     // vnv.agent=hold: init keeps the guest up (serving the agent) until it is powered off.
-    args.extend(["--cmdline".into(), "console=ttyS0 panic=-1 vnv.agent=hold".into()]);
+    args.extend([
+        "--cmdline".into(),
+        "console=ttyS0 panic=-1 vnv.agent=hold".into(),
+    ]);
     for n in nvdimms {
         args.extend(["--nvdimm".into(), n.clone()]);
     }
@@ -111,7 +121,9 @@ fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
         started,
     };
     while !vm.socket.exists() {
-        if vm.handle.as_ref().is_some_and(|h| h.is_finished()) || started.elapsed() > Duration::from_secs(60) {
+        if vm.handle.as_ref().is_some_and(|h| h.is_finished())
+            || started.elapsed() > Duration::from_secs(60)
+        {
             let code = vm.handle.take().map(|h| h.join().unwrap());
             panic!(
                 "vnvdimm run ended or never served its API (exit {code:?}); stderr:\n{}\nconsole:\n{}",
@@ -127,7 +139,14 @@ fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
 impl Vm {
     fn context(&self) -> String {
         let console = self.console.text();
-        let tail: Vec<&str> = console.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = console
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!(
             "--- guest session so far:\n{}\n--- vnvdimm stderr:\n{}\n--- console (last 40 lines):\n{}",
             self.log.join("\n"),
@@ -143,17 +162,33 @@ impl Vm {
             .api
             .post("/exec", &json!({ "command": cmd, "timeout_secs": 90 }))
             .unwrap_or_else(|e| panic!("POST /exec `{cmd}`: {e}\n{}", self.context()));
-        assert!(r.is_success(), "POST /exec `{cmd}`: HTTP {} {}\n{}", r.status, r.body, self.context());
-        let status = r.body["status"].as_i64().unwrap_or_else(|| panic!("no status in {}", r.body));
+        assert!(
+            r.is_success(),
+            "POST /exec `{cmd}`: HTTP {} {}\n{}",
+            r.status,
+            r.body,
+            self.context()
+        );
+        let status = r.body["status"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no status in {}", r.body));
         let output = r.body["output"].as_str().unwrap_or_default().to_string();
-        self.log.push(format!("$ {cmd}   [status {status}, {:.1} s]\n{output}", t.elapsed().as_secs_f64()));
+        self.log.push(format!(
+            "$ {cmd}   [status {status}, {:.1} s]\n{output}",
+            t.elapsed().as_secs_f64()
+        ));
         (status, output)
     }
 
     /// Runs `cmd` and insists on status 0.
     fn ok(&mut self, cmd: &str) -> String {
         let (status, out) = self.exec(cmd);
-        assert_eq!(status, 0, "`{cmd}` exited {status}:\n{out}\n{}", self.context());
+        assert_eq!(
+            status,
+            0,
+            "`{cmd}` exited {status}:\n{out}\n{}",
+            self.context()
+        );
         out
     }
 
@@ -163,13 +198,27 @@ impl Vm {
         if out.trim().is_empty() {
             return json!([]);
         }
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{cmd}` printed no JSON ({e}):\n{out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("`{cmd}` printed no JSON ({e}):\n{out}"))
     }
 
     fn api(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let r = self.api.request(method, path, body.as_ref()).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        assert!(r.is_success(), "{method} {path} {body:?}: HTTP {} {}\n{}", r.status, r.body, self.context());
-        self.log.push(format!("API {method} {path} {} -> {}", body.map(|b| b.to_string()).unwrap_or_default(), r.body));
+        let r = self
+            .api
+            .request(method, path, body.as_ref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        assert!(
+            r.is_success(),
+            "{method} {path} {body:?}: HTTP {} {}\n{}",
+            r.status,
+            r.body,
+            self.context()
+        );
+        self.log.push(format!(
+            "API {method} {path} {} -> {}",
+            body.map(|b| b.to_string()).unwrap_or_default(),
+            r.body
+        ));
         r.body
     }
 
@@ -200,9 +249,18 @@ impl Vm {
         let nmem = self.nmem_of(handle);
         let regions = self.json(&format!("ndctl list -R -N -d {nmem}"));
         // One region prints as `{"regions":[...]}` when -R and -N are both given.
-        let list = if regions.get("regions").is_some() { as_list(&regions["regions"]) } else { as_list(&regions) };
-        let ns = &list.first().unwrap_or_else(|| panic!("no region on {nmem}: {regions}"))["namespaces"][0];
-        ns["blockdev"].as_str().unwrap_or_else(|| panic!("no blockdev on {nmem}: {regions}")).to_string()
+        let list = if regions.get("regions").is_some() {
+            as_list(&regions["regions"])
+        } else {
+            as_list(&regions)
+        };
+        let ns = &list
+            .first()
+            .unwrap_or_else(|| panic!("no region on {nmem}: {regions}"))["namespaces"][0];
+        ns["blockdev"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no blockdev on {nmem}: {regions}"))
+            .to_string()
     }
 
     /// Powers the VM off through the API and waits for `vnvdimm run` to end.
@@ -211,7 +269,12 @@ impl Vm {
         let code = self.handle.take().unwrap().join().unwrap();
         let wall = self.started.elapsed();
         println!("{}", self.log.join("\n"));
-        assert_eq!(code, 0, "vnvdimm run exit status; stderr:\n{}", self.stderr.text());
+        assert_eq!(
+            code,
+            0,
+            "vnvdimm run exit status; stderr:\n{}",
+            self.stderr.text()
+        );
         wall
     }
 }
@@ -254,7 +317,11 @@ fn parse_badblocks(text: &str) -> Vec<(u64, u64)> {
 fn media_errors(ns: &Value) -> Vec<(u64, u64)> {
     let mut v: Vec<(u64, u64)> = ns["badblocks"]
         .as_array()
-        .map(|a| a.iter().map(|b| (b["offset"].as_u64().unwrap(), b["length"].as_u64().unwrap())).collect())
+        .map(|a| {
+            a.iter()
+                .map(|b| (b["offset"].as_u64().unwrap(), b["length"].as_u64().unwrap()))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -265,7 +332,8 @@ fn bit_set(mask: u64, bit: u32) -> bool {
 }
 
 fn hex(s: &str) -> u64 {
-    u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).unwrap_or_else(|e| panic!("not hex {s:?}: {e}"))
+    u64::from_str_radix(s.trim().trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("not hex {s:?}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------
@@ -276,7 +344,10 @@ fn list_scenario(domain: &str, want_domain: &str) {
     let work = Work::new(&format!("list-{domain}"));
     let (a, b) = (work.dimm("a.img", 256 * MIB), work.dimm("b.img", 256 * MIB));
     let dimms = [
-        nvdimm(&a, ",label-size=128K,vendor=0x8086,location=0x5,date=0x2024,serial=0x1234,handle=0x101"),
+        nvdimm(
+            &a,
+            ",label-size=128K,vendor=0x8086,location=0x5,date=0x2024,serial=0x1234,handle=0x101",
+        ),
         nvdimm(&b, ",label-size=128K,serial=0xabcdef"),
     ];
     let mut vm = boot(&work, &dimms, &["--persistence-domain", domain]);
@@ -288,47 +359,102 @@ fn list_scenario(domain: &str, want_domain: &str) {
     assert_eq!(bus["provider"], "ACPI.NFIT", "{bus}");
     let guest_dimms = as_list(&bus["dimms"]);
     let host_dimms = host["dimms"].as_array().unwrap();
-    assert_eq!(guest_dimms.len(), host_dimms.len(), "guest DIMMs {guest_dimms:?} vs host {host_dimms:?}");
-    assert_eq!(host_dimms[0]["ndctl_id"], "8086-05-2024-00001234", "the configured id reaches the API: {host}");
+    assert_eq!(
+        guest_dimms.len(),
+        host_dimms.len(),
+        "guest DIMMs {guest_dimms:?} vs host {host_dimms:?}"
+    );
+    assert_eq!(
+        host_dimms[0]["ndctl_id"], "8086-05-2024-00001234",
+        "the configured id reaches the API: {host}"
+    );
     for h in host_dimms {
         let g = guest_dimms
             .iter()
             .find(|g| g["id"] == h["ndctl_id"])
-            .unwrap_or_else(|| panic!("host DIMM {} not in the guest's list {guest_dimms:?}", h["ndctl_id"]));
+            .unwrap_or_else(|| {
+                panic!(
+                    "host DIMM {} not in the guest's list {guest_dimms:?}",
+                    h["ndctl_id"]
+                )
+            });
         assert_eq!(g["handle"], h["handle"], "handle of {}", h["ndctl_id"]);
         let health = &g["health"];
         assert_eq!(health["health_state"], "ok", "{g}");
-        assert_eq!(health["spares_percentage"], h["health"]["spares_percent"], "{g}");
+        assert_eq!(
+            health["spares_percentage"], h["health"]["spares_percent"],
+            "{g}"
+        );
         assert_eq!(health["shutdown_state"], "clean", "{g}");
         // DSM masks as Linux computed them: the DIMM's Intel-family functions.
         let nmem = g["dev"].as_str().unwrap();
         let mask = hex(&vm.ok(&format!("cat /sys/bus/nd/devices/{nmem}/nfit/dsm_mask")));
-        for (bit, what) in [(1, "SMART"), (2, "SMART thresholds"), (4, "label size"), (5, "label read"), (6, "label write"), (17, "set threshold"), (18, "SMART inject")] {
-            assert!(bit_set(mask, bit), "{nmem} dsm_mask {mask:#x} lacks function {bit} ({what})");
+        for (bit, what) in [
+            (1, "SMART"),
+            (2, "SMART thresholds"),
+            (4, "label size"),
+            (5, "label read"),
+            (6, "label write"),
+            (17, "set threshold"),
+            (18, "SMART inject"),
+        ] {
+            assert!(
+                bit_set(mask, bit),
+                "{nmem} dsm_mask {mask:#x} lacks function {bit} ({what})"
+            );
         }
     }
     let bus_mask = hex(&vm.ok("cat /sys/bus/nd/devices/ndbus0/nfit/dsm_mask"));
-    for (bit, what) in [(1, "ARS cap"), (2, "ARS start"), (3, "ARS status"), (4, "clear error"), (7, "inject"), (8, "inject clear"), (9, "inject status")] {
-        assert!(bit_set(bus_mask, bit), "bus dsm_mask {bus_mask:#x} lacks function {bit} ({what})");
+    for (bit, what) in [
+        (1, "ARS cap"),
+        (2, "ARS start"),
+        (3, "ARS status"),
+        (4, "clear error"),
+        (7, "inject"),
+        (8, "inject clear"),
+        (9, "inject status"),
+    ] {
+        assert!(
+            bit_set(bus_mask, bit),
+            "bus dsm_mask {bus_mask:#x} lacks function {bit} ({what})"
+        );
     }
     let regions = as_list(&bus["regions"]);
     assert_eq!(regions.len(), 2, "{bus}");
     for r in &regions {
-        assert_eq!(r["persistence_domain"], want_domain, "--persistence-domain {domain}: {r}");
+        assert_eq!(
+            r["persistence_domain"], want_domain,
+            "--persistence-domain {domain}: {r}"
+        );
         assert_eq!(r["type"], "pmem", "{r}");
         assert_eq!(r["size"], 256 * MIB, "{r}");
-        assert_eq!(as_list(&r["namespaces"]).len(), 1, "one namespace per region: {r}");
+        assert_eq!(
+            as_list(&r["namespaces"]).len(),
+            1,
+            "one namespace per region: {r}"
+        );
     }
     let dmesg = vm.ok("dmesg");
     let bad: Vec<&str> = dmesg
         .lines()
         .filter(|l| {
             let l = l.to_ascii_lowercase();
-            (l.contains("nfit") || l.contains("nd_") || l.contains("libnvdimm") || l.contains("acpi0012"))
-                && (l.contains("warn") || l.contains("error") || l.contains("fail") || l.contains("invalid") || l.contains("bug"))
+            (l.contains("nfit")
+                || l.contains("nd_")
+                || l.contains("libnvdimm")
+                || l.contains("acpi0012"))
+                && (l.contains("warn")
+                    || l.contains("error")
+                    || l.contains("fail")
+                    || l.contains("invalid")
+                    || l.contains("bug"))
         })
         .collect();
-    assert!(bad.is_empty(), "nfit/libnvdimm complained in dmesg:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "nfit/libnvdimm complained in dmesg:\n{}",
+        bad.join("\n")
+    );
     let wall = vm.stop();
     println!("[list-{domain}] total {wall:?}");
 }
@@ -353,17 +479,31 @@ fn s3_scrub_finds_host_poison() {
     let (a, b) = (work.dimm("a.img", 256 * MIB), work.dimm("b.img", 256 * MIB));
     // No label area: each region is one raw namespace starting at DIMM offset 0, so
     // block-device sectors are DIMM offsets / 512.
-    let dimms = [nvdimm(&a, ",label-size=0,handle=1"), nvdimm(&b, ",label-size=0,handle=2")];
+    let dimms = [
+        nvdimm(&a, ",label-size=0,handle=1"),
+        nvdimm(&b, ",label-size=0,handle=2"),
+    ];
     let mut vm = boot(&work, &dimms, &[]);
     // Before the guest's nfit driver is up (it is still in early boot): found by the boot-time ARS.
     let pre = (0usize, 16 * MIB, 4096u64);
-    vm.api("POST", "/poison", Some(json!({ "dimm": pre.0, "offset": pre.1, "length": pre.2 })));
+    vm.api(
+        "POST",
+        "/poison",
+        Some(json!({ "dimm": pre.0, "offset": pre.1, "length": pre.2 })),
+    );
     let pmem0 = vm.blockdev_of(1);
     let pmem1 = vm.blockdev_of(2);
     // At run time, latent (no notify): only a scrub can find these.
-    let run = [(0usize, 40 * MIB + 8192, 4096u64), (1usize, 48 * MIB, 8192u64)];
+    let run = [
+        (0usize, 40 * MIB + 8192, 4096u64),
+        (1usize, 48 * MIB, 8192u64),
+    ];
     for (dimm, offset, length) in run {
-        vm.api("POST", "/poison", Some(json!({ "dimm": dimm, "offset": offset, "length": length })));
+        vm.api(
+            "POST",
+            "/poison",
+            Some(json!({ "dimm": dimm, "offset": offset, "length": length })),
+        );
     }
     vm.ok("ndctl start-scrub && ndctl wait-scrub");
     let mut want = [Vec::new(), Vec::new()];
@@ -375,7 +515,10 @@ fn s3_scrub_finds_host_poison() {
     }
     for (i, dev) in [&pmem0, &pmem1].into_iter().enumerate() {
         let bb = parse_badblocks(&vm.ok(&format!("cat /sys/block/{dev}/badblocks")));
-        assert_eq!(bb, want[i], "/sys/block/{dev}/badblocks (DIMM {i}) vs the injected ranges");
+        assert_eq!(
+            bb, want[i],
+            "/sys/block/{dev}/badblocks (DIMM {i}) vs the injected ranges"
+        );
     }
     let listing = vm.json("ndctl list -N --media-errors");
     for (i, dev) in [&pmem0, &pmem1].into_iter().enumerate() {
@@ -383,10 +526,22 @@ fn s3_scrub_finds_host_poison() {
             .into_iter()
             .find(|n| n["blockdev"] == dev.as_str())
             .unwrap_or_else(|| panic!("no namespace for {dev} in {listing}"));
-        assert_eq!(media_errors(&ns), want[i], "ndctl list --media-errors for {dev}: {ns}");
-        assert_eq!(ns["badblock_count"].as_u64(), Some(want[i].iter().map(|w| w.1).sum()), "{ns}");
+        assert_eq!(
+            media_errors(&ns),
+            want[i],
+            "ndctl list --media-errors for {dev}: {ns}"
+        );
+        assert_eq!(
+            ns["badblock_count"].as_u64(),
+            Some(want[i].iter().map(|w| w.1).sum()),
+            "{ns}"
+        );
     }
-    assert_eq!(vm.host_poison(0), vec![(pre.1, pre.2), (run[0].1, run[0].2)], "host poison DIMM 0");
+    assert_eq!(
+        vm.host_poison(0),
+        vec![(pre.1, pre.2), (run[0].1, run[0].2)],
+        "host poison DIMM 0"
+    );
     let wall = vm.stop();
     println!("[scrub] total {wall:?}");
 }
@@ -417,27 +572,53 @@ fn s4_guest_injection_matches_host_poison() {
     listed.sort();
     // Each injected block is one record; the host merges adjacent ones.
     let blocks: Vec<u64> = listed.iter().flat_map(|(b, c)| *b..*b + *c).collect();
-    assert_eq!(blocks, vec![2048, 2049, 2050, 2051, 4096], "--status: {status}");
+    assert_eq!(
+        blocks,
+        vec![2048, 2049, 2050, 2051, 4096],
+        "--status: {status}"
+    );
     // ndctl injects each 512-byte block as one clear-error unit at its start
     // (ndctl's inject.c; the model's unit is CLEAR_ERROR_UNIT), so the host holds one
     // range per block.
     let unit = u64::from(nvdimm_model::dsm_root::CLEAR_ERROR_UNIT);
-    let per_block = |blocks: &[u64]| blocks.iter().map(|b| (b * SECTOR, unit.min(SECTOR))).collect::<Vec<_>>();
-    assert_eq!(vm.host_poison(0), per_block(&[2048, 2049, 2050, 2051, 4096]), "host after inject");
+    let per_block = |blocks: &[u64]| {
+        blocks
+            .iter()
+            .map(|b| (b * SECTOR, unit.min(SECTOR)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        vm.host_poison(0),
+        per_block(&[2048, 2049, 2050, 2051, 4096]),
+        "host after inject"
+    );
     // The injection's notify ran a scrub: the guest knows them as bad blocks too.
     let bb = parse_badblocks(&vm.ok(&format!("cat /sys/block/{dev}/badblocks")));
-    assert_eq!(bb, vec![(2048, 4), (4096, 1)], "badblocks after inject-error");
+    assert_eq!(
+        bb,
+        vec![(2048, 4), (4096, 1)],
+        "badblocks after inject-error"
+    );
 
     vm.ok(&format!("ndctl inject-error {ns} -B 4096 -n 1 --uninject"));
-    assert_eq!(vm.host_poison(0), per_block(&[2048, 2049, 2050, 2051]), "host after --uninject of block 4096");
+    assert_eq!(
+        vm.host_poison(0),
+        per_block(&[2048, 2049, 2050, 2051]),
+        "host after --uninject of block 4096"
+    );
 
     vm.ok(&format!("ndctl clear-errors {ns}"));
     assert_eq!(vm.host_poison(0), vec![], "host after clear-errors");
     let bb = vm.ok(&format!("cat /sys/block/{dev}/badblocks"));
-    assert!(parse_badblocks(&bb).is_empty(), "badblocks after clear-errors: {bb}");
+    assert!(
+        parse_badblocks(&bb).is_empty(),
+        "badblocks after clear-errors: {bb}"
+    );
     let status = vm.json(&format!("ndctl inject-error {ns} --status"));
     assert!(
-        status.get("badblocks").map_or(true, |b| b.as_array().is_some_and(|a| a.is_empty())),
+        status
+            .get("badblocks")
+            .map_or(true, |b| b.as_array().is_some_and(|a| a.is_empty())),
         "--status after clear-errors: {status}"
     );
     let wall = vm.stop();
@@ -454,18 +635,34 @@ fn s5_bad_block_read_is_eio_and_guest_survives() {
     let a = work.dimm("a.img", 256 * MIB);
     let mut vm = boot(&work, &[nvdimm(&a, ",label-size=0,handle=1")], &[]);
     let dev = vm.blockdev_of(1);
-    vm.ok(&format!("dd if=/dev/{dev} of=/dev/null bs=4096 skip=2048 count=1"));
-    vm.api("POST", "/poison", Some(json!({ "dimm": 0, "offset": 8 * MIB, "length": 4096 })));
+    vm.ok(&format!(
+        "dd if=/dev/{dev} of=/dev/null bs=4096 skip=2048 count=1"
+    ));
+    vm.api(
+        "POST",
+        "/poison",
+        Some(json!({ "dimm": 0, "offset": 8 * MIB, "length": 4096 })),
+    );
     vm.ok("ndctl start-scrub && ndctl wait-scrub");
-    let (status, out) = vm.exec(&format!("dd if=/dev/{dev} of=/dev/null bs=4096 skip=2048 count=1 iflag=direct"));
+    let (status, out) = vm.exec(&format!(
+        "dd if=/dev/{dev} of=/dev/null bs=4096 skip=2048 count=1 iflag=direct"
+    ));
     assert_ne!(status, 0, "reading the poisoned block must fail:\n{out}");
-    assert!(out.contains("Input/output error"), "expected EIO from dd:\n{out}");
+    assert!(
+        out.contains("Input/output error"),
+        "expected EIO from dd:\n{out}"
+    );
     // A neighbouring block still reads, and the guest is alive and well.
-    vm.ok(&format!("dd if=/dev/{dev} of=/dev/null bs=4096 skip=2049 count=1 iflag=direct"));
+    vm.ok(&format!(
+        "dd if=/dev/{dev} of=/dev/null bs=4096 skip=2049 count=1 iflag=direct"
+    ));
     let up = vm.ok("cat /proc/uptime && echo alive");
     assert!(up.contains("alive"));
     let dmesg = vm.ok("dmesg");
-    assert!(!dmesg.contains("Kernel panic") && !dmesg.contains("BUG:") && !dmesg.contains("Oops"), "{dmesg}");
+    assert!(
+        !dmesg.contains("Kernel panic") && !dmesg.contains("BUG:") && !dmesg.contains("Oops"),
+        "{dmesg}"
+    );
     let wall = vm.stop();
     println!("[eio] total {wall:?}");
 }
@@ -492,7 +689,11 @@ fn s7_health_from_host_and_inject_smart() {
     assert_eq!(h["life_used_percentage"], 42, "{d}");
     assert_eq!(h["temperature_celsius"].as_f64(), Some(71.5), "{d}");
 
-    vm.api("PUT", "/dimms/0/shutdown-state", Some(json!({ "dirty_shutdown_count": 3, "last_shutdown_state": 1 })));
+    vm.api(
+        "PUT",
+        "/dimms/0/shutdown-state",
+        Some(json!({ "dirty_shutdown_count": 3, "last_shutdown_state": 1 })),
+    );
     let d = vm.json(&format!("ndctl list -DH -d {nmem}"));
     let h = &as_list(&d)[0]["health"];
     assert_eq!(h["shutdown_count"], 3, "{d}");
@@ -502,14 +703,25 @@ fn s7_health_from_host_and_inject_smart() {
     vm.ok(&format!("ndctl inject-smart {nmem} -m 85 -s 5"));
     let d = vm.json(&format!("ndctl list -DH -d {nmem}"));
     let h = &as_list(&d)[0]["health"];
-    assert_eq!(h["temperature_celsius"].as_f64(), Some(85.0), "inject-smart -m 85: {d}");
+    assert_eq!(
+        h["temperature_celsius"].as_f64(),
+        Some(85.0),
+        "inject-smart -m 85: {d}"
+    );
     assert_eq!(h["spares_percentage"], 5, "inject-smart -s 5: {d}");
     let host = vm.api("GET", "/dimms/0/health", None);
-    assert!(!host["injection"].is_null(), "the host sees the guest's injection: {host}");
+    assert!(
+        !host["injection"].is_null(),
+        "the host sees the guest's injection: {host}"
+    );
     vm.ok(&format!("ndctl inject-smart {nmem} --uninject-all"));
     let d = vm.json(&format!("ndctl list -DH -d {nmem}"));
     let h = &as_list(&d)[0]["health"];
-    assert_eq!(h["temperature_celsius"].as_f64(), Some(71.5), "after --uninject-all the host's value is back: {d}");
+    assert_eq!(
+        h["temperature_celsius"].as_f64(),
+        Some(71.5),
+        "after --uninject-all the host's value is back: {d}"
+    );
     assert_eq!(h["spares_percentage"], 10, "{d}");
     let wall = vm.stop();
     println!("[health] total {wall:?}");
@@ -533,7 +745,9 @@ fn s6_fsdax_data_survives_restart() {
     // 4 KiB blocks: DAX needs block size == page size.
     vm.ok(&format!("mkfs.ext4 -F -q -b 4096 /dev/{dev}"));
     vm.ok(&format!("mkdir -p /mnt/d && mount -t ext4 -o dax /dev/{dev} /mnt/d && grep ' /mnt/d ' /proc/mounts | grep -q dax"));
-    vm.ok(&format!("printf '%s\\n' {marker} > /mnt/d/file && sync && umount /mnt/d"));
+    vm.ok(&format!(
+        "printf '%s\\n' {marker} > /mnt/d/file && sync && umount /mnt/d"
+    ));
     let wall1 = vm.stop();
     let data = std::fs::read(&a).unwrap();
     assert!(
@@ -545,7 +759,11 @@ fn s6_fsdax_data_survives_restart() {
     let mut vm = boot(&work, &dimms, &[]);
     let ns = vm.json("ndctl list -N");
     let ns = as_list(&ns);
-    assert_eq!(ns.len(), 1, "the fsdax namespace comes back from the labels: {ns:?}");
+    assert_eq!(
+        ns.len(),
+        1,
+        "the fsdax namespace comes back from the labels: {ns:?}"
+    );
     assert_eq!(ns[0]["mode"], "fsdax", "{ns:?}");
     let dev2 = vm.blockdev_of(1);
     let got = vm.ok(&format!("mkdir -p /mnt/d && mount -t ext4 -o dax /dev/{dev2} /mnt/d && cat /mnt/d/file && umount /mnt/d"));
