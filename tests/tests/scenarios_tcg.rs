@@ -97,11 +97,8 @@ fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    // vnv.agent=hold: init keeps the guest up (serving the agent) until it is powered off.
-    args.extend([
-        "--cmdline".into(),
-        "console=ttyS0 panic=-1 vnv.agent=hold".into(),
-    ]);
+    // No --cmdline: with the default image and an API socket, `vnvdimm run` itself asks
+    // init to keep the guest up for the agent (`vnv.agent=hold`) until it is powered off.
     for n in nvdimms {
         args.extend(["--nvdimm".into(), n.clone()]);
     }
