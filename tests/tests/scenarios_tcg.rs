@@ -768,3 +768,144 @@ fn s6_fsdax_data_survives_restart() {
     let wall2 = vm.stop();
     println!("[fsdax] boot 1 {wall1:?}, boot 2 {wall2:?}");
 }
+
+// ---------------------------------------------------------------------------------
+// (2) Labels at 1 KiB, 128 KiB and 1 MiB: namespaces in every mode survive a restart
+// ---------------------------------------------------------------------------------
+
+/// The uuid the namespace's label carries: for fsdax/devdax/sector `ndctl list -v` prints
+/// the pfn/dax/btt info block's uuid as `uuid` and the namespace's own as `raw_uuid`.
+fn ns_uuid(n: &Value) -> String {
+    n.get("raw_uuid")
+        .or_else(|| n.get("uuid"))
+        .and_then(|u| u.as_str())
+        .unwrap_or_else(|| panic!("no uuid: {n}"))
+        .to_string()
+}
+
+/// (uuid, mode) of every namespace on the region of `nmem`, sorted.
+fn namespaces_on(vm: &mut Vm, nmem: &str) -> Vec<(String, String)> {
+    let listing = vm.json(&format!("ndctl list -N -v -d {nmem}"));
+    let mut v: Vec<(String, String)> = as_list(&listing)
+        .iter()
+        .map(|n| {
+            (
+                ns_uuid(n),
+                n["mode"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The uuids of the active labels `ndctl read-labels -j` finds on `nmem`, sorted.
+fn label_uuids(vm: &mut Vm, nmem: &str) -> Vec<String> {
+    // stderr ("read 1 nmem") aside. A namespace may show in two slots (the label Linux
+    // wrote first with the updating flag, then the final one): uuids are compared as a set.
+    let labels = vm.json(&format!("ndctl read-labels -j {nmem} 2>/dev/null"));
+    let dimm = as_list(&labels)
+        .into_iter()
+        .find(|d| d["dev"] == nmem)
+        .unwrap_or_else(|| panic!("read-labels has no {nmem}: {labels}"));
+    let mut v: Vec<String> = as_list(&dimm["label"])
+        .iter()
+        .map(|l| {
+            l["uuid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("label without uuid: {l}"))
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn s2_labels_1k_128k_1m_namespaces_survive_restart() {
+    let work = Work::new("labels");
+    let sizes = [("1K", 1u64), ("128K", 2), ("1M", 3)];
+    let dimms: Vec<String> = sizes
+        .iter()
+        .map(|(label, handle)| {
+            let f = work.dimm(&format!("d{handle}.img"), 256 * MIB);
+            nvdimm(&f, &format!(",label-size={label},handle={handle}"))
+        })
+        .collect();
+    let mut vm = boot(&work, &dimms, &[]);
+    vm.ok("ndctl disable-region all && ndctl init-labels all && ndctl enable-region all");
+    let mut before = Vec::new();
+    for (label, handle) in sizes {
+        let nmem = vm.nmem_of(handle);
+        let region = {
+            let r = vm.json(&format!("ndctl list -R -d {nmem}"));
+            as_list(&r)[0]["dev"].as_str().unwrap().to_string()
+        };
+        // init-labels left one label-less-free area: no namespace yet, and an index
+        // read-labels can parse.
+        assert!(
+            namespaces_on(&mut vm, &nmem)
+                .iter()
+                .all(|(_, m)| m.is_empty() || m == "raw"),
+            "{label}: namespaces right after init-labels"
+        );
+        for mode in ["fsdax", "devdax", "sector"] {
+            let out = vm.json(&format!(
+                "ndctl create-namespace -r {region} -m {mode} -s 64M"
+            ));
+            assert_eq!(out["mode"], mode, "{label}: {out}");
+        }
+        let ns = namespaces_on(&mut vm, &nmem);
+        let want_modes = vec!["devdax", "fsdax", "sector"];
+        let mut modes: Vec<&str> = ns.iter().map(|(_, m)| m.as_str()).collect();
+        modes.sort();
+        assert_eq!(modes, want_modes, "{label}: {ns:?}");
+        let uuids: Vec<String> = ns.iter().map(|(u, _)| u.clone()).collect();
+        assert_eq!(
+            label_uuids(&mut vm, &nmem),
+            uuids,
+            "{label}: read-labels vs namespaces"
+        );
+        if label == "1K" {
+            // Two 256-byte index blocks and four 128-byte slots: three namespaces use
+            // three, the fourth is the one Linux writes each update into.
+            let labels = vm.json(&format!("ndctl read-labels -j {nmem} 2>/dev/null"));
+            assert_eq!(as_list(&labels)[0]["index"][0]["nslot"], 4, "{labels}");
+        }
+        before.push((label, handle, ns));
+    }
+    // check-labels wants the DIMMs idle.
+    vm.ok("ndctl disable-region all");
+    for (label, handle, _) in &before {
+        let nmem = vm.nmem_of(*handle);
+        let (status, out) = vm.exec(&format!("ndctl check-labels -v {nmem}"));
+        assert_eq!(status, 0, "{label}: check-labels {nmem}:\n{out}");
+        assert!(
+            out.contains("successfully verified 1 nmem label"),
+            "{label}: {out}"
+        );
+    }
+    vm.ok("ndctl enable-region all");
+    let wall1 = vm.stop();
+
+    let mut vm = boot(&work, &dimms, &[]);
+    for (label, handle, ns) in &before {
+        let nmem = vm.nmem_of(*handle);
+        assert_eq!(
+            &namespaces_on(&mut vm, &nmem),
+            ns,
+            "{label}: namespaces after the restart"
+        );
+        let uuids: Vec<String> = ns.iter().map(|(u, _)| u.clone()).collect();
+        assert_eq!(
+            label_uuids(&mut vm, &nmem),
+            uuids,
+            "{label}: labels after the restart"
+        );
+    }
+    // Each mode's device is really there: a sector block device, a dax char device.
+    vm.ok("ls /dev/dax* && ls /sys/bus/nd/devices/ | grep -q btt && ls /dev/pmem*s");
+    let wall2 = vm.stop();
+    println!("[labels] boot 1 {wall1:?}, boot 2 {wall2:?}");
+}
