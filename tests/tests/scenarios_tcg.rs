@@ -909,3 +909,65 @@ fn s2_labels_1k_128k_1m_namespaces_survive_restart() {
     let wall2 = vm.stop();
     println!("[labels] boot 1 {wall1:?}, boot 2 {wall2:?}");
 }
+
+// ---------------------------------------------------------------------------------
+// (7) A health event set by the host reaches `ndctl monitor`
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn s7_health_event_reaches_ndctl_monitor() {
+    let work = Work::new("monitor");
+    let a = work.dimm("a.img", 256 * MIB);
+    let mut vm = boot(&work, &[nvdimm(&a, ",label-size=128K,handle=1")], &[]);
+    let nmem = vm.nmem_of(1);
+    // The monitor forks into the background (--daemon) and logs one JSON line per event
+    // to a file; it first reads every DIMM's health to know what a change is.
+    vm.ok(&format!(
+        "ndctl monitor --dimm {nmem} --log /tmp/monitor.log --daemon"
+    ));
+    vm.ok("sleep 2; pidof ndctl");
+    let quiet = vm.ok("cat /tmp/monitor.log 2>/dev/null || true");
+    assert!(
+        !quiet.contains("dimm-health-state"),
+        "no event before the host changed anything: {quiet}"
+    );
+    vm.api(
+        "PUT",
+        "/dimms/0/health",
+        Some(json!({ "state": "fatal", "spares_percent": 3 })),
+    );
+    // The DIMM's Notify 0x81 reaches the guest at its next thermal-zone poll (<= 0.5 s);
+    // the monitor wakes on nfit/flags, re-reads the health and logs the change.
+    let mut log = String::new();
+    for _ in 0..20 {
+        log = vm.ok("cat /tmp/monitor.log 2>/dev/null || true");
+        if log.contains("dimm-health-state") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let event: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|e| e.to_string().contains("dimm-health-state"))
+        .unwrap_or_else(|| {
+            panic!(
+                "ndctl monitor logged no health event: {log}\n{}",
+                vm.context()
+            )
+        });
+    let dimm = &event["dimm"];
+    assert_eq!(dimm["dev"], nmem.as_str(), "{event}");
+    assert_eq!(dimm["health"]["health_state"], "fatal", "{event}");
+    assert_eq!(dimm["health"]["spares_percentage"], 3, "{event}");
+    assert_eq!(
+        event["event"]["dimm-health-state"], true,
+        "the event names the health-state change: {event}"
+    );
+    assert_eq!(
+        event["event"]["dimm-spares-remaining"], true,
+        "spares 3 % is below the 10 % threshold: {event}"
+    );
+    let wall = vm.stop();
+    println!("[monitor] {event}\n[monitor] total {wall:?}");
+}
