@@ -56,7 +56,7 @@ impl NvdimmPlatform {
         Ok(Self::assemble(config, layout, dimms, clock))
     }
 
-    fn assemble(config: PlatformConfig, layout: PlatformLayout, dimms: Vec<Dimm>, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn assemble(config: PlatformConfig, layout: PlatformLayout, dimms: Vec<Dimm>, clock: Arc<dyn Clock>) -> Self {
         NvdimmPlatform {
             config,
             layout,

@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::ars::ArsEngine;
 use crate::clock::Clock;
 use crate::config::{ConfigError, PlatformConfig};
 use crate::dimm::{Dimm, DimmError};
-use crate::event_log::EventLog;
 use crate::layout::{LayoutError, PlatformLayout};
 use crate::platform::NvdimmPlatform;
 
@@ -42,14 +40,6 @@ impl NvdimmPlatform {
             })?;
             dimms.push(dimm);
         }
-        Ok(NvdimmPlatform {
-            config,
-            layout,
-            dimms,
-            ars: ArsEngine::default(),
-            clock,
-            notifications: Vec::new(),
-            log: EventLog::default(),
-        })
+        Ok(NvdimmPlatform::assemble(config, layout, dimms, clock))
     }
 }
