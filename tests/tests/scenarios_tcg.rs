@@ -971,3 +971,102 @@ fn s7_health_event_reaches_ndctl_monitor() {
     let wall = vm.stop();
     println!("[monitor] {event}\n[monitor] total {wall:?}");
 }
+
+// ---------------------------------------------------------------------------------
+// (8) Memory failure: a host machine check for a page a guest process maps through fs-dax
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn s8_machine_check_on_a_dax_mapped_page_is_recovered() {
+    let work = Work::new("mce");
+    let a = work.dimm("a.img", 256 * MIB);
+    let mut vm = boot(&work, &[nvdimm(&a, ",label-size=0,handle=1")], &[]);
+    // The label-less raw namespace has no struct pages; fsdax mode (a pfn info block,
+    // memmap in pmem) makes its pages DAX-mappable.
+    vm.ok("ndctl create-namespace -f -e namespace0.0 -m fsdax");
+    let dev = vm.blockdev_of(1);
+    // A process that keeps an fs-dax page mapped: a static busybox copied onto an ext4
+    // DAX mount and run from there. Its text is a read-only private file mapping that DAX
+    // serves straight from the pmem pages (no page-cache copy).
+    vm.ok(&format!(
+        "mkdir -p /mnt/d && mkfs.ext4 -F -q -b 4096 /dev/{dev} && mount -t ext4 -o dax /dev/{dev} /mnt/d \
+         && cp -L /bin/busybox /mnt/d/sleep && sync"
+    ));
+    // Early kill: an action-optional error is reported to the processes mapping the page
+    // at once (SIGBUS BUS_MCEERR_AO) instead of when they next touch it.
+    vm.ok("echo 1 > /proc/sys/vm/memory_failure_early_kill");
+    let pid = vm.ok("/mnt/d/sleep 600 </dev/null >/dev/null 2>&1 & echo $!");
+    let pid: u32 = pid
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("pid {pid:?}: {e}"));
+    // Its text mapping and the page-table entries behind it (/proc/PID/pagemap: bit 63
+    // present, bits 0-54 the PFN).
+    let maps = vm.ok(&format!("sleep 1; grep ' /mnt/d/sleep$' /proc/{pid}/maps"));
+    let text = maps
+        .lines()
+        .find(|l| l.split_whitespace().nth(1).is_some_and(|p| p.contains('x')))
+        .unwrap_or_else(|| panic!("no executable mapping of /mnt/d/sleep: {maps}"));
+    let (start, end) = text
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split_once('-')
+        .unwrap();
+    let (start, end) = (hex(start), hex(end));
+    let words = vm.ok(&format!(
+        "dd if=/proc/{pid}/pagemap bs=8 skip={} count={} 2>/dev/null | od -An -v -tx8",
+        start / 4096,
+        (end - start) / 4096
+    ));
+    let pfn = words
+        .split_whitespace()
+        .map(hex)
+        .find(|e| e >> 63 == 1 && e & ((1 << 55) - 1) != 0)
+        .map(|e| e & ((1 << 55) - 1))
+        .unwrap_or_else(|| panic!("no present page in the text mapping: {words}"));
+    let gpa = pfn * 4096;
+    // The page is pmem: the API accepts it as an address inside DIMM 0's window.
+    let answer = vm.api(
+        "POST",
+        "/poison",
+        Some(json!({ "spa": gpa, "length": 4096, "machine_check": "action_optional" })),
+    );
+    assert_eq!(answer["dimm"], 0, "{answer}");
+    let want = format!("{pfn:#x}: recovery action for dax page");
+    let mut dmesg = String::new();
+    for _ in 0..20 {
+        dmesg = vm.ok("dmesg");
+        if dmesg.contains(&want) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let line = dmesg
+        .lines()
+        .find(|l| l.contains(&want))
+        .unwrap_or_else(|| panic!("no `{want}` in the guest log:\n{dmesg}"));
+    assert!(line.trim_end().ends_with("Recovered"), "{line}");
+    println!("[mce] {line}");
+    assert!(
+        dmesg.contains("Machine check events logged"),
+        "the guest's MCE handler logged the bank: {dmesg}"
+    );
+    let kill = format!("{pfn:#x}: Sending SIGBUS to sleep:{pid} due to hardware memory corruption");
+    assert!(
+        dmesg.contains(&kill),
+        "no `{kill}` in the guest log:\n{dmesg}"
+    );
+    let gone = vm.ok(&format!(
+        "sleep 1; [ -d /proc/{pid} ] && cat /proc/{pid}/status | head -3 || echo gone"
+    ));
+    assert!(
+        gone.contains("gone") || gone.contains("zombie"),
+        "the mapping process after SIGBUS: {gone}"
+    );
+    // The guest goes on: the agent answers and the other pages of the file still read.
+    let up = vm.ok("echo alive");
+    assert!(up.contains("alive"));
+    let wall = vm.stop();
+    println!("[mce] total {wall:?}");
+}
