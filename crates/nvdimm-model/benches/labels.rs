@@ -18,7 +18,7 @@ const AREA: u32 = 128 << 10;
 
 fn platform() -> NvdimmPlatform {
     let config = PlatformConfig::default_in(Path::new("/nonexistent-bench"));
-    let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xFE00_0000, 0x3FF0_0000, 0x3FF0_0028);
+    let layout = PlatformLayout::example(&config);
     NvdimmPlatform::ephemeral(config, layout).expect("valid default platform")
 }
 

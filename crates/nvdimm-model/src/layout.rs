@@ -76,6 +76,15 @@ impl PlatformLayout {
         PlatformLayout { dimms, mailbox, doorbell }
     }
 
+    /// A fixed layout for tests, benchmarks and examples: windows from 4 GiB, each on a
+    /// 1 GiB boundary, hint pages from 0xFE00_0000, the mailbox at 0x3FF0_0000 with the
+    /// doorbell in its RAM slot (the TCG arrangement).
+    pub fn example(config: &PlatformConfig) -> Self {
+        const MAILBOX: u64 = 0x3FF0_0000;
+        let doorbell = MAILBOX + crate::mailbox::DOORBELL_SLOT as u64;
+        Self::packed(config, 4 << 30, 1 << 30, 0xFE00_0000, MAILBOX, doorbell)
+    }
+
     /// Checks alignment and that no two things overlap.
     pub fn validate(&self, config: &PlatformConfig) -> Result<(), LayoutError> {
         if self.dimms.len() != config.dimms.len() {

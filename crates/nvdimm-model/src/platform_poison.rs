@@ -126,7 +126,7 @@ mod tests {
 
     fn platform() -> NvdimmPlatform {
         let config = PlatformConfig::default_in(Path::new("/nonexistent"));
-        let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xFE00_0000, 0x3FF0_0000, 0x3FF0_0028);
+        let layout = PlatformLayout::example(&config);
         NvdimmPlatform::ephemeral(config, layout).unwrap()
     }
 
@@ -171,7 +171,7 @@ mod tests {
     fn changes_are_saved_and_undone_when_saving_fails() {
         let dir = tempfile::tempdir().unwrap();
         let config = PlatformConfig::default_in(dir.path());
-        let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xFE00_0000, 0x3FF0_0000, 0x3FF0_0028);
+        let layout = PlatformLayout::example(&config);
         let dimm_config = crate::DimmConfig { size: 16 << 20, ..config.dimms[0].clone() };
         std::fs::File::create(&dimm_config.path).unwrap().set_len(16 << 20).unwrap();
         let mut dimm = Dimm::open(dimm_config.clone(), layout.dimms[0].clone()).unwrap();

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 fn platform() -> NvdimmPlatform {
     let config = PlatformConfig::default_in(std::path::Path::new("/nonexistent"));
-    let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xFE00_0000, 0x3FF0_0000, 0x3FF0_0028);
+    let layout = PlatformLayout::example(&config);
     NvdimmPlatform::ephemeral(config, layout).expect("default platform is valid")
 }
 

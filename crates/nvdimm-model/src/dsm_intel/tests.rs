@@ -18,7 +18,7 @@ const ST_INVALID: u32 = intel_status::INVALID_INPUT;
 fn platform_with(configure: impl FnOnce(&mut PlatformConfig)) -> NvdimmPlatform {
     let mut config = PlatformConfig::default_in(Path::new("/nonexistent-ephemeral"));
     configure(&mut config);
-    let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xFE00_0000, 0x3FF0_0000, 0x3FF0_0028);
+    let layout = PlatformLayout::example(&config);
     NvdimmPlatform::ephemeral(config, layout).unwrap()
 }
 

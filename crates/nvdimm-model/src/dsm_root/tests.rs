@@ -21,7 +21,7 @@ const W1: u64 = 5 << 30;
 
 fn platform() -> (NvdimmPlatform, Arc<ManualClock>) {
     let config = PlatformConfig::default_in(Path::new("/nonexistent"));
-    let layout = PlatformLayout::packed(&config, 4 << 30, 1 << 30, 0xFE00_0000, 0x3FF0_0000, 0x3FF0_0028);
+    let layout = PlatformLayout::example(&config);
     let clock = Arc::new(ManualClock::default());
     let p = NvdimmPlatform::ephemeral_with_clock(config, layout, clock.clone()).unwrap();
     assert_eq!(p.dimms()[0].spa_range(), W0..W0 + GIB);
