@@ -19,7 +19,7 @@
 //! NFIT alone. The RSDP address is passed explicitly (zero page `acpi_rsdp_addr`, PVH
 //! `rsdp_paddr`), though it also sits where Linux's 0xE0000 scan finds it.
 
-mod cpu;
+pub(crate) mod cpu;
 pub mod layout;
 mod pvh;
 mod zero_page;

@@ -23,8 +23,14 @@
 use std::io;
 use std::ptr::NonNull;
 
-use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_bindings::{kvm_regs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+
+use crate::long_mode::{
+    self, tss_descriptor, CODE64_DESCRIPTOR, CODE_SELECTOR, DATA_DESCRIPTOR, DATA_SELECTOR, TSS_LIMIT,
+    TSS_SELECTOR,
+};
+pub use crate::long_mode::EFER_LMA;
 
 pub const LOW_MEM_SIZE: u64 = 0x1_0000;
 const PML4: u64 = 0x1000;
@@ -32,7 +38,6 @@ const PDPT: u64 = 0x2000;
 const PD: u64 = 0x3000;
 const GDT: u64 = 0x7000;
 const TSS: u64 = 0x7100;
-const TSS_LIMIT: u64 = 0x67;
 const IDT: u64 = 0x8000;
 pub const HANDLER_AREA: u64 = 0x9000;
 const HANDLER_SLOT: u64 = 0x100;
@@ -40,20 +45,6 @@ const MAX_HANDLERS: usize = 16;
 pub const CODE_ADDR: u64 = 0xA000;
 const STACK_TOP: u64 = LOW_MEM_SIZE;
 const MAX_CODE: usize = 0x1000;
-
-const CODE_SEL: u16 = 0x08;
-const DATA_SEL: u16 = 0x10;
-const TSS_SEL: u16 = 0x18;
-
-const CR0_PE: u64 = 1 << 0;
-const CR0_ET: u64 = 1 << 4;
-const CR0_NE: u64 = 1 << 5;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-/// CR4.MCE: without it a machine check shuts the CPU down instead of raising #MC.
-const CR4_MCE: u64 = 1 << 6;
-const EFER_LME: u64 = 1 << 8;
-pub const EFER_LMA: u64 = 1 << 10;
 
 /// Page table entry bits: present, writable, page size (2 MiB).
 const PTE_P: u64 = 1;
@@ -220,7 +211,7 @@ impl LongModeVm {
         for (i, (vector, handler)) in setup.handlers.iter().enumerate() {
             let addr = HANDLER_AREA + i as u64 * HANDLER_SLOT;
             put(low.as_mut_slice(), addr, handler);
-            let (lo, hi) = interrupt_gate(addr, CODE_SEL);
+            let (lo, hi) = interrupt_gate(addr, CODE_SELECTOR);
             put_u64(low.as_mut_slice(), IDT + u64::from(*vector) * 16, lo);
             put_u64(low.as_mut_slice(), IDT + u64::from(*vector) * 16 + 8, hi);
         }
@@ -262,23 +253,11 @@ fn write_tables(mem: &mut [u8]) {
             );
         }
     }
-    // Flat segments: 64-bit code (L=1, P, S, type execute/read accessed), data read/write accessed.
-    put_u64(mem, GDT + 8, 0x00AF_9B00_0000_FFFF);
-    put_u64(mem, GDT + 16, 0x00CF_9300_0000_FFFF);
-    let (tss_lo, tss_hi) = tss_descriptor(TSS, TSS_LIMIT);
+    put_u64(mem, GDT + 8, CODE64_DESCRIPTOR);
+    put_u64(mem, GDT + 16, DATA_DESCRIPTOR);
+    let (tss_lo, tss_hi) = tss_descriptor(TSS, u64::from(TSS_LIMIT));
     put_u64(mem, GDT + 24, tss_lo);
     put_u64(mem, GDT + 32, tss_hi);
-}
-
-/// 16-byte system descriptor of a busy 64-bit TSS.
-fn tss_descriptor(base: u64, limit: u64) -> (u64, u64) {
-    let lo = (limit & 0xFFFF)
-        | (base & 0xFF_FFFF) << 16
-        | 0xBu64 << 40
-        | 1u64 << 47
-        | ((limit >> 16) & 0xF) << 48
-        | ((base >> 24) & 0xFF) << 56;
-    (lo, base >> 32)
 }
 
 /// 16-byte 64-bit interrupt gate, DPL 0, no IST.
@@ -291,50 +270,21 @@ fn interrupt_gate(offset: u64, selector: u16) -> (u64, u64) {
     (lo, offset >> 32)
 }
 
-fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xFFFF_FFFF,
-        selector,
-        type_,
-        present: 1,
-        dpl: 0,
-        db: u8::from(!long),
-        s: 1,
-        l: u8::from(long),
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
-}
-
 fn set_long_mode(vcpu: &VcpuFd, cr4_mce: bool) -> io::Result<()> {
-    let mut sregs = vcpu.get_sregs().map_err(io::Error::from)?;
-    sregs.cs = segment(CODE_SEL, 0xB, true);
-    let data = segment(DATA_SEL, 0x3, false);
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = kvm_segment {
-        base: TSS,
-        limit: TSS_LIMIT as u32,
-        selector: TSS_SEL,
-        type_: 0xB,
-        present: 1,
-        s: 0,
-        ..Default::default()
+    let entry = long_mode::Entry {
+        cr3: PML4,
+        gdt_base: GDT,
+        gdt_limit: 40 - 1,
+        code_selector: CODE_SELECTOR,
+        data_selector: DATA_SELECTOR,
+        tss_selector: TSS_SELECTOR,
+        tss_base: TSS,
+        cr0_ne: true,
+        cr4_mce,
     };
-    sregs.gdt.base = GDT;
-    sregs.gdt.limit = 40 - 1;
+    let mut sregs = entry.sregs(vcpu.get_sregs().map_err(io::Error::from)?);
     sregs.idt.base = IDT;
     sregs.idt.limit = 256 * 16 - 1;
-    sregs.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;
-    sregs.cr3 = PML4;
-    sregs.cr4 = CR4_PAE | if cr4_mce { CR4_MCE } else { 0 };
-    sregs.efer = EFER_LME | EFER_LMA;
     vcpu.set_sregs(&sregs).map_err(io::Error::from)?;
     let regs = kvm_regs {
         rip: CODE_ADDR,

@@ -10,25 +10,21 @@
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
+use crate::long_mode::{self, CODE64_DESCRIPTOR, CR0_ET, CR0_PE, DATA_DESCRIPTOR};
+
 pub const BOOT_CS: u16 = 0x10;
 pub const BOOT_DS: u16 = 0x18;
 pub const PVH_CS: u16 = 0x08;
 pub const PVH_DS: u16 = 0x10;
 pub const PVH_TSS: u16 = 0x18;
 
-const CR0_PE: u64 = 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
 /// RFLAGS bit 1 is always set; IF (bit 9) clear.
 const RFLAGS_RESERVED: u64 = 0x2;
 
 /// GDT of the 64-bit protocol: null, null, __BOOT_CS, __BOOT_DS.
-pub const GDT_64: [u64; 4] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+pub const GDT_64: [u64; 4] = [0, 0, CODE64_DESCRIPTOR, DATA_DESCRIPTOR];
 /// GDT of PVH: null, 32-bit code, data, 32-bit TSS (base 0, limit 0x67).
-pub const GDT_PVH: [u64; 4] = [0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x0000_8b00_0000_0067];
+pub const GDT_PVH: [u64; 4] = [0, 0x00cf_9b00_0000_ffff, DATA_DESCRIPTOR, 0x0000_8b00_0000_0067];
 
 /// How the boot vCPU enters the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,38 +65,40 @@ impl VcpuEntry {
     /// System registers on top of those of a freshly created vCPU.
     pub fn sregs(&self, mut sregs: kvm_sregs) -> kvm_sregs {
         let gdt = self.gdt();
-        let (cs_sel, ds_sel) = match self.mode {
-            EntryMode::Long64 { .. } => (BOOT_CS, BOOT_DS),
-            EntryMode::Pvh => (PVH_CS, PVH_DS),
-        };
-        sregs.cs = segment(gdt[usize::from(cs_sel / 8)], cs_sel);
-        let data = segment(gdt[usize::from(ds_sel / 8)], ds_sel);
-        sregs.ds = data;
-        sregs.es = data;
-        sregs.fs = data;
-        sregs.gs = data;
-        sregs.ss = data;
-        sregs.gdt.base = self.gdt_addr;
-        sregs.gdt.limit = (gdt.len() * 8 - 1) as u16;
+        let gdt_limit = (gdt.len() * 8 - 1) as u16;
         sregs.idt.base = 0;
         sregs.idt.limit = 0;
         match self.mode {
-            EntryMode::Long64 { cr3 } => {
-                sregs.cr3 = cr3;
-                sregs.cr4 = CR4_PAE;
-                sregs.cr0 = CR0_PE | CR0_ET | CR0_PG;
-                sregs.efer = EFER_LME | EFER_LMA;
-                // VM entry wants a usable busy TSS even though nothing switches stacks.
-                sregs.tr = kvm_segment { limit: 0x67, type_: 0xb, present: 1, ..Default::default() };
+            // Linux only needs TR to pass VM entry, so the TSS is a null selector at base 0.
+            EntryMode::Long64 { cr3 } => long_mode::Entry {
+                cr3,
+                gdt_base: self.gdt_addr,
+                gdt_limit,
+                code_selector: BOOT_CS,
+                data_selector: BOOT_DS,
+                tss_selector: 0,
+                tss_base: 0,
+                cr0_ne: false,
+                cr4_mce: false,
             }
+            .sregs(sregs),
             EntryMode::Pvh => {
+                sregs.cs = segment(gdt[usize::from(PVH_CS / 8)], PVH_CS);
+                let data = segment(gdt[usize::from(PVH_DS / 8)], PVH_DS);
+                sregs.ds = data;
+                sregs.es = data;
+                sregs.fs = data;
+                sregs.gs = data;
+                sregs.ss = data;
+                sregs.gdt.base = self.gdt_addr;
+                sregs.gdt.limit = gdt_limit;
                 sregs.cr0 = CR0_PE | CR0_ET;
                 sregs.cr4 = 0;
                 sregs.efer = 0;
                 sregs.tr = segment(gdt[usize::from(PVH_TSS / 8)], PVH_TSS);
+                sregs
             }
         }
-        sregs
     }
 }
 
