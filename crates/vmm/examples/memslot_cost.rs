@@ -5,6 +5,8 @@
 //! Nothing of the file is read: the mapping is MAP_SHARED|MAP_NORESERVE and never touched.
 //! Run: cargo run --release -p vnvdimm-vmm --example memslot_cost [SIZE_GIB...]
 
+mod host_stats;
+
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -15,12 +17,7 @@ const GIB: u64 = 1 << 30;
 
 /// A /proc/meminfo field in KiB.
 fn meminfo(field: &str) -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    host_stats::kib("/proc/meminfo", field)
 }
 
 fn main() {

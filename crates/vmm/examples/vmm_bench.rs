@@ -8,9 +8,12 @@
 //!    (rdtsc around N calls), against N plain fdatasync calls on the same file.
 //! Run: cargo run --release -p vnvdimm-vmm --example vmm_bench
 
+mod host_stats;
+
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
+use host_stats::kib;
 use vnvdimm_vmm::{firmware, harness};
 
 fn resident_pages(path: &std::path::Path, len: u64) -> usize {
@@ -24,16 +27,6 @@ fn resident_pages(path: &std::path::Path, len: u64) -> usize {
         libc::munmap(p, len as usize);
         vec.iter().filter(|&&b| b & 1 == 1).count()
     }
-}
-
-/// A field of /proc/self/status or /proc/meminfo, in KiB.
-fn kib(file: &str, field: &str) -> u64 {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn main() {
