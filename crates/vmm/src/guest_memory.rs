@@ -84,32 +84,26 @@ impl GuestMemory {
         Ok(GuestMemory { ram, pmem })
     }
 
-    fn ram_block(&self, gpa: u64, len: usize) -> Option<(&RamBlock, u64)> {
-        let end = gpa.checked_add(len as u64)?;
-        self.ram
-            .iter()
-            .find(|b| gpa >= b.gpa && end <= b.gpa + b.mapping.size())
+    /// The RAM block holding all of `gpa..gpa + len` and the offset of `gpa` in it.
+    fn ram_block(&self, gpa: u64, len: usize) -> Result<(&RamBlock, u64), GuestMemoryError> {
+        gpa.checked_add(len as u64)
+            .and_then(|end| {
+                self.ram
+                    .iter()
+                    .find(|b| gpa >= b.gpa && end <= b.gpa + b.mapping.size())
+            })
             .map(|b| (b, gpa - b.gpa))
+            .ok_or(GuestMemoryError::OutsideRam { gpa, len })
     }
 
     pub fn write_ram(&self, gpa: u64, data: &[u8]) -> Result<(), GuestMemoryError> {
-        let (block, offset) =
-            self.ram_block(gpa, data.len())
-                .ok_or(GuestMemoryError::OutsideRam {
-                    gpa,
-                    len: data.len(),
-                })?;
+        let (block, offset) = self.ram_block(gpa, data.len())?;
         block.mapping.write(offset, data);
         Ok(())
     }
 
     pub fn read_ram(&self, gpa: u64, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
-        let (block, offset) =
-            self.ram_block(gpa, buf.len())
-                .ok_or(GuestMemoryError::OutsideRam {
-                    gpa,
-                    len: buf.len(),
-                })?;
+        let (block, offset) = self.ram_block(gpa, buf.len())?;
         block.mapping.read(offset, buf);
         Ok(())
     }
