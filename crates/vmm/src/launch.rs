@@ -41,6 +41,8 @@ pub fn run(
         NvdimmPlatform::open(machine.platform.clone(), machine.memory_map.layout.clone(), Arc::new(SystemClock::new()))?;
     let mut vm = Vm::new(machine, platform, console)?;
     load(&mut vm).map_err(LaunchError::Load)?;
+    // A Linux guest starts its other vCPUs with INIT/SIPI through the in-kernel APIC.
+    vm.run_aps = true;
     let api = match api_socket {
         Some(path) => Some(ApiServer::start(path, Arc::new(KvmBackend::new(&vm)))?),
         None => None,

@@ -1,7 +1,11 @@
 //! The vCPU exit loop: port and MMIO exits go to the buses; a device that stops
 //! the machine (power off, reset, debug exit) ends the run with its outcome.
-//! Only vCPU 0 runs: this machine has no interrupt controller to start the others
-//! (see docs/running.md).
+//! vCPU 0 runs on the caller's thread. With `Vm::run_aps` (Linux boots) and an
+//! in-kernel interrupt controller, every other vCPU runs in a thread of its own: KVM
+//! keeps it inside KVM_RUN until the guest starts it with INIT/SIPI. The first vCPU
+//! whose loop ends (power off, reset, crash, VMM error) stops all the others
+//! (`VcpuControl::stop_all`); the run's outcome is vCPU 0's, else the first AP's.
+//! Bare-metal programs run on vCPU 0 alone (see docs/running.md).
 //!
 //! MMIO exits inside an NVDIMM window are pages out of the memslots (`PmemSlots`),
 //! either poisoned — a load is answered with all ones and an action-required machine
@@ -39,25 +43,88 @@ pub enum PmemAccess<'a> {
 pub const API_POWER_OFF_REASON: &str = "control API";
 
 pub fn run(vm: &mut Vm, mut pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<GuestOutcome, VmError> {
-    // The vCPU is taken out while it runs so exits can borrow the rest of the VM.
-    let mut vcpu = vm.vcpus.remove(0);
-    let control = vm.control.clone();
-    // SAFETY: the kvm_run mapping belongs to `vcpu`, which outlives the `leave` below.
-    unsafe { control.enter(vcpu.get_kvm_run()) };
-    let result = run_vcpu(vm, &mut vcpu, &mut pmem_faults);
-    control.leave();
-    vm.vcpus.insert(0, vcpu);
+    // The vCPUs are taken out while they run so exits can borrow the rest of the VM.
+    let mut vcpus = std::mem::take(&mut vm.vcpus);
+    let run_aps = vm.run_aps && vm.irqchip.is_ok();
+    let result = match vcpus.split_first_mut() {
+        None => Err(VmError::NoVcpus),
+        Some((bsp, aps)) => run_all(vm, bsp, aps, run_aps, &mut pmem_faults),
+    };
+    vm.vcpus = vcpus;
     result
 }
 
-fn run_vcpu(
-    vm: &mut Vm,
-    vcpu: &mut VcpuFd,
+fn run_all(
+    vm: &Vm,
+    bsp: &mut VcpuFd,
+    aps: &mut [VcpuFd],
+    run_aps: bool,
     pmem_faults: &mut Option<&mut dyn PmemFaultHandler>,
 ) -> Result<GuestOutcome, VmError> {
+    // SAFETY: the kvm_run mapping belongs to `bsp`, which outlives the `leave` below.
+    unsafe { vm.control.enter(bsp.get_kvm_run()) };
+    let result = std::thread::scope(|scope| {
+        let threads: Vec<_> = if run_aps {
+            aps.iter_mut()
+                .enumerate()
+                .map(|(i, vcpu)| {
+                    std::thread::Builder::new()
+                        .name(format!("vcpu{}", i + 1))
+                        .spawn_scoped(scope, move || run_ap(vm, vcpu))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut result = run_vcpu(vm, bsp, pmem_faults, true);
+        vm.control.stop_all();
+        for thread in threads {
+            let ap = match thread {
+                Ok(handle) => handle.join().unwrap_or_else(|_| {
+                    Ok(Some(GuestOutcome::Crashed("a vCPU thread panicked (a vnvdimm bug)".into())))
+                }),
+                Err(e) => Err(VmError::Thread(e.to_string())),
+            };
+            result = match (result, ap) {
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Ok(None), Ok(outcome)) => Ok(outcome),
+                (Ok(outcome), Ok(_)) => Ok(outcome),
+            };
+        }
+        result
+    });
+    vm.control.leave();
+    result.map(|outcome| {
+        outcome.unwrap_or_else(|| GuestOutcome::Crashed("every vCPU stopped without a reason (a vnvdimm bug)".into()))
+    })
+}
+
+/// An application processor's thread: no requests, no fault handler; its end stops all.
+fn run_ap(vm: &Vm, vcpu: &mut VcpuFd) -> Result<Option<GuestOutcome>, VmError> {
+    // SAFETY: the kvm_run mapping belongs to `vcpu`, which outlives the `leave_ap` below.
+    unsafe { vm.control.enter_ap(vcpu.get_kvm_run()) };
+    let result = run_vcpu(vm, vcpu, &mut None, false);
+    vm.control.leave_ap();
+    vm.control.stop_all();
+    result
+}
+
+/// Runs `vcpu` until it stops the machine (`Some`) or `stop_all` was called (`None`).
+/// Only the boot vCPU (`serves_requests`) serves `VcpuControl` requests.
+fn run_vcpu(
+    vm: &Vm,
+    vcpu: &mut VcpuFd,
+    pmem_faults: &mut Option<&mut dyn PmemFaultHandler>,
+    serves_requests: bool,
+) -> Result<Option<GuestOutcome>, VmError> {
     loop {
-        if let Some(outcome) = serve_requests(vm, vcpu) {
-            return Ok(outcome);
+        if serves_requests {
+            if let Some(outcome) = serve_requests(vm, vcpu) {
+                return Ok(Some(outcome));
+            }
+        }
+        if vm.control.stopping() {
+            return Ok(None);
         }
         let action = match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
@@ -92,8 +159,10 @@ fn run_vcpu(
                     }
                 },
             },
+            // Only without an in-kernel irqchip: with one, KVM keeps a halted vCPU
+            // inside KVM_RUN until an interrupt wakes it.
             Ok(VcpuExit::Hlt) => Action::Stop(GuestOutcome::Crashed(
-                "the guest executed hlt and nothing can wake it (no interrupts on this machine)".into(),
+                "the guest executed hlt and nothing can wake it (no interrupt controller on this VM)".into(),
             )),
             Ok(VcpuExit::Shutdown) => Action::Stop(GuestOutcome::Crashed(
                 "KVM_EXIT_SHUTDOWN: triple fault, or an exception this host's KVM cannot deliver".into(),
@@ -113,7 +182,7 @@ fn run_vcpu(
             Err(e) => return Err(VmError::Ioctl { what: "KVM_RUN".into(), source: e }),
         };
         if let Action::Stop(outcome) = action {
-            return Ok(outcome);
+            return Ok(Some(outcome));
         }
     }
 }

@@ -1,10 +1,16 @@
 //! The COM1 16550 UART (vm-superio) on the IO bus; the guest's console output goes
 //! to the writer given (the process's stdout for `vnvdimm run`).
+//!
+//! With an in-kernel irqchip the UART's interrupt is an eventfd registered with
+//! KVM_IRQFD on IRQ 4 (edge: one write, one interrupt, as vm-superio raises it per
+//! event); without one it goes nowhere and guests poll LSR.
 
 use std::io::Write;
 
+use kvm_ioctls::VmFd;
 use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::bus::{Action, BusDevice};
 
@@ -22,15 +28,50 @@ impl Trigger for NoIrq {
     }
 }
 
+/// The UART's interrupt: nowhere, or an irqfd.
+pub enum SerialIrq {
+    None(NoIrq),
+    Fd(EventFd),
+}
+
+impl Trigger for SerialIrq {
+    type E = std::io::Error;
+    fn trigger(&self) -> Result<(), Self::E> {
+        match self {
+            SerialIrq::None(_) => Ok(()),
+            SerialIrq::Fd(fd) => fd.write(1),
+        }
+    }
+}
+
 pub struct SerialDevice {
-    uart: Serial<NoIrq, NoEvents, Box<dyn Write + Send>>,
+    uart: Serial<SerialIrq, NoEvents, Box<dyn Write + Send>>,
 }
 
 impl SerialDevice {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         SerialDevice {
-            uart: Serial::new(NoIrq, out),
+            uart: Serial::new(SerialIrq::None(NoIrq), out),
         }
+    }
+
+    /// A UART whose interrupt raises `gsi` (needs KVM_CREATE_IRQCHIP first). On failure
+    /// the writer comes back with the reason, for a UART without interrupt.
+    pub fn with_irq(
+        vm_fd: &VmFd,
+        gsi: u32,
+        out: Box<dyn Write + Send>,
+    ) -> Result<Self, (String, Box<dyn Write + Send>)> {
+        let fd = match EventFd::new(EFD_NONBLOCK) {
+            Ok(fd) => fd,
+            Err(e) => return Err((format!("eventfd: {e}"), out)),
+        };
+        if let Err(e) = vm_fd.register_irqfd(&fd, gsi) {
+            return Err((format!("KVM_IRQFD on GSI {gsi}: {e}"), out));
+        }
+        Ok(SerialDevice {
+            uart: Serial::new(SerialIrq::Fd(fd), out),
+        })
     }
 }
 

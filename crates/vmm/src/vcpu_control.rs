@@ -10,9 +10,14 @@
 //!
 //! No request waits for the guest's next exit; the latency is one signal delivery plus
 //! one KVM_RUN round trip (docs/poison-consumption.md has the measured numbers).
+//!
+//! Requests are served by the boot vCPU's thread (`enter`/`leave`). The other vCPUs'
+//! threads (`enter_ap`/`leave_ap`, Linux boots only) take no requests; `stop_all` asks
+//! every vCPU thread to leave its loop before its next KVM_RUN and kicks them all, so
+//! one vCPU's power-off, reset or crash ends the whole machine.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use std::sync::{Mutex, MutexGuard, Once};
 
@@ -45,6 +50,10 @@ pub struct VcpuControl {
     state: AtomicU8,
     /// The thread inside `run_loop::run`, while it is there.
     thread: Mutex<Option<libc::pthread_t>>,
+    /// The other vCPUs' threads, while they run.
+    aps: Mutex<Vec<libc::pthread_t>>,
+    /// Set by `stop_all`: every vCPU thread leaves its loop.
+    stopping: AtomicBool,
 }
 
 thread_local! {
@@ -136,6 +145,24 @@ impl VcpuControl {
         }
     }
 
+    /// Asks every vCPU thread to leave its loop, and kicks them out of KVM_RUN (an AP
+    /// waiting for its SIPI blocks inside KVM_RUN until a signal arrives).
+    pub fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.kick();
+        let signal = kick_signal();
+        for &thread in self.aps.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            // SAFETY: registered by `enter_ap` and removed under this lock by `leave_ap`
+            // before the thread ends, so the pthread_t is live.
+            unsafe { libc::pthread_kill(thread, signal) };
+        }
+    }
+
+    /// Whether `stop_all` was called since the boot vCPU entered.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Everything queued, oldest first.
     pub fn drain(&self) -> Vec<Request> {
         std::mem::take(&mut *self.lock_queue())
@@ -151,18 +178,11 @@ impl VcpuControl {
     /// # Safety
     /// `run` must stay mapped until the matching `leave` on this same thread.
     pub unsafe fn enter(&self, run: *mut kvm_run) {
-        kick_signal();
-        KVM_RUN.with(|r| r.set(run));
+        self.stopping.store(false, Ordering::SeqCst);
+        // SAFETY: forwarded from the caller.
+        unsafe { enter_thread(run) };
         // SAFETY: pthread_self has no preconditions.
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(unsafe { libc::pthread_self() });
-        // The kick signal must reach this thread even if the caller blocked it.
-        // SAFETY: plain signal-mask calls on a local set.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, kick_signal());
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        }
         if self.state() == RunState::Created {
             self.set_state(RunState::Running);
         }
@@ -173,6 +193,42 @@ impl VcpuControl {
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = None;
         KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
         self.set_state(RunState::Stopped);
+    }
+
+    /// Called by an application processor's thread before its first KVM_RUN.
+    ///
+    /// # Safety
+    /// `run` must stay mapped until the matching `leave_ap` on this same thread.
+    pub unsafe fn enter_ap(&self, run: *mut kvm_run) {
+        // SAFETY: forwarded from the caller.
+        unsafe { enter_thread(run) };
+        // SAFETY: pthread_self has no preconditions.
+        self.aps.lock().unwrap_or_else(|p| p.into_inner()).push(unsafe { libc::pthread_self() });
+    }
+
+    /// Called by an application processor's thread when its loop ends.
+    pub fn leave_ap(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        self.aps.lock().unwrap_or_else(|p| p.into_inner()).retain(|&t| t != me);
+        KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
+    }
+}
+
+/// Points the kick handler at this thread's `kvm_run` and lets the kick signal in.
+///
+/// # Safety
+/// `run` must stay mapped until the thread clears `KVM_RUN` again.
+unsafe fn enter_thread(run: *mut kvm_run) {
+    kick_signal();
+    KVM_RUN.with(|r| r.set(run));
+    // The kick signal must reach this thread even if the caller blocked it.
+    // SAFETY: plain signal-mask calls on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, kick_signal());
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
 }
 

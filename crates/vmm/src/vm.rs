@@ -1,6 +1,14 @@
 //! Builds a KVM VM from a `vnvdimm_machine::Machine`: guest RAM and NVDIMM windows
 //! as memslots, the ACPI tables copied to their addresses, the devices on the IO
-//! and MMIO buses, and the vCPUs.
+//! and MMIO buses, the in-kernel interrupt controller, and the vCPUs.
+//!
+//! Interrupts: KVM_CREATE_IRQCHIP gives every vCPU a local APIC and the VM an IO APIC
+//! (plus the two 8259s, which the hardware-reduced guest never programs) with KVM's
+//! default GSI routing: GSI 0-23 to IO APIC pins 0-23, so the MADT's IO APIC at GSI base 0
+//! matches. No PIT: a hardware-reduced ACPI Linux skips `timer_init` and uses the local
+//! APIC timer (TSC deadline) and kvmclock. COM1 raises IRQ 4 through an irqfd; the GED
+//! is pulsed on GSI 5 with KVM_IRQ_LINE (backend.rs). Where KVM refuses the irqchip the
+//! VM is built without one (`Vm::irqchip` says why) and runs vCPU 0 only, as before.
 
 use std::io::Write;
 use std::sync::atomic::AtomicU64;
@@ -11,7 +19,7 @@ use nvdimm_model::event_log::MachineCheckKind;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
-use vnvdimm_machine::acpi::COM1_PORT;
+use vnvdimm_machine::acpi::{COM1_IRQ, COM1_PORT};
 use vnvdimm_machine::Machine;
 
 use crate::bus::{Bus, BusError, SharedDevice};
@@ -48,7 +56,16 @@ pub enum VmError {
     Mce(#[from] mce::MceError),
     #[error("NVDIMM window memory slots: {0}")]
     Memslots(#[from] MemslotError),
+    #[error("the VM has no vCPU to run (--cpus must be at least 1)")]
+    NoVcpus,
+    #[error("cannot start a vCPU thread: {0}")]
+    Thread(String),
 }
+
+/// Three pages KVM needs for the TSS it uses to run real-mode code (Linux's AP
+/// trampoline after SIPI) on Intel hosts without unrestricted guest: in the MMIO hole,
+/// above the local APIC, where no device and no memslot is.
+pub const KVM_TSS_ADDR: u64 = 0xFFFB_D000;
 
 pub(crate) fn ioctl(what: impl Into<String>) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
     let what = what.into();
@@ -96,6 +113,11 @@ pub struct Vm {
     pub control: Arc<VcpuControl>,
     /// The guest's MCG_CAP, or why KVM cannot give the guest machine checks.
     pub mce: Result<u64, String>,
+    /// Ok when the in-kernel interrupt controller exists, or why KVM refused it.
+    pub irqchip: Result<(), String>,
+    /// Run vCPUs 1.. in threads of their own (Linux boots; needs `irqchip`). Off for
+    /// bare-metal programs, which run on vCPU 0 alone.
+    pub run_aps: bool,
 }
 
 impl Vm {
@@ -111,6 +133,11 @@ impl Vm {
         }
         let kvm = Kvm::new().map_err(VmError::Kvm)?;
         let vm_fd = Arc::new(kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?);
+        // Before any vCPU exists: KVM gives each vCPU created after it a local APIC.
+        let irqchip = create_irqchip(&vm_fd);
+        if let Err(e) = &irqchip {
+            crate::debug_log!("no in-kernel interrupt controller ({e}): vCPU 0 only, no guest interrupts");
+        }
         let memory = Arc::new(GuestMemory::new(&machine.memory_map, &machine.platform)?);
         let slots = register_memslots(&vm_fd, &memory)?;
         copy_acpi(&machine, &memory)?;
@@ -134,7 +161,7 @@ impl Vm {
         io_bus.insert(
             u64::from(COM1_PORT),
             SERIAL_PORT_LEN,
-            shared(SerialDevice::new(console)),
+            shared(serial(&vm_fd, irqchip.is_ok(), console)),
         )?;
         io_bus.insert(
             u64::from(REPORT_PORT),
@@ -213,6 +240,8 @@ impl Vm {
             ged,
             control: Arc::new(VcpuControl::new()),
             mce,
+            irqchip,
+            run_aps: false,
         })
     }
 
@@ -229,6 +258,29 @@ impl Vm {
             .find(|w| gpa >= w.gpa && gpa - w.gpa < w.mapping.size())
             .map(|w| (w.dimm, gpa - w.gpa))
     }
+}
+
+fn create_irqchip(vm_fd: &VmFd) -> Result<(), String> {
+    vm_fd
+        .set_tss_address(KVM_TSS_ADDR as usize)
+        .map_err(|e| format!("KVM_SET_TSS_ADDR {KVM_TSS_ADDR:#x}: {e}"))?;
+    // KVM_CREATE_IRQCHIP also installs the default GSI routing (GSI n -> IO APIC pin n,
+    // and to the 8259s for n < 16), which is what the MADT describes.
+    vm_fd.create_irq_chip().map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))
+}
+
+/// COM1 with its IRQ 4 on an irqfd when there is an irqchip, else polled only.
+fn serial(vm_fd: &VmFd, irqchip: bool, console: Box<dyn Write + Send>) -> SerialDevice {
+    if irqchip {
+        match SerialDevice::with_irq(vm_fd, COM1_IRQ, console) {
+            Ok(device) => return device,
+            Err((e, console)) => {
+                crate::debug_log!("COM1 interrupt not wired ({e}): the guest must poll the UART");
+                return SerialDevice::new(console);
+            }
+        }
+    }
+    SerialDevice::new(console)
 }
 
 fn shared<D: crate::bus::BusDevice + 'static>(device: D) -> SharedDevice {

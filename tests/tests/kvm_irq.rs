@@ -1,0 +1,80 @@
+//! The in-kernel interrupt controller of the KVM VM: created before the vCPUs, the
+//! GED's GSI 5 can be raised with KVM_IRQ_LINE (and cannot on a VM without one), the
+//! control API's notifications raise it and leave the GED's NVDIMM bit pending, and a
+//! machine whose other vCPUs run in their own threads (waiting for INIT/SIPI) stops
+//! them all when vCPU 0 ends the run. Needs /dev/kvm.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nvdimm_model::config::MIB;
+use vnvdimm_control::backend::Backend;
+use vnvdimm_machine::{Machine, MachineConfig};
+use vnvdimm_vmm::backend::KvmBackend;
+use vnvdimm_vmm::firmware;
+use vnvdimm_vmm::ged::{IrqLine, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
+use vnvdimm_vmm::harness;
+use vnvdimm_vmm::vm::Vm;
+use vnvdimm_vmm::GuestOutcome;
+
+const DIMM_SIZE: u64 = 64 << 20;
+
+fn vm(dir: &std::path::Path, cpus: u8, program: &[u8]) -> Vm {
+    let machine = harness::sparse_machine(dir, 1, DIMM_SIZE).unwrap();
+    let machine = Machine::new(MachineConfig { memory: 64 * MIB, cpus }, machine.platform).unwrap();
+    harness::boot(machine, program, Box::new(std::io::sink())).unwrap()
+}
+
+#[test]
+fn the_irqchip_exists_and_the_ged_line_can_be_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = vm(dir.path(), 1, firmware::EXIT0);
+    assert_eq!(vm.irqchip, Ok(()), "KVM_CREATE_IRQCHIP on this host");
+    vm.ged.raise(GED_EVENT_NVDIMM, &KvmIrqLine::new(&vm.vm_fd, GED_GSI)).expect("KVM_IRQ_LINE on GSI 5");
+    assert_eq!(vm.ged.pending() & GED_EVENT_NVDIMM, GED_EVENT_NVDIMM);
+    let mut reg = [0u8; 4];
+    vm.ged.mmio_read(0, &mut reg);
+    assert_eq!(u32::from_le_bytes(reg) & GED_EVENT_NVDIMM, GED_EVENT_NVDIMM, "_EVT's read sees the bit");
+    assert_eq!(vm.ged.pending(), 0, "and consumes it");
+}
+
+/// The control: the same ioctl on a VM without an irqchip is refused, so the test
+/// above would notice a VM built without one.
+#[test]
+fn without_an_irqchip_the_line_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = vm(dir.path(), 1, firmware::EXIT0);
+    let bare = vm.kvm.create_vm().unwrap();
+    assert!(KvmIrqLine::new(&bare, GED_GSI).trigger().is_err());
+}
+
+#[test]
+fn notifications_pulse_the_ged_and_leave_its_bit_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = vm(dir.path(), 1, firmware::EXIT0);
+    let backend = KvmBackend::new(&vm);
+    backend.raise_notifications().unwrap();
+    assert_eq!(vm.ged.pending(), 0, "nothing queued, nothing raised");
+    vm.platform.lock().unwrap().notify_new_errors();
+    assert_eq!(vm.ged.pending(), 0);
+    backend.raise_notifications().unwrap();
+    assert_eq!(vm.ged.pending() & GED_EVENT_NVDIMM, GED_EVENT_NVDIMM);
+}
+
+/// vCPU 1 runs in its own thread, blocked in KVM_RUN waiting for a SIPI that never
+/// comes; vCPU 0's exit must kick it out, or the run would never return.
+#[test]
+fn the_end_of_vcpu_0_stops_the_waiting_application_processors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vm = vm(dir.path(), 3, firmware::EXIT0);
+    assert_eq!(vm.vcpus.len(), 3);
+    vm.run_aps = true;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let run = harness::run(&mut vm, None).unwrap();
+        let _ = tx.send((run.outcome, vm.vcpus.len()));
+    });
+    let (outcome, vcpus) = rx.recv_timeout(Duration::from_secs(20)).expect("the run returned");
+    assert_eq!(outcome, GuestOutcome::DebugExit(0));
+    assert_eq!(vcpus, 3, "the vCPUs are back in the VM");
+}
