@@ -78,3 +78,23 @@ fn the_end_of_vcpu_0_stops_the_waiting_application_processors() {
     assert_eq!(outcome, GuestOutcome::DebugExit(0));
     assert_eq!(vcpus, 3, "the vCPUs are back in the VM");
 }
+
+/// The same with the machine running for a while (vCPU 2 surely blocked in KVM_RUN)
+/// and the control API's power-off ending it: exit status 0, all threads gone.
+#[test]
+fn api_power_off_stops_every_vcpu_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vm = vm(dir.path(), 2, firmware::IDLE);
+    let _commands = harness::attach_commands(&mut vm).unwrap();
+    vm.run_aps = true;
+    let backend = KvmBackend::new(&vm);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(harness::run(&mut vm, None).unwrap().outcome);
+    });
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "the idle guest keeps running");
+    backend.power_off().unwrap();
+    let outcome = rx.recv_timeout(Duration::from_secs(20)).expect("the run returned");
+    assert_eq!(outcome, GuestOutcome::PowerOff);
+    assert_eq!(outcome.exit_status(), 0);
+}
