@@ -112,8 +112,8 @@ impl Backend for KvmBackend {
     }
 
     /// Sets the mailbox notification words `\_SB.NVDR.NEVT` reads, logs each
-    /// notification, then sets the GED's NVDIMM bit and pulses its interrupt. Without an
-    /// in-kernel interrupt controller (the bare-metal machines) there is no line to
+    /// notification, then sets the GED's NVDIMM bit and pulses GSI 5 on the in-kernel
+    /// IO APIC. Where KVM refused the irqchip (`Vm::irqchip`) there is no line to
     /// pulse: the words and the GED bit stay set for the guest to find.
     fn raise_notifications(&self) -> Result<(), BackendError> {
         let mut platform = self.lock();
@@ -146,7 +146,7 @@ impl Backend for KvmBackend {
         }
         drop(platform);
         if let Err(e) = self.ged.raise(GED_EVENT_NVDIMM, &KvmIrqLine::new(&self.vm_fd, GED_GSI)) {
-            crate::debug_log!("GED interrupt not raised ({e}): no in-kernel interrupt controller; the bits stay pending");
+            crate::debug_log!("GED interrupt not raised ({e}): is there an in-kernel interrupt controller? the bits stay pending");
         }
         Ok(())
     }
