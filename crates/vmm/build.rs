@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: [&str; 8] = ["acpi_nfit", "dsm", "pattern", "flush", "poison", "bench", "exit0", "idle"];
+const PROGRAMS: [&str; 9] = ["acpi_nfit", "dsm", "pattern", "flush", "poison", "bench", "exit0", "idle", "agent_uart"];
 /// Where the VMM loads every program (crates/vmm/src/bare_metal.rs LOAD_ADDR).
 const LOAD_ADDR: &str = "0x100000";
 

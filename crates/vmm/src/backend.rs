@@ -18,7 +18,8 @@ use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 use nvdimm_model::events::{NotifyTarget, NOTIFY_ROOT_FIT_CHANGED};
 use nvdimm_model::mailbox::{NOTIFY_DIMMS, NOTIFY_DIMM_HEALTH_BIT, NOTIFY_ROOT, NOTIFY_ROOT_FIT_CHANGED_BIT, NOTIFY_ROOT_NEW_ERRORS_BIT};
 use nvdimm_model::NvdimmPlatform;
-use vnvdimm_control::backend::{Backend, BackendError, Capabilities, VmInfo, VmState};
+use vnvdimm_agent::{AgentClient, AgentError};
+use vnvdimm_control::backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
 
 use crate::flush_hint::FlushCounters;
 use crate::ged::{Ged, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
@@ -29,6 +30,14 @@ use crate::vm::Vm;
 
 /// How long `machine_check` waits for the vCPU thread to inject it.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the first guest command waits for the agent (a Linux boot under KVM).
+pub const AGENT_READY_WAIT: Duration = Duration::from_secs(300);
+
+/// The host end of COM3 and whether the agent has answered yet.
+struct AgentLink {
+    client: AgentClient,
+    ready: bool,
+}
 
 pub struct KvmBackend {
     platform: Arc<Mutex<NvdimmPlatform>>,
@@ -43,6 +52,8 @@ pub struct KvmBackend {
     cpus: u32,
     machine_checks: bool,
     started: Instant,
+    /// None when the VM's agent line was already taken (or could not be split).
+    agent: Option<Mutex<AgentLink>>,
 }
 
 impl KvmBackend {
@@ -61,6 +72,24 @@ impl KvmBackend {
             cpus: u32::from(vm.machine.config.cpus),
             machine_checks: vm.mce.is_ok(),
             started: Instant::now(),
+            agent: agent_link(vm),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        matches!(self.control.state(), RunState::Stopped)
+    }
+
+    fn agent_failure(&self, e: AgentError) -> BackendError {
+        if matches!(self.control.state(), RunState::Stopped | RunState::ShuttingDown) {
+            return BackendError::Conflict(format!("the guest has stopped or is stopping: {e}"));
+        }
+        match e {
+            AgentError::NotReady(_) => BackendError::Failed(format!(
+                "{e} (the image's init starts the agent on ttyS2 (COM3, 0x3e8); a guest booted with \
+                 vnv.agent=off, another initramfs, or a bare-metal program has none)"
+            )),
+            e => BackendError::Failed(e.to_string()),
         }
     }
 
@@ -188,4 +217,37 @@ impl Backend for KvmBackend {
             .map(|_| ())
             .map_err(|_| BackendError::Conflict("the VM is already stopped".into()))
     }
+
+    /// Through the guest agent on COM3; the first call waits for the agent to come up
+    /// (the guest may still be booting). 409 once the guest stopped.
+    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
+        if self.stopped() {
+            return Err(BackendError::Conflict("the guest has stopped".into()));
+        }
+        let Some(agent) = &self.agent else {
+            return Err(BackendError::Unsupported(
+                "running guest commands: this VM's agent line is used by another client".into(),
+            ));
+        };
+        let mut link = agent.lock().unwrap_or_else(|e| e.into_inner());
+        if !link.ready {
+            link.client.wait_ready(AGENT_READY_WAIT).map_err(|e| self.agent_failure(e))?;
+            link.ready = true;
+        }
+        let out = link.client.exec(command, timeout).map_err(|e| self.agent_failure(e))?;
+        Ok(ExecOutput { status: out.status, output: out.text() })
+    }
+}
+
+/// An `AgentClient` on the VM's COM3 line, if its host end is still free.
+fn agent_link(vm: &Vm) -> Option<Mutex<AgentLink>> {
+    let host = vm.agent.take_host_end()?;
+    let reader = match host.try_clone() {
+        Ok(r) => r,
+        Err(e) => {
+            crate::debug_log!("agent line not usable: {e}");
+            return None;
+        }
+    };
+    Some(Mutex::new(AgentLink { client: AgentClient::new(reader, host), ready: false }))
 }

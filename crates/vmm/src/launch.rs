@@ -47,7 +47,10 @@ pub fn run(
         Some(path) => Some(ApiServer::start(path, Arc::new(KvmBackend::new(&vm)))?),
         None => None,
     };
-    let outcome = crate::run_loop::run(&mut vm, None)?;
+    let outcome = crate::run_loop::run(&mut vm, None);
+    // A guest command still waiting on the agent sees the line close (409, not a timeout).
+    vm.agent.hang_up();
+    let outcome = outcome?;
     drop(api);
     // The VMM survived, so every guest store is in the backing files' page cache: a
     // clean shutdown from the DIMMs' point of view.

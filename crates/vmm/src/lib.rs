@@ -5,6 +5,7 @@
 
 pub mod debug_log;
 
+pub mod agent_port;
 pub mod backend;
 pub mod bare_metal;
 pub mod bus;

@@ -1,5 +1,6 @@
-//! The COM1 16550 UART (vm-superio) on the IO bus; the guest's console output goes
-//! to the writer given (the process's stdout for `vnvdimm run`).
+//! The 16550 UARTs (vm-superio) on the IO bus: COM1 (ttyS0, the console, to the writer
+//! given: the process's stdout for `vnvdimm run`), COM2 (ttyS1, the image's step
+//! results, onto the same writer) and COM3 (ttyS2, the guest agent: agent_port.rs).
 //!
 //! With an in-kernel irqchip the UART's interrupt is an eventfd registered with
 //! KVM_IRQFD on IRQ 4 (edge: one write, one interrupt, as vm-superio raises it per
@@ -72,6 +73,48 @@ impl SerialDevice {
         Ok(SerialDevice {
             uart: Serial::new(SerialIrq::Fd(fd), out),
         })
+    }
+}
+
+impl SerialDevice {
+    /// Room left in the receive FIFO (64 bytes in all).
+    pub fn rx_room(&self) -> usize {
+        self.uart.fifo_capacity()
+    }
+
+    /// Puts host bytes into the receive FIFO (raising the guest's receive interrupt when
+    /// it enabled one); returns how many fitted.
+    pub fn receive(&mut self, bytes: &[u8]) -> usize {
+        if bytes.is_empty() || self.rx_room() == 0 {
+            return 0;
+        }
+        match self.uart.enqueue_raw_bytes(bytes) {
+            Ok(n) => n,
+            Err(e) => {
+                crate::debug_log!("serial: receive: {e:?}");
+                0
+            }
+        }
+    }
+}
+
+/// One writer behind several UARTs (ttyS0 and ttyS1 both print on the console), so
+/// their bytes interleave only at store granularity, as on a QEMU mux chardev.
+#[derive(Clone)]
+pub struct SharedWriter(std::sync::Arc<std::sync::Mutex<Box<dyn Write + Send>>>);
+
+impl SharedWriter {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        SharedWriter(std::sync::Arc::new(std::sync::Mutex::new(out)))
+    }
+}
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).flush()
     }
 }
 

@@ -35,7 +35,8 @@ use crate::guest_memory::{GuestMemory, GuestMemoryError};
 use crate::power::{
     PcResetControl, PowerPorts, PC_RESET_CONTROL_PORT, POWER_PORTS_LEN, SLEEP_CONTROL_PORT,
 };
-use crate::serial::{SerialDevice, SERIAL_PORT_LEN};
+use crate::agent_port::{AgentPort, AGENT_IRQ, AGENT_PORT, RESULTS_IRQ, RESULTS_PORT};
+use crate::serial::{SerialDevice, SharedWriter, SERIAL_PORT_LEN};
 
 #[derive(Debug, Error)]
 pub enum VmError {
@@ -58,6 +59,8 @@ pub enum VmError {
     Memslots(#[from] MemslotError),
     #[error("the VM has no vCPU to run (--cpus must be at least 1)")]
     NoVcpus,
+    #[error("cannot set up the guest agent's serial line (COM3): {0}")]
+    AgentPort(std::io::Error),
     #[error("cannot start a vCPU thread: {0}")]
     Thread(String),
 }
@@ -118,6 +121,8 @@ pub struct Vm {
     /// Run vCPUs 1.. in threads of their own (Linux boots; needs `irqchip`). Off for
     /// bare-metal programs, which run on vCPU 0 alone.
     pub run_aps: bool,
+    /// COM3 (ttyS2), the guest agent's line; `KvmBackend` takes its host end.
+    pub agent: Arc<AgentPort>,
 }
 
 impl Vm {
@@ -158,11 +163,22 @@ impl Vm {
             report: Report::default(),
         };
         let mut io_bus = Bus::new("io");
+        // ttyS0 and ttyS1 (the image's step results) share the console.
+        let console = SharedWriter::new(console);
         io_bus.insert(
             u64::from(COM1_PORT),
             SERIAL_PORT_LEN,
-            shared(serial(&vm_fd, irqchip.is_ok(), console)),
+            shared(serial(&vm_fd, irqchip.is_ok(), COM1_IRQ, Box::new(console.clone()))),
         )?;
+        io_bus.insert(
+            u64::from(RESULTS_PORT),
+            SERIAL_PORT_LEN,
+            shared(serial(&vm_fd, irqchip.is_ok(), RESULTS_IRQ, Box::new(console))),
+        )?;
+        let agent = Arc::new(
+            AgentPort::new(|out| serial(&vm_fd, irqchip.is_ok(), AGENT_IRQ, out)).map_err(VmError::AgentPort)?,
+        );
+        io_bus.insert(u64::from(AGENT_PORT), SERIAL_PORT_LEN, agent.uart.clone())?;
         io_bus.insert(
             u64::from(REPORT_PORT),
             DEBUG_PORTS_LEN,
@@ -242,6 +258,7 @@ impl Vm {
             mce,
             irqchip,
             run_aps: false,
+            agent,
         })
     }
 
@@ -269,13 +286,14 @@ fn create_irqchip(vm_fd: &VmFd) -> Result<(), String> {
     vm_fd.create_irq_chip().map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))
 }
 
-/// COM1 with its IRQ 4 on an irqfd when there is an irqchip, else polled only.
-fn serial(vm_fd: &VmFd, irqchip: bool, console: Box<dyn Write + Send>) -> SerialDevice {
+/// A UART with its IRQ on an irqfd when there is an irqchip, else polled only. Two
+/// irqfds on one GSI (COM1 and COM3 on 4) are allowed: each pulses the line.
+fn serial(vm_fd: &VmFd, irqchip: bool, irq: u32, console: Box<dyn Write + Send>) -> SerialDevice {
     if irqchip {
-        match SerialDevice::with_irq(vm_fd, COM1_IRQ, console) {
+        match SerialDevice::with_irq(vm_fd, irq, console) {
             Ok(device) => return device,
             Err((e, console)) => {
-                crate::debug_log!("COM1 interrupt not wired ({e}): the guest must poll the UART");
+                crate::debug_log!("UART interrupt {irq} not wired ({e}): the guest must poll the UART");
                 return SerialDevice::new(console);
             }
         }
