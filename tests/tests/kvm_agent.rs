@@ -21,9 +21,12 @@ fn a_guest_line_crosses_com3_both_ways() {
     let machine = harness::sparse_machine(dir.path(), 1, DIMM_SIZE).unwrap();
     let mut vm = harness::boot(machine, firmware::AGENT_UART, Box::new(std::io::sink())).unwrap();
     let host = vm.agent.take_host_end().expect("the agent line's host end");
-    host.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    host.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
     // 100 bytes and a newline: the guest has to drain the FIFO once for the rest to fit.
-    let line: String = (0..100).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let line: String = (0..100)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     let host_side = {
         let line = line.clone();
         std::thread::spawn(move || {
@@ -50,7 +53,10 @@ fn exec_after_the_guest_stopped_is_a_conflict() {
     let machine = harness::sparse_machine(dir.path(), 1, DIMM_SIZE).unwrap();
     let mut vm = harness::boot(machine, firmware::EXIT0, Box::new(std::io::sink())).unwrap();
     let backend = KvmBackend::new(&vm);
-    assert!(vm.agent.take_host_end().is_none(), "the backend holds the agent line");
+    assert!(
+        vm.agent.take_host_end().is_none(),
+        "the backend holds the agent line"
+    );
     let result = harness::run(&mut vm, None).unwrap();
     assert_eq!(result.outcome, GuestOutcome::DebugExit(0));
     match backend.exec("true", Duration::from_secs(1)) {

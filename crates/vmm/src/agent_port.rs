@@ -74,19 +74,33 @@ pub struct AgentPort {
 impl AgentPort {
     /// Builds the socket pair and the UART (`make_uart` gets the guest→host writer and
     /// chooses the interrupt), and starts the host→guest thread.
-    pub fn new(make_uart: impl FnOnce(Box<dyn Write + Send>) -> SerialDevice) -> std::io::Result<Self> {
+    pub fn new(
+        make_uart: impl FnOnce(Box<dyn Write + Send>) -> SerialDevice,
+    ) -> std::io::Result<Self> {
         let (vmm_end, host_end) = UnixStream::pair()?;
         let writer = NonBlockingSend(vmm_end.try_clone()?);
-        let uart = Arc::new(Mutex::new(AgentUart { uart: make_uart(Box::new(writer)), queued: VecDeque::new() }));
+        let uart = Arc::new(Mutex::new(AgentUart {
+            uart: make_uart(Box::new(writer)),
+            queued: VecDeque::new(),
+        }));
         let reader = vmm_end.try_clone()?;
         let feed = uart.clone();
-        std::thread::Builder::new().name("vnv-agent-rx".into()).spawn(move || feed_guest(reader, feed))?;
-        Ok(AgentPort { uart, vmm_end, host_end: Mutex::new(Some(host_end)) })
+        std::thread::Builder::new()
+            .name("vnv-agent-rx".into())
+            .spawn(move || feed_guest(reader, feed))?;
+        Ok(AgentPort {
+            uart,
+            vmm_end,
+            host_end: Mutex::new(Some(host_end)),
+        })
     }
 
     /// The host's end of the line, once (an `AgentClient` reads and writes it).
     pub fn take_host_end(&self) -> Option<UnixStream> {
-        self.host_end.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.host_end
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Ends the line: the host end reads EOF (an `AgentClient` reports `Disconnected`)
@@ -136,7 +150,12 @@ impl Write for NonBlockingSend {
         loop {
             // SAFETY: buf is valid for buf.len() bytes; fd is an open socket we own.
             let sent = unsafe {
-                libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                libc::send(
+                    fd,
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
             };
             if sent >= 0 {
                 return Ok(sent as usize);
@@ -146,7 +165,11 @@ impl Write for NonBlockingSend {
                 std::io::ErrorKind::Interrupted => continue,
                 std::io::ErrorKind::WouldBlock if !waited => {
                     waited = true;
-                    let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
                     // SAFETY: one valid pollfd.
                     unsafe { libc::poll(&mut pfd, 1, SEND_WAIT.as_millis() as libc::c_int) };
                 }
@@ -175,7 +198,10 @@ mod tests {
     fn bytes_cross_the_line_both_ways_beyond_the_fifo() {
         let port = AgentPort::new(SerialDevice::new).unwrap();
         let mut host = port.take_host_end().unwrap();
-        assert!(port.take_host_end().is_none(), "the host end is handed out once");
+        assert!(
+            port.take_host_end().is_none(),
+            "the host end is handed out once"
+        );
         host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
 
         for &b in b"hi\n" {
