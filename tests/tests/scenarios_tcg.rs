@@ -8,9 +8,7 @@
 //! a failure. Run: `cargo test -p vnvdimm-integration --test scenarios_tcg -- --nocapture`
 //! (each scenario also prints its guest session). VNV_KEEP_WORK=1 keeps the work dirs.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -19,25 +17,7 @@ use vnvdimm_control::ApiClient;
 const SECTOR: u64 = 512;
 const MIB: u64 = 1 << 20;
 
-/// A Write the test can read while `vnvdimm run` writes to it on another thread.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl SharedBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use vnvdimm_integration::SharedBuf;
 
 /// A work directory with DIMM backing files, removed at the end unless VNV_KEEP_WORK.
 struct Work {

@@ -12,9 +12,7 @@
 //! Needs qemu-system-x86_64 and the guest image (images/build-guest.sh); their absence
 //! is a failure. Work files stay in the printed directory with VNV_KEEP_WORK=1.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nvdimm_model::config::MIB;
@@ -31,25 +29,7 @@ const MARK_OFFSET: u64 = MIB;
 /// Host poison added at run time: DIMM 1, 64 MiB in, one page.
 const POISON_OFFSET: u64 = 64 * MIB;
 
-/// A Write the test can read while the command runs on another thread.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl SharedBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use vnvdimm_integration::SharedBuf;
 
 struct Setup {
     dir: PathBuf,
