@@ -3,6 +3,7 @@
 //! serve as an MMIO exit. The VMM must register the piece and let the fetch restart.
 //! Needs /dev/kvm (the KVM backend's tests fail without it rather than pass silently).
 
+use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 use vnvdimm_vmm::debug_port::{EXIT_PORT, REPORT_PORT};
 use vnvdimm_vmm::harness;
 use vnvdimm_vmm::GuestOutcome;
@@ -64,4 +65,33 @@ fn the_first_touch_of_a_window_piece_may_be_an_instruction_fetch() {
     assert_eq!(result.report, vec![MAGIC, first_word], "ran from the window, then loaded its own bytes");
     assert!(!pmem.is_unregistered(spa + CODE_OFFSET), "the fetch registered the piece");
     assert_eq!(pmem.activation_stats().pieces, 1);
+}
+
+#[test]
+fn a_fetch_from_a_poisoned_window_page_is_an_action_required_machine_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = harness::sparse_machine(dir.path(), 1, DIMM_SIZE).unwrap();
+    let spa = machine.memory_map.layout.dimms[0].spa_base;
+    let mut vm = harness::boot(machine, &trampoline(spa + CODE_OFFSET), Box::new(std::io::sink())).unwrap();
+    vm.platform.lock().unwrap().add_poison(0, CODE_OFFSET, 4096).unwrap();
+    vm.pmem.sync(&vm.platform).unwrap();
+    let pmem = vm.pmem.clone();
+    assert!(pmem.is_hole(spa + CODE_OFFSET));
+    let result = harness::run(&mut vm, None).unwrap();
+
+    assert!(result.report.is_empty(), "nothing ran from the poisoned page: {:x?}", result.report);
+    let checks: Vec<_> = vm
+        .platform
+        .lock()
+        .unwrap()
+        .events_since(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::MachineCheck { gpa, kind, delivered } => Some((gpa, kind, delivered)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(checks, vec![(spa + CODE_OFFSET, MachineCheckKind::ActionRequired, true)], "{:?}", result.outcome);
+    // This guest has no #MC handler (no IDT): the machine check is a triple fault.
+    assert!(matches!(&result.outcome, GuestOutcome::Crashed(why) if why.contains("SHUTDOWN")), "{:?}", result.outcome);
 }

@@ -18,6 +18,12 @@
 //! access from the backing file, then register the piece minus its poisoned holes).
 //! If the piece cannot be registered (slot limit, KVM error) the access is still served
 //! and later accesses keep exiting; the first such failure is reported on stderr.
+//!
+//! An instruction fetch cannot be served that way: KVM has no MMIO exit for it and stops
+//! with an emulation failure (KVM_EXIT_INTERNAL_ERROR) instead. The run loop then hands
+//! the guest physical addresses of the instruction's first and last possible byte to
+//! `on_fetch_failure`, which registers their pieces (the instruction restarts) or names
+//! the poisoned page the fetch consumed.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -42,6 +48,17 @@ impl Default for Registration {
     fn default() -> Self {
         Registration::Lazy { piece: LAZY_PIECE }
     }
+}
+
+/// What an emulation failure at an instruction had to do with the windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchFault {
+    /// The instruction lies (partly) in a piece that has just been registered: run it again.
+    Registered,
+    /// The instruction lies (partly) in this poisoned page: the fetch consumed poison.
+    Poisoned { gpa: u64 },
+    /// Not the windows' doing (or its piece could not be registered): a real failure.
+    NotWindows,
 }
 
 /// Pieces registered on first touch so far.
@@ -243,5 +260,29 @@ impl PmemSlots {
         let access = inner.slots.on_mmio_write(gpa, data)?;
         self.after_access(&mut inner, gpa, data.len());
         Some(access)
+    }
+
+    /// KVM could not emulate the instruction whose bytes lie at `gpas` (its first and its
+    /// last possible byte, translated from RIP). A piece without slots among them is
+    /// registered first (`Registered`, even if a later byte is poisoned: the instruction
+    /// may not reach it, and the retry tells); only with every piece registered does a
+    /// poisoned page count as consumed.
+    pub fn on_fetch_failure(&self, gpas: &[u64]) -> FetchFault {
+        let mut inner = self.lock();
+        let mut registered = false;
+        for &gpa in gpas {
+            if inner.slots.is_unregistered(gpa) {
+                // A failure is counted and reported once in activate_locked; the caller
+                // then sees `NotWindows` (unless another byte's piece got registered).
+                registered |= matches!(self.activate_locked(&mut inner, gpa), Ok(Some(_)));
+            }
+        }
+        if registered {
+            return FetchFault::Registered;
+        }
+        match gpas.iter().find(|&&gpa| inner.slots.classify(gpa).is_some()) {
+            Some(&gpa) => FetchFault::Poisoned { gpa },
+            None => FetchFault::NotWindows,
+        }
     }
 }

@@ -12,7 +12,11 @@
 //! check for its guest physical address, a store is written through to the backing
 //! file — or in a piece not registered yet (lazy registration): the access is served
 //! from the backing file and `PmemSlots` registers the piece, so the next access to it
-//! runs without an exit. After every `_DSM` doorbell ring the windows' slots are re-synced with
+//! runs without an exit. An instruction fetch from such a piece has no MMIO exit: KVM
+//! stops with an internal (emulation) error, and the loop looks up where RIP points
+//! (`fetch_gpas`) — an unregistered piece is registered and the instruction restarts, a
+//! poisoned page is an action-required machine check as for a load, anything else ends
+//! the run as before. After every `_DSM` doorbell ring the windows' slots are re-synced with
 //! the device model's poison (the guest may have cleared or injected some).
 //! Before every KVM_RUN the loop serves `VcpuControl` requests (machine checks and
 //! power-off from the control API).
@@ -24,6 +28,7 @@ use crate::bus::Action;
 use crate::mce;
 use crate::memslots::WindowAccess;
 use crate::outcome::GuestOutcome;
+use crate::pmem_slots::FetchFault;
 use crate::vcpu_control::{Request, RunState};
 use crate::vm::{Vm, VmError};
 
@@ -167,9 +172,7 @@ fn run_vcpu(
             Ok(VcpuExit::Shutdown) => Action::Stop(GuestOutcome::Crashed(
                 "KVM_EXIT_SHUTDOWN: triple fault, or an exception this host's KVM cannot deliver".into(),
             )),
-            Ok(VcpuExit::InternalError) => Action::Stop(GuestOutcome::Crashed(
-                "KVM internal error (emulation failure: an instruction this host's KVM cannot run)".into(),
-            )),
+            Ok(VcpuExit::InternalError) => on_internal_error(vm, vcpu),
             Ok(VcpuExit::FailEntry(reason, cpu)) => Action::Stop(GuestOutcome::Crashed(format!(
                 "KVM could not enter the guest (hardware entry failure {reason:#x} on CPU {cpu})"
             ))),
@@ -233,5 +236,47 @@ fn resync_poison(vm: &Vm) {
     // pages lags until a later sync succeeds (each doorbell ring retries).
     if let Err(e) = vm.pmem.sync(&vm.platform) {
         eprintln!("vnvdimm: re-planning the NVDIMM memslots after a _DSM call failed: {e}");
+    }
+}
+
+/// The longest x86 instruction: its last byte may lie on the page after its first.
+const MAX_INSTRUCTION_LEN: u64 = 15;
+
+/// Guest physical addresses of the first and last possible byte of the instruction at
+/// CS:RIP, as far as the guest's page tables map them (empty if the registers cannot be read).
+fn fetch_gpas(vcpu: &VcpuFd) -> Vec<u64> {
+    let (Ok(regs), Ok(sregs)) = (vcpu.get_regs(), vcpu.get_sregs()) else {
+        return Vec::new();
+    };
+    // 64-bit code ignores the CS base; outside it linear addresses are 32 bits wide.
+    let linear = if sregs.cs.l != 0 { regs.rip } else { sregs.cs.base.wrapping_add(regs.rip) & 0xffff_ffff };
+    [linear, linear.wrapping_add(MAX_INSTRUCTION_LEN - 1)]
+        .into_iter()
+        .filter_map(|gva| vcpu.translate_gva(gva).ok())
+        .filter(|t| t.valid != 0)
+        .map(|t| t.physical_address)
+        .collect()
+}
+
+/// KVM_EXIT_INTERNAL_ERROR: an emulation failure, which is how an instruction fetch from
+/// an NVDIMM page without a memslot (piece not registered yet, or poisoned) ends.
+fn on_internal_error(vm: &Vm, vcpu: &VcpuFd) -> Action {
+    let gpas = fetch_gpas(vcpu);
+    match vm.pmem.on_fetch_failure(&gpas) {
+        FetchFault::Registered => Action::Continue,
+        // Without machine checks the fetch would fail again at once: no way to go on.
+        FetchFault::Poisoned { gpa } if vm.mce.is_err() => {
+            consume_poison(vm, vcpu, gpa);
+            Action::Stop(GuestOutcome::Crashed(format!(
+                "the guest executed code from poisoned NVDIMM page {gpa:#x} and this KVM cannot inject a machine check"
+            )))
+        }
+        FetchFault::Poisoned { gpa } => {
+            consume_poison(vm, vcpu, gpa);
+            Action::Continue
+        }
+        FetchFault::NotWindows => Action::Stop(GuestOutcome::Crashed(
+            "KVM internal error (emulation failure: an instruction this host's KVM cannot run)".into(),
+        )),
     }
 }
