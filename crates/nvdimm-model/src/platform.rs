@@ -56,6 +56,14 @@ impl NvdimmPlatform {
         Ok(Self::assemble(config, layout, dimms, clock))
     }
 
+    /// The built-in default DIMMs on [`PlatformLayout::example`], in memory only: a
+    /// ready platform for tests, benchmarks and examples.
+    pub fn example() -> Self {
+        let config = PlatformConfig::default_in(std::path::Path::new("/nonexistent"));
+        let layout = PlatformLayout::example(&config);
+        Self::ephemeral(config, layout).expect("the default platform on the example layout is valid")
+    }
+
     pub(crate) fn assemble(config: PlatformConfig, layout: PlatformLayout, dimms: Vec<Dimm>, clock: Arc<dyn Clock>) -> Self {
         NvdimmPlatform {
             config,

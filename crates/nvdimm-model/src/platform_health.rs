@@ -86,17 +86,12 @@ impl NvdimmPlatform {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use crate::events::{Notification, NotifyTarget, NOTIFY_DIMM_HEALTH};
     use crate::health::HealthState;
-    use crate::{PlatformConfig, PlatformLayout};
 
     fn platform() -> NvdimmPlatform {
-        let config = PlatformConfig::default_in(Path::new("/nonexistent"));
-        let layout = PlatformLayout::example(&config);
-        NvdimmPlatform::ephemeral(config, layout).unwrap()
+        NvdimmPlatform::example()
     }
 
     #[test]

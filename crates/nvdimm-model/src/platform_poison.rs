@@ -118,16 +118,13 @@ impl NvdimmPlatform {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
     use crate::config::GIB;
     use crate::{PlatformConfig, PlatformLayout};
 
     fn platform() -> NvdimmPlatform {
-        let config = PlatformConfig::default_in(Path::new("/nonexistent"));
-        let layout = PlatformLayout::example(&config);
-        NvdimmPlatform::ephemeral(config, layout).unwrap()
+        NvdimmPlatform::example()
     }
 
     #[test]

@@ -3,13 +3,11 @@
 
 use nvdimm_model::dsm::{INTEL_UUID, ROOT_UUID};
 use nvdimm_model::mailbox::{self, MailboxMemory, MAILBOX_SIZE};
-use nvdimm_model::{NvdimmPlatform, PlatformConfig, PlatformLayout};
+use nvdimm_model::NvdimmPlatform;
 use proptest::prelude::*;
 
 fn platform() -> NvdimmPlatform {
-    let config = PlatformConfig::default_in(std::path::Path::new("/nonexistent"));
-    let layout = PlatformLayout::example(&config);
-    NvdimmPlatform::ephemeral(config, layout).expect("default platform is valid")
+    NvdimmPlatform::example()
 }
 
 fn uuid_strategy() -> impl Strategy<Value = [u8; 16]> {
