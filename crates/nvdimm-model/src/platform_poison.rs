@@ -118,7 +118,6 @@ impl NvdimmPlatform {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
     use crate::config::GIB;
     use crate::{PlatformConfig, PlatformLayout};
