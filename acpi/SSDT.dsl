@@ -5,9 +5,9 @@
  *
  * Original Table Header:
  *     Signature        "SSDT"
- *     Length           0x000008F3 (2291)
+ *     Length           0x0000096E (2414)
  *     Revision         0x02
- *     Checksum         0x5D
+ *     Checksum         0x4C
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDIMM "
  *     OEM Revision     0x00000001 (1)
@@ -41,9 +41,36 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
                 NWRT,   32,
                 Offset (0x40),
                 NW00,   32,
-                NW01,   32,
+                NW01,   32
+            }
+
+            Field (NMBX, QWordAcc, NoLock, Preserve)
+            {
                 Offset (0x1000),
-                IBUF,   32768,
+                IBSM,   512
+            }
+
+            Field (NMBX, QWordAcc, NoLock, Preserve)
+            {
+                Offset (0x1000),
+                IBUF,   32768
+            }
+
+            Field (NMBX, QWordAcc, NoLock, Preserve)
+            {
+                Offset (0x2000),
+                OBSM,   512
+            }
+
+            Field (NMBX, QWordAcc, NoLock, Preserve)
+            {
+                Offset (0x2000),
+                OBMD,   2048
+            }
+
+            Field (NMBX, QWordAcc, NoLock, Preserve)
+            {
+                Offset (0x2000),
                 OBUF,   32768
             }
 
@@ -125,7 +152,14 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
                 ILEN = Local0
                 If (((Local0 > Zero) && (Local0 <= 0x1000)))
                 {
-                    IBUF = Arg4
+                    If ((Local0 <= 0x40))
+                    {
+                        IBSM = Arg4
+                    }
+                    Else
+                    {
+                        IBUF = Arg4
+                    }
                 }
 
                 DBEL = SEQN /* \_SB_.NVDR.SEQN */
@@ -151,7 +185,19 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
                     Local2 = 0x1000
                 }
 
-                Mid (OBUF, Zero, Local2, Local3)
+                If ((Local2 <= 0x40))
+                {
+                    Mid (OBSM, Zero, Local2, Local3)
+                }
+                ElseIf ((Local2 <= 0x0100))
+                {
+                    Mid (OBMD, Zero, Local2, Local3)
+                }
+                Else
+                {
+                    Mid (OBUF, Zero, Local2, Local3)
+                }
+
                 Release (MLCK)
                 Return (Local3)
             }

@@ -360,6 +360,51 @@ const HARNESS: &str = r#"DefinitionBlock ("", "SSDT", 2, "VNVDMM", "HARNESS", 1)
         Return (Local0)
     }
 
+    Method (PATN, 1, Serialized)
+    {
+        Local0 = Buffer (Arg0) {}
+        Local1 = 0
+        While (Local1 < Arg0)
+        {
+            Local0 [Local1] = (((Local1 * 7) + 1) & 0xFF)
+            Local1++
+        }
+        Return (Local0)
+    }
+
+    // One call with Arg0 bytes of input and of output: "ok", or what differed.
+    Method (HTIO, 1, Serialized)
+    {
+        Local2 = PATN (0x1000)
+        \_SB.NVDR.OBUF = Local2
+        \_SB.NVDR.OLEN = Arg0
+        Local3 = PATN (Arg0)
+        Local3 [0] = 0xC3
+        Local4 = Package (1) {}
+        Local4 [0] = Local3
+        Local0 = \_SB.NVDR._DSM (ToUUID ("2f10e7a4-9e91-11e4-89d3-123b93f75cba"), 1, 3, Local4)
+        If (SizeOf (Local0) != Arg0) { Return ("output length") }
+        If (Local0 != Mid (Local2, 0, Arg0)) { Return ("output bytes") }
+        If (\_SB.NVDR.ILEN != Arg0) { Return ("ILEN") }
+        If (Mid (\_SB.NVDR.IBUF, 0, Arg0) != Local3) { Return ("input bytes") }
+        Return ("ok")
+    }
+
+    // Lengths on both sides of every buffer tier.
+    Method (HTIR, 0, Serialized)
+    {
+        Local0 = Package () {1, 63, 64, 65, 255, 256, 257, 4095, 4096}
+        Local1 = 0
+        Local2 = ""
+        While (Local1 < SizeOf (Local0))
+        {
+            Local3 = DerefOf (Local0 [Local1])
+            Local2 = Concatenate (Local2, Concatenate (ToDecimalString (Local3), Concatenate (":", Concatenate (HTIO (Local3), " "))))
+            Local1++
+        }
+        Return (Local2)
+    }
+
     Method (HEVT, 0, Serialized)
     {
         \_SB.NVDR.NWRT = 3
@@ -550,6 +595,21 @@ fn label_methods_use_intel_functions_and_return_linux_shapes() {
     );
     // Intel status 3 (invalid input) becomes _LSW status 2.
     assert!(lsw.contains("[Integer] = 0000000000000002"), "{lsw}");
+}
+
+#[test]
+fn inputs_and_outputs_cross_every_buffer_tier_intact() {
+    // NCAL copies through the smallest of several overlapping buffer fields
+    // (aml::INPUT_TIERS / OUTPUT_TIERS); a length one byte either side of each tier
+    // must still move every byte.
+    let dir = harness_dir("harness_tiers");
+    let out = acpiexec(&dir, "Evaluate \\HTIR", &["ssdt.aml", "harness.aml"]);
+    let result = evaluation(&out, "\\HTIR");
+    for tier in nvdimm_model::aml::INPUT_TIERS.iter().chain(&nvdimm_model::aml::OUTPUT_TIERS) {
+        assert!(result.contains(&format!(" {}:ok", tier.1)) || result.contains(&format!("\"{}:ok", tier.1)), "tier {tier:?} untested: {result}");
+    }
+    let want = "1:ok 63:ok 64:ok 65:ok 255:ok 256:ok 257:ok 4095:ok 4096:ok";
+    assert!(result.contains(want), "{result}");
 }
 
 #[test]

@@ -40,6 +40,12 @@ pub const ROOT_PATH: &str = "\\_SB_.NVDR";
 pub const POLL_STALL_US: u8 = 10;
 /// What `NCAL` returns when the host never answers: status 4 (hardware error), as a u32.
 pub const TIMEOUT_STATUS: u32 = 4;
+/// Input buffer fields (name, bytes), smallest first; the last covers `MAX_INPUT`.
+/// Most inputs are a few words; only label writes (Intel F6) are large.
+pub const INPUT_TIERS: [(&str, usize); 2] = [("IBSM", 64), ("IBUF", mailbox::MAX_INPUT)];
+/// Output buffer fields (name, bytes), smallest first; the last covers `MAX_OUTPUT`.
+/// SMART (132 bytes) and short ARS status answers fit the middle tier.
+pub const OUTPUT_TIERS: [(&str, usize); 3] = [("OBSM", 64), ("OBMD", 256), ("OBUF", mailbox::MAX_OUTPUT)];
 
 /// ObjectType() results used to validate `_DSM` Arg3.
 const OBJ_BUFFER: u8 = 3;
@@ -131,6 +137,9 @@ fn root_device(config: &PlatformConfig, layout: &PlatformLayout, options: &SsdtO
             &mailbox::MAILBOX_SIZE,
         )),
         mailbox_field(config.dimms.len()),
+    ];
+    items.extend(buffer_fields());
+    items.extend([
         Raw::of(&OpRegion::new(
             p("NDBL"),
             OpRegionSpace::SystemMemory,
@@ -164,7 +173,7 @@ fn root_device(config: &PlatformConfig, layout: &PlatformLayout, options: &SsdtO
                 ],
             ))],
         )),
-    ];
+    ]);
     if options.fit_method {
         let body = BufferData::new(nfit::structures(config, layout));
         items.push(Raw::of(&Method::new(
@@ -203,28 +212,14 @@ fn mailbox_field(dimms: usize) -> Raw {
         named("OLEN", 4),
         named("CMPL", 4),
     ];
-    let mut at = COMPLETION + 4;
-    let skip_to = |entries: &mut Vec<FieldEntry>, at: &mut usize, to: usize| {
-        assert!(to >= *at, "mailbox fields out of order");
-        if to > *at {
-            entries.push(FieldEntry::Reserved((to - *at) * 8));
-        }
-        *at = to;
-    };
-    // The doorbell slot is reached through its own region (NDBL), even when it lies here.
-    skip_to(&mut entries, &mut at, NOTIFY_ROOT);
+    // The doorbell slot (between CMPL and NWRT) is reached through its own region, NDBL.
+    const _: () = assert!(COMPLETION + 4 <= NOTIFY_ROOT && NOTIFY_ROOT + 4 <= NOTIFY_DIMMS);
+    entries.push(FieldEntry::Reserved((NOTIFY_ROOT - COMPLETION - 4) * 8));
     entries.push(named("NWRT", 4));
-    at += 4;
-    skip_to(&mut entries, &mut at, NOTIFY_DIMMS);
+    entries.push(FieldEntry::Reserved((NOTIFY_DIMMS - NOTIFY_ROOT - 4) * 8));
     for index in 0..dimms {
         entries.push(named(&dimm_notify_field(index), 4));
-        at += 4;
     }
-    skip_to(&mut entries, &mut at, INPUT);
-    entries.push(named("IBUF", MAX_INPUT));
-    at += MAX_INPUT;
-    skip_to(&mut entries, &mut at, OUTPUT);
-    entries.push(named("OBUF", MAX_OUTPUT));
     Raw::of(&Field::new(
         p("NMBX"),
         FieldAccessType::DWord,
@@ -232,6 +227,47 @@ fn mailbox_field(dimms: usize) -> Raw {
         FieldUpdateRule::Preserve,
         entries,
     ))
+}
+
+/// One buffer field per tier over the same mailbox bytes, each in its own `Field`
+/// (ASL offsets cannot go backwards). ACPICA moves a whole field unit on every store
+/// or read, whatever the length of the data, so NCAL picks the smallest tier that
+/// holds the call's input or output; QWord access halves the accesses again. Under
+/// TCG each access costs about a microsecond of guest time.
+fn buffer_fields() -> Vec<Raw> {
+    let tier = |name: &str, at: usize, bytes: usize| {
+        Raw::of(&Field::new(
+            p("NMBX"),
+            FieldAccessType::QWord,
+            FieldLockRule::NoLock,
+            FieldUpdateRule::Preserve,
+            vec![FieldEntry::Reserved(at * 8), FieldEntry::Named(name4(name), bytes * 8)],
+        ))
+    };
+    let mut fields: Vec<Raw> = INPUT_TIERS
+        .iter()
+        .map(|&(name, bytes)| tier(name, mailbox::INPUT, bytes))
+        .collect();
+    fields.extend(OUTPUT_TIERS.iter().map(|&(name, bytes)| tier(name, mailbox::OUTPUT, bytes)));
+    fields
+}
+
+/// `If (Local <= tier) { action(tier) } Else { ... }` over `tiers`, smallest first;
+/// the last (full-size) tier is the final Else.
+fn by_tier(length: &Local, tiers: &[(&str, usize)], action: &dyn Fn(&str) -> Raw) -> Vec<Raw> {
+    match tiers {
+        [] => vec![],
+        [(name, _)] => vec![action(name)],
+        [(name, bytes), rest @ ..] => {
+            let bytes = *bytes as u32;
+            let smaller = action(name);
+            let larger = by_tier(length, rest, action);
+            vec![
+                Raw::of(&If::new(&LessEqual::new(length, &bytes), vec![&smaller])),
+                Raw::of(&Else::new(refs(&larger))),
+            ]
+        }
+    }
 }
 
 /// EBUF(): a zero-length Buffer. `Buffer(0){}` is not accepted by every interpreter;
@@ -315,7 +351,13 @@ fn ncal_method(poll_limit: u32) -> Raw {
     let timeout_buffer = BufferData::new(TIMEOUT_STATUS.to_le_bytes().to_vec());
     let (cmpl, seqn) = (p("CMPL"), p("SEQN"));
     let not_done = NotEqual::new(&cmpl, &seqn);
-    let body = vec![
+    let store_input = by_tier(&Local(0), &INPUT_TIERS, &|name| {
+        Raw::of(&Store::new(&p(name), &Arg(4)))
+    });
+    let read_output = by_tier(&Local(2), &OUTPUT_TIERS, &|name| {
+        Raw::of(&Mid::new(&p(name), &ZERO, &Local(2), &Local(3)))
+    });
+    let mut body = vec![
         Raw::of(&Acquire::new(p("MLCK"), 0xffff)),
         // Never 0 (the host ignores a zero doorbell) and never the current completion
         // word, which may be left over from before a reboot: either would look answered.
@@ -337,7 +379,7 @@ fn ncal_method(poll_limit: u32) -> Raw {
                 &GreaterThan::new(&Local(0), &ZERO),
                 &LessEqual::new(&Local(0), &max_input),
             ),
-            vec![&Store::new(&p("IBUF"), &Arg(4))],
+            refs(&store_input),
         )),
         // The completion word is not cleared: a polling host serves whenever doorbell !=
         // completion, so clearing it would make the host serve this request twice.
@@ -356,10 +398,10 @@ fn ncal_method(poll_limit: u32) -> Raw {
             &GreaterThan::new(&Local(2), &max_output),
             vec![&Store::new(&Local(2), &max_output)],
         )),
-        Raw::of(&Mid::new(&p("OBUF"), &ZERO, &Local(2), &Local(3))),
-        Raw::of(&Release::new(p("MLCK"))),
-        Raw::of(&Return::new(&Local(3))),
     ];
+    // Local3 = Mid(OBxx, 0, Local2) from the smallest tier holding Local2 bytes.
+    body.extend(read_output);
+    body.extend([Raw::of(&Release::new(p("MLCK"))), Raw::of(&Return::new(&Local(3)))]);
     Raw::of(&Method::new(p("NCAL"), 5, true, refs(&body)))
 }
 
