@@ -159,6 +159,32 @@ fn ssdt_disassembles_and_recompiles_without_errors_or_warnings() {
 }
 
 #[test]
+fn the_tcg_kick_port_is_written_right_after_the_doorbell() {
+    let dir = workdir("ssdt_kick");
+    let (config, layout) = platform(&dir, MAILBOX + mailbox::DOORBELL_SLOT as u64);
+    let options = SsdtOptions { kick_port: Some(0x0a28), ..SsdtOptions::default() };
+    std::fs::write(dir.join("ssdt.aml"), build_ssdt_with(&config, &layout, &options)).unwrap();
+    run(&dir, "iasl", &["-d", "ssdt.aml"]);
+    let dsl = std::fs::read_to_string(dir.join("ssdt.dsl")).unwrap();
+    assert!(dsl.contains("OperationRegion (NKIK, SystemIO, 0x0A28, One)"), "{dsl}");
+    let ring = dsl.find("DBEL = SEQN").expect("doorbell store");
+    let kick = dsl.find("KICK = One").expect("kick store");
+    let wait = dsl.find("While (").expect("completion loop");
+    assert!(ring < kick && kick < wait, "the kick must follow the doorbell and precede the wait:\n{dsl}");
+    let compiled = run(&dir, "iasl", &["ssdt.dsl"]);
+    assert!(compiled.contains("0 Errors, 0 Warnings"), "iasl recompile:\n{compiled}");
+    // Calls still complete through the mailbox with the kick in place.
+    std::fs::write(dir.join("harness.asl"), HARNESS).unwrap();
+    assert!(run(&dir, "iasl", &["harness.asl"]).contains("0 Errors"));
+    let doorbell_on_completion = platform(&dir, MAILBOX + mailbox::COMPLETION as u64);
+    let (config, layout) = doorbell_on_completion;
+    let options = SsdtOptions { kick_port: Some(0x0a28), poll_limit: SHORT_POLL, ..SsdtOptions::default() };
+    std::fs::write(dir.join("ssdt.aml"), build_ssdt_with(&config, &layout, &options)).unwrap();
+    let out = acpiexec(&dir, "Evaluate \\HDSM", &["ssdt.aml", "harness.aml"]);
+    assert!(evaluation(&out, "\\HDSM").contains("[Buffer] Length 05 =     0000: AA BB CC DD EE"), "{out}");
+}
+
+#[test]
 fn nfit_disassembles_and_recompiles_to_the_same_bytes() {
     let dir = workdir("nfit_iasl");
     let (config, layout) = platform(&dir, MAILBOX + mailbox::DOORBELL_SLOT as u64);

@@ -393,6 +393,14 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
     if out.dsm_calls_served == 0 {
         f.push("the mailbox poller answered no _DSM call".into());
     }
+    // Every NCAL writes the kick port once; the poller should have been woken by each
+    // call rather than finding it by polling (docs/tcg-backend.md).
+    if out.dsm_kicks != out.dsm_calls_served {
+        f.push(format!(
+            "{} kicks for {} served _DSM calls: the debugcon wake-up path is broken",
+            out.dsm_kicks, out.dsm_calls_served
+        ));
+    }
     f
 }
 
@@ -404,8 +412,8 @@ fn print_summary(out: &GuestOutput, layout: &TcgLayout) {
         layout.ram_size, layout.linux_ram, layout.windows, layout.mailbox, layout.hints
     );
     eprintln!(
-        "exit {:?}, timed out {}, wall {:?}, host time to init ready {:?}, guest uptime ready {:?} done {:?}, DSM calls {}",
-        out.exit, out.timed_out, out.wall, out.ready_after, out.results.ready_uptime, out.results.done_uptime, out.dsm_calls_served
+        "exit {:?}, timed out {}, wall {:?}, host time to init ready {:?}, guest uptime ready {:?} done {:?}, DSM calls {} (kicks {})",
+        out.exit, out.timed_out, out.wall, out.ready_after, out.results.ready_uptime, out.results.done_uptime, out.dsm_calls_served, out.dsm_kicks
     );
     for step in &out.results.steps {
         if step.name == "dmesg" || step.name == "iomem" {

@@ -58,13 +58,20 @@ const INTEL_LABEL_SIZE: u8 = 4;
 const INTEL_LABEL_READ: u8 = 5;
 const INTEL_LABEL_WRITE: u8 = 6;
 
-/// Generation knobs. Only tests change them; the VMMs use `build_ssdt`.
+/// Generation knobs. The KVM VMM uses the defaults (`build_ssdt`); the TCG backend adds
+/// a kick port; tests shorten the poll limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SsdtOptions {
     /// Polls of `POLL_STALL_US` each before `NCAL` gives up on the host.
     pub poll_limit: u32,
     /// Whether the root device gets a `_FIT` method returning the NFIT body.
     pub fit_method: bool,
+    /// An I/O port NCAL writes one byte to right after ringing the doorbell. Under QEMU
+    /// TCG the doorbell is plain RAM that no store can trap; a port write can (QEMU's
+    /// `isa-debugcon` forwards it to a socket the host's poller waits on), so the host
+    /// wakes at once instead of polling. Only a wake-up hint: the doorbell slot stays
+    /// the truth, and a lost kick costs one polling period.
+    pub kick_port: Option<u16>,
 }
 
 impl Default for SsdtOptions {
@@ -72,6 +79,7 @@ impl Default for SsdtOptions {
         SsdtOptions {
             poll_limit: mailbox::AML_POLL_LIMIT,
             fit_method: true,
+            kick_port: None,
         }
     }
 }
@@ -153,11 +161,23 @@ fn root_device(config: &PlatformConfig, layout: &PlatformLayout, options: &SsdtO
             FieldUpdateRule::Preserve,
             vec![FieldEntry::Named(name4("DBEL"), 32)],
         )),
+    ]);
+    if let Some(port) = options.kick_port {
+        items.push(Raw::of(&OpRegion::new(p("NKIK"), OpRegionSpace::SystemIO, &port, &1u8)));
+        items.push(Raw::of(&Field::new(
+            p("NKIK"),
+            FieldAccessType::Byte,
+            FieldLockRule::NoLock,
+            FieldUpdateRule::Preserve,
+            vec![FieldEntry::Named(name4("KICK"), 8)],
+        )));
+    }
+    items.extend([
         Raw::of(&Name::new(p("SEQN"), &ZERO)),
         ebuf_method(),
         dinp_method(),
         lsta_method(),
-        ncal_method(options.poll_limit),
+        ncal_method(options.poll_limit, options.kick_port.is_some()),
         Raw::of(&Method::new(
             p("_DSM"),
             4,
@@ -345,7 +365,7 @@ fn next_sequence() -> Raw {
 }
 
 /// NCAL(handle, uuid, revision, function, input) -> output Buffer. See mailbox.rs.
-fn ncal_method(poll_limit: u32) -> Raw {
+fn ncal_method(poll_limit: u32, kick: bool) -> Raw {
     let max_input = mailbox::MAX_INPUT as u32;
     let max_output = mailbox::MAX_OUTPUT as u32;
     let timeout_buffer = BufferData::new(TIMEOUT_STATUS.to_le_bytes().to_vec());
@@ -384,6 +404,11 @@ fn ncal_method(poll_limit: u32) -> Raw {
         // The completion word is not cleared: a polling host serves whenever doorbell !=
         // completion, so clearing it would make the host serve this request twice.
         Raw::of(&Store::new(&p("DBEL"), &p("SEQN"))),
+    ];
+    if kick {
+        body.push(Raw::of(&Store::new(&p("KICK"), &ONE)));
+    }
+    body.extend([
         Raw::of(&Store::new(&Local(1), &ZERO)),
         Raw::of(&While::new(
             &LAnd(&not_done, &LessThan::new(&Local(1), &poll_limit)),
@@ -398,7 +423,7 @@ fn ncal_method(poll_limit: u32) -> Raw {
             &GreaterThan::new(&Local(2), &max_output),
             vec![&Store::new(&Local(2), &max_output)],
         )),
-    ];
+    ]);
     // Local3 = Mid(OBxx, 0, Local2) from the smallest tier holding Local2 bytes.
     body.extend(read_output);
     body.extend([Raw::of(&Release::new(p("MLCK"))), Raw::of(&Return::new(&Local(3)))]);

@@ -2,6 +2,7 @@
 //! poller, waits for the guest to power off (or a timeout), and collects its output.
 
 use std::fs::File;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -120,6 +121,8 @@ pub struct GuestOutput {
     /// Host time from starting QEMU until the guest's init reported ready.
     pub ready_after: Option<Duration>,
     pub dsm_calls_served: u64,
+    /// Kick bytes the guest's NCAL sent through QEMU's debugcon (one per call).
+    pub dsm_kicks: u64,
     pub notifications: Vec<Notification>,
     pub qemu_stderr: String,
     pub command_line: String,
@@ -178,7 +181,7 @@ impl Guest {
         }]));
         std::fs::write(&initrd, &bytes).map_err(io("writing initrd", &initrd))?;
 
-        let (low, high) = create_ram_files(&spec.layout, dir)?;
+        let (low, high, ram_fds) = create_ram_files(&spec.layout)?;
         let mailbox = high.map_mailbox(0)?;
 
         let console_log = dir.join("console.log");
@@ -196,6 +199,8 @@ impl Guest {
             results_log: Some(results_log.clone()),
             qmp_socket: None,
             agent_socket: spec.agent_socket.clone(),
+            dsm_kick_socket: Some(dir.join("dsm-kick.sock")),
+            inherit_fds: ram_fds,
             cmdline: HARNESS_CMDLINE.to_string(),
             extra_append: spec.extra_append.clone(),
         };
@@ -208,7 +213,7 @@ impl Guest {
         std::fs::write(dir.join("qemu.cmdline"), &command_line).map_err(io("writing", &dir.join("qemu.cmdline")))?;
 
         // Poller first, so the very first DSM call finds someone listening.
-        let poller = MailboxPoller::start(mailbox, spec.platform.clone())?;
+        let poller = MailboxPoller::start(mailbox, spec.platform.clone(), q.dsm_kick_socket.clone())?;
         let started = Instant::now();
         let child = q
             .command(&spec.layout)
@@ -260,6 +265,7 @@ impl Guest {
         self.child = None;
         let poller = self.poller.take();
         let notifications = poller.as_ref().map(|p| p.notifications()).unwrap_or_default();
+        let dsm_kicks = poller.as_ref().map_or(0, |p| p.kicks());
         let dsm_calls_served = match poller {
             Some(p) => p.stop()?,
             None => 0,
@@ -277,6 +283,7 @@ impl Guest {
             wall,
             ready_after,
             dsm_calls_served,
+            dsm_kicks,
             notifications,
             qemu_stderr: read(&self.stderr_log),
             command_line: self.command_line.clone(),
@@ -304,7 +311,14 @@ pub fn write_tables(
         let pl = platform.layout();
         (
             nvdimm_model::nfit::build(platform.config(), pl),
-            nvdimm_model::aml::build_ssdt(platform.config(), pl),
+            nvdimm_model::aml::build_ssdt_with(
+                platform.config(),
+                pl,
+                &nvdimm_model::aml::SsdtOptions {
+                    kick_port: Some(crate::qemu::DSM_KICK_PORT),
+                    ..Default::default()
+                },
+            ),
         )
     };
     if nfit.is_empty() {
@@ -322,14 +336,15 @@ pub fn write_tables(
     Ok(paths)
 }
 
-/// Creates the sparse low and high RAM files of `layout` in `dir`.
-pub fn create_ram_files(layout: &TcgLayout, dir: &Path) -> Result<(RamFile, RamFile), GuestError> {
+/// Creates the low and high guest RAM of `layout` as memfds (see `ram.rs`), and
+/// returns them with the descriptors QEMU must inherit.
+pub fn create_ram_files(layout: &TcgLayout) -> Result<(RamFile, RamFile, Vec<RawFd>), GuestError> {
     let low = layout.low_node();
     let high = layout.high_node();
-    Ok((
-        RamFile::create(&dir.join("guest-ram-low"), low.end - low.start)?,
-        RamFile::create(&dir.join("guest-ram-high"), high.end - high.start)?,
-    ))
+    let low = RamFile::create_memfd("vnvdimm-guest-ram-low", low.end - low.start)?;
+    let high = RamFile::create_memfd("vnvdimm-guest-ram-high", high.end - high.start)?;
+    let fds = [&low, &high].iter().filter_map(|r| r.inherited_fd()).collect();
+    Ok((low, high, fds))
 }
 
 fn file_contains(path: &Path, needle: &str) -> bool {

@@ -2,7 +2,17 @@
 //! the AML stores the call's sequence number into the mailbox's doorbell slot and
 //! spins until the completion word equals it. A request is pending whenever the
 //! doorbell slot is non-zero and differs from the completion word.
+//!
+//! Right after the doorbell the AML writes one byte to an I/O port (`aml::SsdtOptions::
+//! kick_port`); QEMU's `isa-debugcon` on that port forwards it to a Unix socket. While
+//! that socket is connected the poller sleeps in `read` and wakes on the kick, so a call
+//! is served at once and an idle guest costs no host CPU. Without it (before QEMU
+//! listens, after it exits, or for tests that drive the mailbox alone) the poller falls
+//! back to short sleeps.
 
+use std::io::{ErrorKind, Read};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -32,14 +42,18 @@ const IDLE_SLEEP: Duration = Duration::from_micros(50);
 /// After a call, keep polling without sleeping for a while: calls come in bursts.
 const BURST_WINDOW: Duration = Duration::from_millis(2);
 /// How often host-side notifications (e.g. poison added from the host) are posted
-/// when the guest is idle.
+/// when the guest is idle; also the longest wait for a kick before the mailbox is
+/// checked anyway.
 const NOTIFY_EVERY: Duration = Duration::from_millis(10);
+/// How often to try connecting to the kick socket while it is not there yet.
+const KICK_CONNECT_EVERY: Duration = Duration::from_millis(1);
 
 /// What the poller thread shares with its owner.
 #[derive(Default)]
 struct Shared {
     stop: AtomicBool,
     served: AtomicU64,
+    kicks: AtomicU64,
     notifications: Mutex<Vec<Notification>>,
 }
 
@@ -50,13 +64,18 @@ pub struct MailboxPoller {
 }
 
 impl MailboxPoller {
-    /// Starts polling `mailbox` and answering requests with `platform`.
-    pub fn start(mailbox: MailboxMapping, platform: Arc<Mutex<NvdimmPlatform>>) -> Result<Self, PollerError> {
+    /// Starts polling `mailbox` and answering requests with `platform`; with
+    /// `kick_socket`, waits for kicks on that Unix socket (QEMU listens on it).
+    pub fn start(
+        mailbox: MailboxMapping,
+        platform: Arc<Mutex<NvdimmPlatform>>,
+        kick_socket: Option<PathBuf>,
+    ) -> Result<Self, PollerError> {
         let shared = Arc::new(Shared::default());
         let thread_shared = shared.clone();
         let thread = thread::Builder::new()
             .name("dsm-mailbox-poller".into())
-            .spawn(move || poll_loop(mailbox, &platform, &thread_shared))
+            .spawn(move || poll_loop(mailbox, &platform, &thread_shared, kick_socket))
             .map_err(PollerError::Spawn)?;
         Ok(MailboxPoller {
             shared,
@@ -67,6 +86,11 @@ impl MailboxPoller {
     /// Number of requests answered so far.
     pub fn served(&self) -> u64 {
         self.shared.served.load(Ordering::Relaxed)
+    }
+
+    /// Kick bytes received from the guest so far.
+    pub fn kicks(&self) -> u64 {
+        self.shared.kicks.load(Ordering::Relaxed)
     }
 
     /// Notifications the device model raised and we posted to the mailbox so far.
@@ -137,7 +161,47 @@ pub fn post_notifications(mailbox: &MailboxMapping, platform: &Mutex<NvdimmPlatf
     pending
 }
 
-fn poll_loop(mut mailbox: MailboxMapping, platform: &Mutex<NvdimmPlatform>, shared: &Shared) {
+/// The connection to QEMU's kick chardev, made once QEMU listens.
+struct KickLink {
+    path: PathBuf,
+    stream: Option<UnixStream>,
+    last_attempt: Option<Instant>,
+}
+
+impl KickLink {
+    fn connected(&mut self) -> Option<&mut UnixStream> {
+        if self.stream.is_none() && self.last_attempt.is_none_or(|t| t.elapsed() >= KICK_CONNECT_EVERY) {
+            self.last_attempt = Some(Instant::now());
+            self.stream = UnixStream::connect(&self.path)
+                .and_then(|s| s.set_read_timeout(Some(NOTIFY_EVERY)).map(|()| s))
+                .ok();
+        }
+        self.stream.as_mut()
+    }
+
+    /// Waits up to `NOTIFY_EVERY` for kicks; returns how many arrived, or None when
+    /// there is no connection (the caller then sleeps briefly instead).
+    fn wait(&mut self) -> Option<u64> {
+        let stream = self.connected()?;
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                // QEMU closed its end (it is exiting); keep serving by polling.
+                self.stream = None;
+                Some(0)
+            }
+            Ok(n) => Some(n as u64),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => Some(0),
+            Err(_) => {
+                self.stream = None;
+                Some(0)
+            }
+        }
+    }
+}
+
+fn poll_loop(mut mailbox: MailboxMapping, platform: &Mutex<NvdimmPlatform>, shared: &Shared, kick: Option<PathBuf>) {
+    let mut kick = kick.map(|path| KickLink { path, stream: None, last_attempt: None });
     let mut last_call = Instant::now() - BURST_WINDOW;
     let mut last_notify = Instant::now() - NOTIFY_EVERY;
     while !shared.stop.load(Ordering::Acquire) {
@@ -155,7 +219,13 @@ fn poll_loop(mut mailbox: MailboxMapping, platform: &Mutex<NvdimmPlatform>, shar
             }
             last_notify = Instant::now();
         }
-        if last_call.elapsed() < BURST_WINDOW {
+        if served {
+            // The next call of a burst may already be waiting; look before sleeping.
+            continue;
+        }
+        if let Some(kicks) = kick.as_mut().and_then(KickLink::wait) {
+            shared.kicks.fetch_add(kicks, Ordering::Relaxed);
+        } else if last_call.elapsed() < BURST_WINDOW {
             thread::yield_now();
         } else {
             thread::sleep(IDLE_SLEEP);
@@ -213,7 +283,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ram = RamFile::create(&dir.path().join("ram"), layout.ram_size).unwrap();
         let platform = Arc::new(Mutex::new(platform));
-        let poller = MailboxPoller::start(ram.map_mailbox(layout.mailbox).unwrap(), platform.clone()).unwrap();
+        let poller = MailboxPoller::start(ram.map_mailbox(layout.mailbox).unwrap(), platform.clone(), None).unwrap();
 
         let root = DsmRequest {
             handle: 0,

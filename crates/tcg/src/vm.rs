@@ -152,7 +152,7 @@ impl TcgVm {
             let p = spec.platform.lock().unwrap_or_else(|e| e.into_inner());
             p.config().dimms.iter().map(|d| DimmBacking { path: d.path.clone(), readonly: d.readonly }).collect()
         };
-        let (low, high) = create_ram_files(&spec.layout, dir)?;
+        let (low, high, ram_fds) = create_ram_files(&spec.layout)?;
         let qmp_socket = dir.join("qmp.sock");
         let q = QemuCommand {
             qemu: spec.qemu.clone(),
@@ -167,6 +167,8 @@ impl TcgVm {
             results_log: None,
             qmp_socket: Some(qmp_socket.clone()),
             agent_socket: spec.agent_socket.clone(),
+            dsm_kick_socket: Some(dir.join("dsm-kick.sock")),
+            inherit_fds: ram_fds,
             cmdline: spec.cmdline.clone(),
             extra_append: String::new(),
         };
@@ -176,7 +178,7 @@ impl TcgVm {
         let cmdline_path = dir.join("qemu.cmdline");
         std::fs::write(&cmdline_path, &command_line).map_err(io("writing", &cmdline_path))?;
 
-        let poller = MailboxPoller::start(high.map_mailbox(0)?, spec.platform.clone())?;
+        let poller = MailboxPoller::start(high.map_mailbox(0)?, spec.platform.clone(), q.dsm_kick_socket.clone())?;
         let mailbox = high.map_mailbox(0)?;
         let created = Instant::now();
         let stdout = match spec.console {
