@@ -4,6 +4,7 @@ pub mod acpi_dump;
 pub mod cli;
 pub mod ctl;
 pub mod demo;
+pub mod guest_boot;
 pub mod run;
 pub mod run_tcg;
 pub mod selftest;

@@ -22,8 +22,8 @@ pub enum Backend {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Kernel to boot directly: bzImage or ELF vmlinux. Under --backend tcg it defaults
-    /// to the built-in guest image (images/build-guest.sh).
+    /// Kernel to boot directly: bzImage or ELF vmlinux. Defaults to the built-in guest
+    /// image (images/build-guest.sh), with its initramfs.
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
@@ -92,13 +92,11 @@ pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
 /// KVM: Linux booted directly (linux_boot), console on stdout, the control API on
 /// `--api-socket`; the exit status is the guest's outcome (0 power-off/reset, 3 crash).
 fn run_kvm(args: &RunArgs, machine: Machine, err: &mut dyn Write) -> Result<u8, Failure> {
-    let Some(kernel) = args.kernel.clone() else {
-        return Err(Failure::usage("--kernel: required with --backend kvm"));
-    };
+    let boot = crate::guest_boot::guest_boot(args)?;
     let spec = vnvdimm_vmm::linux_boot::BootSpec {
-        kernel,
-        initramfs: args.initramfs.clone(),
-        cmdline: args.cmdline.clone(),
+        kernel: boot.kernel,
+        initramfs: boot.initramfs,
+        cmdline: boot.cmdline,
     };
     let outcome = vnvdimm_vmm::launch::run(machine, Box::new(std::io::stdout()), args.api_socket.as_deref(), |vm| {
         let map = vm.machine.memory_map.clone();
@@ -114,9 +112,6 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
     let _validated = validate(args)?;
     if args.backend == Backend::Tcg {
         return crate::run_tcg::run(args, out, err);
-    }
-    if args.kernel.is_none() && args.backend == Backend::Kvm {
-        return Err(Failure::usage("--kernel: required with --backend kvm (only --backend tcg has a default image)"));
     }
     let kvm = match args.backend {
         Backend::Tcg => None,

@@ -13,9 +13,10 @@ use nvdimm_model::config::{parse_size, MIB};
 use nvdimm_model::{NvdimmPlatform, PlatformConfig};
 use vnvdimm_control::{ApiServer, Backend};
 use vnvdimm_tcg::qemu::{QemuCommand, SerialTarget};
-use vnvdimm_tcg::{GuestImage, TcgLayout, TcgLayoutOptions, TcgVm, TcgVmSpec};
+use vnvdimm_tcg::{TcgLayout, TcgLayoutOptions, TcgVm, TcgVmSpec};
 
 use crate::cli::Failure;
+use crate::guest_boot::{guest_boot, GuestBoot};
 use crate::run::RunArgs;
 
 /// Smallest `--memory` the TCG layout accepts: 64 MiB high RAM (initramfs) + 64 MiB low.
@@ -33,22 +34,6 @@ pub fn layout_options(memory: u64) -> Result<TcgLayoutOptions, Failure> {
     }
     let high_ram = (memory / 4).clamp(64 * MIB, 256 * MIB) / (2 * MIB) * (2 * MIB);
     Ok(TcgLayoutOptions { low_ram_end: memory - high_ram, high_ram, ..TcgLayoutOptions::default() })
-}
-
-/// The kernel command line QEMU gets. With the default image and `--api-socket`, the
-/// guest is there to be driven through the agent (`vnvdimm ctl exec`), so init is told
-/// to keep it up (`vnv.agent=hold`) until the API powers it off; without it the default
-/// image would list the DIMMs and power off before a user's first `ctl exec`. A
-/// `vnv.agent=` the user gave wins; without an API socket nobody could reach the agent,
-/// so the image keeps its run-and-power-off behaviour.
-pub fn guest_cmdline(args: &RunArgs) -> String {
-    let default_image = args.kernel.is_none();
-    let has_agent_option = args.cmdline.split_whitespace().any(|w| w.starts_with("vnv.agent="));
-    if default_image && args.api_socket.is_some() && !has_agent_option {
-        format!("{} vnv.agent=hold", args.cmdline.trim_end())
-    } else {
-        args.cmdline.clone()
-    }
 }
 
 /// Everything `vnvdimm run --backend tcg` decides before starting QEMU.
@@ -87,15 +72,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
     if let Some(sock) = &args.api_socket {
         check_api_socket(sock)?;
     }
-    let (kernel, initrd) = match &args.kernel {
-        Some(kernel) => (kernel.clone(), args.initramfs.clone()),
-        None => {
-            let image = GuestImage::locate_or_build().map_err(|e| {
-                Failure::other(format!("no --kernel given and the default guest image is unavailable: {e}"))
-            })?;
-            (image.vmlinux, Some(args.initramfs.clone().unwrap_or(image.initramfs)))
-        }
-    };
+    let GuestBoot { kernel, initramfs: initrd, cmdline } = guest_boot(args)?;
     let platform = NvdimmPlatform::open(config, layout.platform_layout(), Arc::new(SystemClock::new()))
         .map_err(|e| Failure::usage(format!("--nvdimm: {e}")))?;
     let work = tempfile::Builder::new()
@@ -106,7 +83,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         qemu: QemuCommand::default_qemu(),
         kernel,
         initrd,
-        cmdline: guest_cmdline(args),
+        cmdline,
         cpus: u32::from(args.cpus),
         memory_bytes: memory,
         layout,
@@ -168,29 +145,5 @@ mod tests {
         assert!(e.usage && e.message.starts_with("--memory"), "{}", e.message);
     }
 
-    fn args(extra: &[&str]) -> RunArgs {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            run: RunArgs,
-        }
-        let mut v = vec!["vnvdimm", "--nvdimm", "path=a.img,size=256M"];
-        v.extend_from_slice(extra);
-        Cli::parse_from(v).run
-    }
 
-    #[test]
-    fn default_image_with_an_api_socket_holds_the_guest_for_the_agent() {
-        let a = args(&["--api-socket", "/tmp/s.sock"]);
-        assert_eq!(guest_cmdline(&a), format!("{} vnv.agent=hold", a.cmdline));
-        // The user's own choice wins.
-        let a = args(&["--api-socket", "/tmp/s.sock", "--cmdline", "console=ttyS0 vnv.agent=off"]);
-        assert_eq!(guest_cmdline(&a), "console=ttyS0 vnv.agent=off");
-        // Nobody could reach the agent without the API, and a user's kernel is theirs.
-        let a = args(&[]);
-        assert_eq!(guest_cmdline(&a), a.cmdline);
-        let a = args(&["--api-socket", "/tmp/s.sock", "--kernel", "/k"]);
-        assert_eq!(guest_cmdline(&a), a.cmdline);
-    }
 }
