@@ -5,9 +5,9 @@
  *
  * Original Table Header:
  *     Signature        "SSDT"
- *     Length           0x0000096E (2414)
+ *     Length           0x0000097E (2430)
  *     Revision         0x02
- *     Checksum         0x4C
+ *     Checksum         0x68
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDIMM "
  *     OEM Revision     0x00000001 (1)
@@ -38,10 +38,15 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
                 OLEN,   32,
                 CMPL,   32,
                 Offset (0x30),
-                NWRT,   32,
-                Offset (0x40),
-                NW00,   32,
-                NW01,   32
+                FITR,   32,
+                ERRR,   32,
+                FITS,   32,
+                ERRS,   32,
+                HR00,   32,
+                HR01,   32,
+                Offset (0xC0),
+                HS00,   32,
+                HS01,   32
             }
 
             Field (NMBX, QWordAcc, NoLock, Preserve)
@@ -430,41 +435,31 @@ DefinitionBlock ("", "SSDT", 2, "VNVDMM", "VNVDIMM ", 0x00000001)
 
             Method (NEVT, 0, Serialized)
             {
-                Local0 = NWRT /* \_SB_.NVDR.NWRT */
-                If (Local0)
+                Local0 = FITR /* \_SB_.NVDR.FITR */
+                If ((Local0 != FITS))
                 {
-                    NWRT = (NWRT & ~Local0)
-                }
-
-                If ((Local0 & One))
-                {
+                    FITS = Local0
                     Notify (\_SB.NVDR, 0x80) // Status Change
                 }
 
-                If ((Local0 & 0x02))
+                Local0 = ERRR /* \_SB_.NVDR.ERRR */
+                If ((Local0 != ERRS))
                 {
+                    ERRS = Local0
                     Notify (\_SB.NVDR, 0x81) // Information Change
                 }
 
-                Local0 = NW00 /* \_SB_.NVDR.NW00 */
-                If (Local0)
+                Local0 = HR00 /* \_SB_.NVDR.HR00 */
+                If ((Local0 != HS00))
                 {
-                    NW00 = (NW00 & ~Local0)
-                }
-
-                If ((Local0 & One))
-                {
+                    HS00 = Local0
                     Notify (\_SB.NVDR.NV00, 0x81) // Information Change
                 }
 
-                Local0 = NW01 /* \_SB_.NVDR.NW01 */
-                If (Local0)
+                Local0 = HR01 /* \_SB_.NVDR.HR01 */
+                If ((Local0 != HS01))
                 {
-                    NW01 = (NW01 & ~Local0)
-                }
-
-                If ((Local0 & One))
-                {
+                    HS01 = Local0
                     Notify (\_SB.NVDR.NV01, 0x81) // Information Change
                 }
             }

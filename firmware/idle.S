@@ -3,7 +3,8 @@
  * words: a tag, then two 64-bit values (low word first).
  *   1 READ   arg = guest address: loads the quadword there.
  *            -> 0x52440001, address, value
- *   2 NOTIFY reads and clears the mailbox notification words, as \_SB.NVDR.NEVT does.
+ *   2 NOTIFY counts the notification raises since its last call (raised - seen, then
+ *     seen = raised), as \_SB.NVDR.NEVT does.
  *            -> 0x4E540002, root word | DIMM 0 word << 32, DIMM 1 word
  *   3 EXIT   exit code 0.
  * A machine check (action optional from the API, or action required when a READ hits
@@ -46,12 +47,19 @@ cmd_notify:
 	mov $MAILBOX, %edi
 	mov $0x4E540002, %eax
 	REPORT32
-	xor %ebx, %ebx
-	xchg %ebx, 0x30(%rdi)		/* root word, read and cleared */
-	xor %ecx, %ecx
-	xchg %ecx, 0x40(%rdi)		/* DIMM 0 */
-	xor %esi, %esi
-	xchg %esi, 0x44(%rdi)		/* DIMM 1 */
+	/* As NEVT does: new raises = raised - seen, then seen = raised (mailbox.rs). */
+	mov 0x34(%rdi), %ebx		/* root 0x81 raised */
+	mov 0x3C(%rdi), %eax		/* root 0x81 seen */
+	mov %ebx, 0x3C(%rdi)
+	sub %eax, %ebx
+	mov 0x40(%rdi), %ecx		/* DIMM 0 raised */
+	mov 0xC0(%rdi), %eax
+	mov %ecx, 0xC0(%rdi)
+	sub %eax, %ecx
+	mov 0x44(%rdi), %esi		/* DIMM 1 raised */
+	mov 0xC4(%rdi), %eax
+	mov %esi, 0xC4(%rdi)
+	sub %eax, %esi
 	mov %ebx, %eax
 	REPORT32
 	mov %ecx, %eax

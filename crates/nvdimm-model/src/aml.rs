@@ -26,7 +26,7 @@ use crate::mailbox;
 use crate::nfit;
 
 pub use ops::Raw;
-use ops::{refs, Increment, LAnd, Not, Stall};
+use ops::{refs, Increment, LAnd, Stall};
 
 pub const SIGNATURE: [u8; 4] = *b"SSDT";
 /// Revision 2 gives 64-bit AML integers, needed for mailbox and SPA addresses above 4 GiB.
@@ -89,9 +89,10 @@ pub fn dimm_device_name(index: usize) -> String {
     format!("NV{index:02X}")
 }
 
-/// Name of the mailbox field holding the pending notifications of DIMM `index`.
-fn dimm_notify_field(index: usize) -> String {
-    format!("NW{index:02X}")
+/// Name of the mailbox field holding DIMM `index`'s health-notification count:
+/// `HRxx` raised (host), `HSxx` seen (AML).
+fn dimm_counter_field(kind: char, index: usize) -> String {
+    format!("H{kind}{index:02X}")
 }
 
 fn p(name: &str) -> Path {
@@ -232,13 +233,24 @@ fn mailbox_field(dimms: usize) -> Raw {
         named("OLEN", 4),
         named("CMPL", 4),
     ];
-    // The doorbell slot (between CMPL and NWRT) is reached through its own region, NDBL.
-    const _: () = assert!(COMPLETION + 4 <= NOTIFY_ROOT && NOTIFY_ROOT + 4 <= NOTIFY_DIMMS);
-    entries.push(FieldEntry::Reserved((NOTIFY_ROOT - COMPLETION - 4) * 8));
-    entries.push(named("NWRT", 4));
-    entries.push(FieldEntry::Reserved((NOTIFY_DIMMS - NOTIFY_ROOT - 4) * 8));
+    // The doorbell slot (between CMPL and the counters) is reached through its own region, NDBL.
+    const _: () = assert!(
+        COMPLETION + 4 <= NOTIFY_ROOT_FIT_RAISED
+            && NOTIFY_ROOT_ERRORS_RAISED == NOTIFY_ROOT_FIT_RAISED + 4
+            && NOTIFY_ROOT_FIT_SEEN == NOTIFY_ROOT_ERRORS_RAISED + 4
+            && NOTIFY_ROOT_ERRORS_SEEN == NOTIFY_ROOT_FIT_SEEN + 4
+            && NOTIFY_DIMM_RAISED == NOTIFY_ROOT_ERRORS_SEEN + 4
+    );
+    entries.push(FieldEntry::Reserved((NOTIFY_ROOT_FIT_RAISED - COMPLETION - 4) * 8));
+    for name in ["FITR", "ERRR", "FITS", "ERRS"] {
+        entries.push(named(name, 4));
+    }
     for index in 0..dimms {
-        entries.push(named(&dimm_notify_field(index), 4));
+        entries.push(named(&dimm_counter_field('R', index), 4));
+    }
+    entries.push(FieldEntry::Reserved((NOTIFY_DIMM_SEEN - NOTIFY_DIMM_RAISED - 4 * dimms) * 8));
+    for index in 0..dimms {
+        entries.push(named(&dimm_counter_field('S', index), 4));
     }
     Raw::of(&Field::new(
         p("NMBX"),
@@ -430,49 +442,27 @@ fn ncal_method(poll_limit: u32, kick: bool) -> Raw {
     Raw::of(&Method::new(p("NCAL"), 5, true, refs(&body)))
 }
 
-/// NEVT(): called by the platform's event device when the host set notification bits.
-/// Clears only the bits it read, so a bit the host sets meanwhile is kept for next time.
+/// NEVT(): called by the platform's event device when the host raised notifications.
+/// For each counter pair: `Local0 = raised; If (Local0 != seen) { seen = Local0;
+/// Notify (...) }`. The guest writes only the seen words, so a raise that lands while
+/// NEVT runs is never lost: it shows as a difference next time.
 fn nevt_method(dimms: usize) -> Raw {
     let mut body = Vec::new();
-    let mut consume = |word: &str, notifies: Vec<(u32, Path, u8)>| {
-        body.push(Raw::of(&Store::new(&Local(0), &p(word))));
+    let mut check = |raised: &str, seen: &str, target: Path, code: u8| {
+        body.push(Raw::of(&Store::new(&Local(0), &p(raised))));
         body.push(Raw::of(&If::new(
-            &Local(0),
-            vec![&Store::new(
-                &p(word),
-                &And::new(&ZERO, &p(word), &Not(&Local(0))),
-            )],
+            &NotEqual::new(&Local(0), &p(seen)),
+            vec![&Store::new(&p(seen), &Local(0)), &Notify::new(&target, &code)],
         )));
-        for (bit, target, value) in notifies {
-            body.push(Raw::of(&If::new(
-                &And::new(&ZERO, &Local(0), &bit),
-                vec![&Notify::new(&target, &value)],
-            )));
-        }
     };
-    consume(
-        "NWRT",
-        vec![
-            (
-                mailbox::NOTIFY_ROOT_FIT_CHANGED_BIT,
-                p(ROOT_PATH),
-                ROOT_NOTIFY_FIT_CHANGED,
-            ),
-            (
-                mailbox::NOTIFY_ROOT_NEW_ERRORS_BIT,
-                p(ROOT_PATH),
-                ROOT_NOTIFY_NEW_ERRORS,
-            ),
-        ],
-    );
+    check("FITR", "FITS", p(ROOT_PATH), ROOT_NOTIFY_FIT_CHANGED);
+    check("ERRR", "ERRS", p(ROOT_PATH), ROOT_NOTIFY_NEW_ERRORS);
     for index in 0..dimms {
-        consume(
-            &dimm_notify_field(index),
-            vec![(
-                mailbox::NOTIFY_DIMM_HEALTH_BIT,
-                root(&dimm_device_name(index)),
-                DIMM_NOTIFY_HEALTH,
-            )],
+        check(
+            &dimm_counter_field('R', index),
+            &dimm_counter_field('S', index),
+            root(&dimm_device_name(index)),
+            DIMM_NOTIFY_HEALTH,
         );
     }
     Raw::of(&Method::new(p("NEVT"), 0, true, refs(&body)))

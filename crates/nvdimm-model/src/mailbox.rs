@@ -15,8 +15,17 @@
 //! | 0x020 | output length in bytes (host writes) |
 //! | 0x024 | completion: sequence number of the last answered call (host writes, last) |
 //! | 0x028 | doorbell slot, used when the doorbell lives in RAM (TCG) |
-//! | 0x030 | pending root notifications: bit0 = Notify 0x80, bit1 = Notify 0x81 (host sets, AML clears) |
-//! | 0x040 | pending DIMM notifications, one u32 per DIMM in configuration order: bit0 = Notify 0x81 |
+//! | 0x030 | root Notify 0x80 raised count (host increments) |
+//! | 0x034 | root Notify 0x81 raised count (host increments) |
+//! | 0x038 | root Notify 0x80 seen count (AML writes) |
+//! | 0x03C | root Notify 0x81 seen count (AML writes) |
+//! | 0x040 | DIMM Notify 0x81 raised counts, one u32 per DIMM in configuration order (host) |
+//! | 0x0C0 | DIMM Notify 0x81 seen counts, one u32 per DIMM (AML) |
+//!
+//! Notifications are counters, each word with one writer: the host increments a
+//! "raised" word, `NEVT` notifies when it differs from the "seen" word and copies it
+//! there. A set-bit/clear-bit word would need a read-modify-write by the AML that loses
+//! a bit the host sets in between.
 //! | 0x1000 | input bytes (up to 4096) |
 //! | 0x2000 | output bytes (up to 4096) |
 
@@ -31,11 +40,42 @@ pub const UUID: usize = 0x10;
 pub const OUTPUT_LEN: usize = 0x20;
 pub const COMPLETION: usize = 0x24;
 pub const DOORBELL_SLOT: usize = 0x28;
-pub const NOTIFY_ROOT: usize = 0x30;
-pub const NOTIFY_DIMMS: usize = 0x40;
-pub const NOTIFY_ROOT_FIT_CHANGED_BIT: u32 = 1 << 0;
-pub const NOTIFY_ROOT_NEW_ERRORS_BIT: u32 = 1 << 1;
-pub const NOTIFY_DIMM_HEALTH_BIT: u32 = 1 << 0;
+pub const NOTIFY_ROOT_FIT_RAISED: usize = 0x30;
+pub const NOTIFY_ROOT_ERRORS_RAISED: usize = 0x34;
+pub const NOTIFY_ROOT_FIT_SEEN: usize = 0x38;
+pub const NOTIFY_ROOT_ERRORS_SEEN: usize = 0x3C;
+pub const NOTIFY_DIMM_RAISED: usize = 0x40;
+pub const NOTIFY_DIMM_SEEN: usize = 0xC0;
+/// DIMMs with a notification counter pair (the SSDT names DIMMs NV00..NV1F).
+pub const NOTIFY_MAX_DIMMS: usize = (NOTIFY_DIMM_SEEN - NOTIFY_DIMM_RAISED) / 4;
+const _: () = assert!(NOTIFY_MAX_DIMMS >= crate::config::MAX_DIMMS && NOTIFY_DIMM_SEEN + 4 * NOTIFY_MAX_DIMMS <= INPUT);
+
+/// The word pair of one notification: the host increments `raised`, the AML copies it
+/// to `seen` when it notifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifyCounter {
+    pub raised: usize,
+    pub seen: usize,
+}
+
+/// The counter of root notification `code` (0x80 table changed, 0x81 new errors).
+pub fn root_notify_counter(code: u8) -> Option<NotifyCounter> {
+    match code {
+        crate::events::NOTIFY_ROOT_FIT_CHANGED => {
+            Some(NotifyCounter { raised: NOTIFY_ROOT_FIT_RAISED, seen: NOTIFY_ROOT_FIT_SEEN })
+        }
+        crate::events::NOTIFY_ROOT_NEW_ERRORS => {
+            Some(NotifyCounter { raised: NOTIFY_ROOT_ERRORS_RAISED, seen: NOTIFY_ROOT_ERRORS_SEEN })
+        }
+        _ => None,
+    }
+}
+
+/// The health-notification (0x81) counter of the DIMM at `index` in configuration order.
+pub fn dimm_notify_counter(index: usize) -> Option<NotifyCounter> {
+    (index < NOTIFY_MAX_DIMMS)
+        .then(|| NotifyCounter { raised: NOTIFY_DIMM_RAISED + 4 * index, seen: NOTIFY_DIMM_SEEN + 4 * index })
+}
 pub const INPUT: usize = 0x1000;
 pub const OUTPUT: usize = 0x2000;
 pub const MAX_INPUT: usize = 0x1000;
@@ -147,4 +187,46 @@ pub fn read_response(mem: &dyn MailboxMemory) -> Vec<u8> {
     let mut out = vec![0; len];
     mem.read_bytes(OUTPUT, &mut out);
     out
+}
+
+#[cfg(test)]
+mod notify_counter_tests {
+    use super::*;
+    use crate::events::{Notification, NotifyTarget, NOTIFY_DIMM_HEALTH, NOTIFY_ROOT_FIT_CHANGED, NOTIFY_ROOT_NEW_ERRORS};
+    use crate::NvdimmPlatform;
+
+    #[test]
+    fn every_notification_has_its_own_pair_of_single_writer_words() {
+        let fit = root_notify_counter(NOTIFY_ROOT_FIT_CHANGED).unwrap();
+        let errors = root_notify_counter(NOTIFY_ROOT_NEW_ERRORS).unwrap();
+        assert_eq!(fit, NotifyCounter { raised: 0x30, seen: 0x38 });
+        assert_eq!(errors, NotifyCounter { raised: 0x34, seen: 0x3C });
+        assert_eq!(root_notify_counter(0x82), None);
+        assert_eq!(dimm_notify_counter(0), Some(NotifyCounter { raised: 0x40, seen: 0xC0 }));
+        assert_eq!(dimm_notify_counter(31), Some(NotifyCounter { raised: 0xBC, seen: 0x13C }));
+        assert_eq!(dimm_notify_counter(32), None);
+        // No word is both a raised and a seen counter, and none overlaps the request.
+        let mut words: Vec<usize> = vec![fit.raised, fit.seen, errors.raised, errors.seen];
+        words.extend((0..32).flat_map(|i| {
+            let c = dimm_notify_counter(i).unwrap();
+            [c.raised, c.seen]
+        }));
+        let count = words.len();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), count);
+        assert!(words.iter().all(|&w| w > DOORBELL_SLOT && w + 4 <= INPUT));
+    }
+
+    #[test]
+    fn the_platform_maps_a_dimm_handle_to_its_counter() {
+        let platform = NvdimmPlatform::example();
+        let handle = platform.dimms()[1].handle();
+        let n = Notification { target: NotifyTarget::Dimm { handle }, code: NOTIFY_DIMM_HEALTH };
+        assert_eq!(platform.notify_counter(&n), dimm_notify_counter(1));
+        let stranger = Notification { target: NotifyTarget::Dimm { handle: 0xdead }, code: NOTIFY_DIMM_HEALTH };
+        assert_eq!(platform.notify_counter(&stranger), None);
+        let root = Notification { target: NotifyTarget::Root, code: NOTIFY_ROOT_NEW_ERRORS };
+        assert_eq!(platform.notify_counter(&root), root_notify_counter(NOTIFY_ROOT_NEW_ERRORS));
+    }
 }

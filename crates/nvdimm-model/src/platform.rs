@@ -158,6 +158,18 @@ impl NvdimmPlatform {
         std::mem::take(&mut self.notifications)
     }
 
+    /// The mailbox counter a backend increments to post `n` (docs/dsm-transport.md);
+    /// None for a DIMM handle that is not on this platform.
+    pub fn notify_counter(&self, n: &Notification) -> Option<crate::mailbox::NotifyCounter> {
+        match n.target {
+            crate::events::NotifyTarget::Root => crate::mailbox::root_notify_counter(n.code),
+            crate::events::NotifyTarget::Dimm { handle } => {
+                let index = self.dimms.iter().position(|d| d.handle() == handle)?;
+                crate::mailbox::dimm_notify_counter(index)
+            }
+        }
+    }
+
     /// Records something that happened outside the device model (flushes, machine checks, ...).
     pub fn log_event(&mut self, kind: EventKind) -> u64 {
         self.log.push(kind)

@@ -5,7 +5,7 @@
 //! for its own devices (PCI/CPU/memory/NVDIMM hotplug, vmgenid), each tied to QEMU's own
 //! `_Exx` methods, and QMP/HMP cannot set a GPE bit. So the guest polls instead: this
 //! extra SSDT declares an ACPI thermal zone whose temperature method first calls
-//! `\_SB.NVDR.NEVT()` (which only reads two mailbox words when nothing is pending) and
+//! `\_SB.NVDR.NEVT()` (which only reads the mailbox counters when nothing is pending) and
 //! whose `_TZP` asks Linux's built-in ACPI thermal driver to read the temperature every
 //! [`POLL_TENTHS`] tenths of a second. A host notification therefore reaches the guest's
 //! nfit driver within one polling period. ASL equivalent:

@@ -18,11 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nvdimm_model::events::{Notification, NotifyTarget};
-use nvdimm_model::mailbox::{
-    COMPLETION, DOORBELL_SLOT, NOTIFY_DIMMS, NOTIFY_DIMM_HEALTH_BIT, NOTIFY_ROOT, NOTIFY_ROOT_FIT_CHANGED_BIT,
-    NOTIFY_ROOT_NEW_ERRORS_BIT,
-};
+use nvdimm_model::events::Notification;
+use nvdimm_model::mailbox::{COMPLETION, DOORBELL_SLOT};
 use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
 
@@ -132,30 +129,16 @@ pub fn serve_pending(mailbox: &mut MailboxMapping, platform: &Mutex<NvdimmPlatfo
     true
 }
 
-/// Posts pending device-model notifications as mailbox bits the AML consumes, and
-/// logs each as `EventKind::Notify` (the guest's `NEVT` picks them up, see
-/// [`crate::event_zone`]).
+/// Posts pending device-model notifications by incrementing their mailbox counters
+/// (docs/dsm-transport.md), and logs each as `EventKind::Notify` (the guest's `NEVT`
+/// picks them up, see [`crate::event_zone`]).
 pub fn post_notifications(mailbox: &MailboxMapping, platform: &Mutex<NvdimmPlatform>) -> Vec<Notification> {
     let mut platform = platform.lock().unwrap_or_else(|e| e.into_inner());
     let pending = platform.take_notifications();
     for n in &pending {
-        match n.target {
-            NotifyTarget::Root => {
-                let bit = if n.code == nvdimm_model::events::NOTIFY_ROOT_FIT_CHANGED {
-                    NOTIFY_ROOT_FIT_CHANGED_BIT
-                } else {
-                    NOTIFY_ROOT_NEW_ERRORS_BIT
-                };
-                mailbox.or_u32(NOTIFY_ROOT, bit);
-            }
-            NotifyTarget::Dimm { handle } => {
-                if let Some(index) = platform.dimms().iter().position(|d| d.handle() == handle) {
-                    mailbox.or_u32(NOTIFY_DIMMS + 4 * index, NOTIFY_DIMM_HEALTH_BIT);
-                }
-            }
+        if let Some(counter) = platform.notify_counter(n) {
+            mailbox.increment_u32(counter.raised);
         }
-    }
-    for n in &pending {
         platform.log_event(nvdimm_model::event_log::EventKind::Notify(n.clone()));
     }
     pending

@@ -253,10 +253,11 @@ impl MailboxMapping {
         }
     }
 
-    /// Atomic OR into a 32-bit mailbox word (notification bits the AML clears).
-    pub fn or_u32(&self, offset: usize, bits: u32) {
+    /// Atomic increment (wrapping) of a 32-bit mailbox word: a notification's raised
+    /// counter, which only the host writes.
+    pub fn increment_u32(&self, offset: usize) {
         if let Some(w) = self.word(offset) {
-            w.fetch_or(bits, Ordering::AcqRel);
+            w.fetch_add(1, Ordering::AcqRel);
         }
     }
 

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 use kvm_ioctls::VmFd;
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
-use nvdimm_model::events::{NotifyTarget, NOTIFY_ROOT_FIT_CHANGED};
-use nvdimm_model::mailbox::{NOTIFY_DIMMS, NOTIFY_DIMM_HEALTH_BIT, NOTIFY_ROOT, NOTIFY_ROOT_FIT_CHANGED_BIT, NOTIFY_ROOT_NEW_ERRORS_BIT};
 use nvdimm_model::NvdimmPlatform;
 use vnvdimm_agent::{AgentClient, AgentError};
 use vnvdimm_control::backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
@@ -99,7 +97,7 @@ impl KvmBackend {
 
     /// ORs `bits` into the mailbox word at `offset`, atomically: the guest's `NEVT`
     /// may be clearing the same word on a vCPU.
-    fn or_mailbox_word(&self, offset: usize, bits: u32) -> bool {
+    fn increment_mailbox_word(&self, offset: usize) -> bool {
         let gpa = self.mailbox + offset as u64;
         let Some(block) = self.memory.ram.iter().find(|b| gpa >= b.gpa && gpa + 4 <= b.gpa + b.mapping.size()) else {
             return false;
@@ -110,7 +108,8 @@ impl KvmBackend {
         // SAFETY: inside a live RAM mapping owned by `memory` (kept alive by self),
         // 4-byte aligned; guest RAM is shared with the guest, hence the atomic access.
         let word = unsafe { AtomicU32::from_ptr(block.mapping.as_ptr().add((gpa - block.gpa) as usize).cast()) };
-        word.fetch_or(bits, Ordering::SeqCst);
+        // Only the host writes a raised counter; the guest writes the seen ones.
+        word.fetch_add(1, Ordering::SeqCst);
         true
     }
 }
@@ -140,10 +139,10 @@ impl Backend for KvmBackend {
         &self.platform
     }
 
-    /// Sets the mailbox notification words `\_SB.NVDR.NEVT` reads, logs each
-    /// notification, then sets the GED's NVDIMM bit and pulses GSI 5 on the in-kernel
-    /// IO APIC. Where KVM refused the irqchip (`Vm::irqchip`) there is no line to
-    /// pulse: the words and the GED bit stay set for the guest to find.
+    /// Increments the mailbox notification counters `\_SB.NVDR.NEVT` compares, logs
+    /// each notification, then sets the GED's NVDIMM bit and pulses GSI 5 on the
+    /// in-kernel IO APIC. Where KVM refused the irqchip (`Vm::irqchip`) there is no line
+    /// to pulse: the counters and the GED bit stay set for the guest to find.
     fn raise_notifications(&self) -> Result<(), BackendError> {
         let mut platform = self.lock();
         let pending = platform.take_notifications();
@@ -151,20 +150,7 @@ impl Backend for KvmBackend {
             return Ok(());
         }
         for n in &pending {
-            let posted = match n.target {
-                NotifyTarget::Root => {
-                    let bit = if n.code == NOTIFY_ROOT_FIT_CHANGED {
-                        NOTIFY_ROOT_FIT_CHANGED_BIT
-                    } else {
-                        NOTIFY_ROOT_NEW_ERRORS_BIT
-                    };
-                    self.or_mailbox_word(NOTIFY_ROOT, bit)
-                }
-                NotifyTarget::Dimm { handle } => match platform.dimms().iter().position(|d| d.handle() == handle) {
-                    Some(index) => self.or_mailbox_word(NOTIFY_DIMMS + 4 * index, NOTIFY_DIMM_HEALTH_BIT),
-                    None => false,
-                },
-            };
+            let posted = platform.notify_counter(n).is_some_and(|c| self.increment_mailbox_word(c.raised));
             if !posted {
                 return Err(BackendError::Failed(format!(
                     "cannot post notification {n:?}: the mailbox at {:#x} is not in guest RAM",

@@ -5,7 +5,6 @@ use acpi_tables::{Aml, AmlSink};
 const EXT_OP_PREFIX: u8 = 0x5b;
 const STALL_OP: u8 = 0x21;
 const INCREMENT_OP: u8 = 0x75;
-const NOT_OP: u8 = 0x80;
 const LAND_OP: u8 = 0x90;
 
 /// Already-encoded AML, so pieces can be built one at a time and owned by a `Vec`.
@@ -51,17 +50,6 @@ impl Aml for Increment<'_> {
     }
 }
 
-/// `Not(operand)` (bitwise, no target).
-pub struct Not<'a>(pub &'a dyn Aml);
-
-impl Aml for Not<'_> {
-    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
-        sink.byte(NOT_OP);
-        self.0.to_aml_bytes(sink);
-        sink.byte(0); // NullName: no target
-    }
-}
-
 /// `LAnd(a, b)`: both operands are always evaluated (AML does not short-circuit).
 pub struct LAnd<'a>(pub &'a dyn Aml, pub &'a dyn Aml);
 
@@ -86,7 +74,6 @@ mod tests {
     fn encodings() {
         assert_eq!(enc(&Stall(10)), [0x5b, 0x21, 0x0a, 0x0a]);
         assert_eq!(enc(&Increment(&Local(2))), [0x75, 0x62]);
-        assert_eq!(enc(&Not(&Local(0))), [0x80, 0x60, 0x00]);
         assert_eq!(enc(&LAnd(&ONE, &ZERO)), [0x90, 0x01, 0x00]);
     }
 }
