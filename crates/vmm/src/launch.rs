@@ -36,6 +36,7 @@ pub fn run(
     console: Box<dyn Write + Send>,
     api_socket: Option<&Path>,
     load: impl FnOnce(&mut Vm) -> Result<(), String>,
+    running: impl FnOnce(Arc<KvmBackend>),
 ) -> Result<GuestOutcome, LaunchError> {
     let platform =
         NvdimmPlatform::open(machine.platform.clone(), machine.memory_map.layout.clone(), Arc::new(SystemClock::new()))?;
@@ -43,10 +44,13 @@ pub fn run(
     load(&mut vm).map_err(LaunchError::Load)?;
     // A Linux guest starts its other vCPUs with INIT/SIPI through the in-kernel APIC.
     vm.run_aps = true;
+    // One backend for the API and for the caller (e.g. power-off on a stop signal).
+    let backend = Arc::new(KvmBackend::new(&vm));
     let api = match api_socket {
-        Some(path) => Some(ApiServer::start(path, Arc::new(KvmBackend::new(&vm)))?),
+        Some(path) => Some(ApiServer::start(path, backend.clone())?),
         None => None,
     };
+    running(backend);
     let outcome = crate::run_loop::run(&mut vm, None);
     // A guest command still waiting on the agent sees the line close (409, not a timeout).
     vm.agent.hang_up();

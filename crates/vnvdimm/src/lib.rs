@@ -8,3 +8,4 @@ pub mod guest_boot;
 pub mod run;
 pub mod run_tcg;
 pub mod selftest;
+pub mod stop_signals;

@@ -4,6 +4,11 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread exists: `vnvdimm run` turns Ctrl-C and kill into a clean
+    // power-off. Other subcommands keep the default actions (a Ctrl-C'd `ctl exec` ends).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+        vnvdimm::stop_signals::block_in_main();
+    }
     let code = vnvdimm::cli::run(std::env::args_os(), &mut std::io::stdout(), &mut std::io::stderr());
     ExitCode::from(code)
 }

@@ -102,6 +102,9 @@ fn run_kvm(args: &RunArgs, machine: Machine, err: &mut dyn Write) -> Result<u8, 
         let map = vm.machine.memory_map.clone();
         let loaded = vnvdimm_vmm::linux_boot::load(&vm.memory, &map, &spec).map_err(|e| e.to_string())?;
         vnvdimm_vmm::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())
+    }, |backend| {
+        use vnvdimm_control::Backend as _;
+        crate::stop_signals::forward_to(move || crate::run_tcg::stop_quietly(backend.power_off()));
     })
     .map_err(|e| Failure::other(format!("--backend kvm: {e}")))?;
     let _ = writeln!(err, "vnvdimm: {outcome}");

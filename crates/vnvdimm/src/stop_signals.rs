@@ -1,0 +1,89 @@
+//! Ctrl-C, `kill` and a closed terminal stop the guest the way `vnvdimm ctl power-off`
+//! does, so the VMM lives on to close the DIMMs cleanly: the guest's stores are all in
+//! the backing files' page cache, so the next start must not count an unsafe shutdown.
+//!
+//! `main` blocks SIGINT, SIGTERM and SIGHUP before any thread exists (every thread
+//! inherits the mask; `std::process::Command` clears it again for QEMU). Once a VM runs,
+//! [`forward_to`] starts a thread that waits for them with `sigwait` and powers the VM
+//! off on the first; a second one ends the process at once, like the default action.
+//! Where the signals are not blocked (tests calling `cli::run` in-process) nothing is
+//! started and the signals keep their usual effect.
+
+use std::io::Write;
+
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+fn stop_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Blocks the stop signals in the calling thread and the threads it starts later.
+/// Call first thing in `main`.
+pub fn block_in_main() {
+    let set = stop_set();
+    // SAFETY: a valid set; failure leaves the default actions, which is still safe.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Whether this thread has every stop signal blocked (only then can `sigwait` get them).
+fn blocked_here() -> bool {
+    // SAFETY: queries the calling thread's mask into a local set.
+    unsafe {
+        let mut current: libc::sigset_t = std::mem::zeroed();
+        if libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut current) != 0 {
+            return false;
+        }
+        STOP_SIGNALS.iter().all(|&sig| libc::sigismember(&current, sig) == 1)
+    }
+}
+
+fn name(sig: libc::c_int) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a stop signal",
+    }
+}
+
+/// Runs `power_off` on the first stop signal (in its own thread); a second signal ends
+/// the process with status 128 + signal. Does nothing unless [`block_in_main`] ran in
+/// this thread's ancestry. Returns whether the forwarder runs.
+pub fn forward_to(power_off: impl Fn() -> Result<(), String> + Send + 'static) -> bool {
+    if !blocked_here() {
+        return false;
+    }
+    std::thread::Builder::new()
+        .name("stop-signals".into())
+        .spawn(move || {
+            let set = stop_set();
+            let mut first = true;
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: waits for one of the blocked signals in `set`.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    return;
+                }
+                let mut err = std::io::stderr();
+                if first {
+                    first = false;
+                    let _ = writeln!(err, "vnvdimm: {}: powering the guest off (again to stop at once)", name(sig));
+                    if let Err(e) = power_off() {
+                        let _ = writeln!(err, "vnvdimm: power-off after {}: {e}", name(sig));
+                    }
+                } else {
+                    let _ = writeln!(err, "vnvdimm: {} again: stopping now; the DIMMs are not closed cleanly", name(sig));
+                    std::process::exit(128 + sig);
+                }
+            }
+        })
+        .is_ok()
+}
