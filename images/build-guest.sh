@@ -29,7 +29,7 @@ die() { log "error: $*"; exit 1; }
 TOP_PKGS="busybox-static kmod ndctl daxctl e2fsprogs xfsprogs libc6"
 # Modules (with their dependencies). crc32c_generic: ext4, jbd2 and xfs ask the crypto API
 # for "crc32c" at mount time, and qemu64 has no SSE4.2 for crc32c-intel.
-MODULES="nfit nd_pmem nd_btt dax_pmem device_dax kmem ext4 xfs crc32c_generic"
+MODULES="nfit nd_pmem nd_btt dax_pmem device_dax kmem ext4 xfs crc32c_generic pvpanic_mmio"
 
 # --- fast path -------------------------------------------------------------
 # Asking apt costs seconds; skip it while neither the apt lists nor the recipe changed.

@@ -144,6 +144,12 @@ impl QemuCommand {
         push(&mut a, "-cpu");
         push(&mut a, "qemu64,vendor=GenuineIntel");
         push(&mut a, "-no-reboot");
+        // A kernel panic is a crash, not a reboot: the guest's pvpanic driver (ACPI
+        // QEMU0001, port 0x505) reports it and QEMU shuts down with reason guest-panic.
+        push(&mut a, "-device");
+        push(&mut a, "pvpanic");
+        push(&mut a, "-action");
+        push(&mut a, "panic=shutdown");
         // ttyS1 must exist for the agent to be ttyS2; without a results file it is a
         // second front end of the console's chardev.
         let share_console = self.agent_socket.is_some() && self.results_log.is_none();
@@ -311,7 +317,8 @@ mod tests {
         assert_eq!(after("-acpitable"), vec!["file=/run/NFIT.dat", "file=/run/SSDT.dat"]);
         assert_eq!(after("-serial"), vec!["file:/run/console.log", "file:/run/results.log"]);
         assert_eq!(after("-qmp"), vec!["unix:/run/qmp.sock,server=on,wait=off"]);
-        assert_eq!(after("-device"), vec!["isa-debugcon,iobase=0xa28,chardev=vnvkick"]);
+        assert_eq!(after("-device"), vec!["pvpanic", "isa-debugcon,iobase=0xa28,chardev=vnvkick"]);
+        assert_eq!(after("-action"), vec!["panic=shutdown"]);
         assert!(after("-chardev").contains(&"socket,id=vnvkick,server=on,wait=off,path=/run/kick.sock"));
         let mib = layout.ram_mib();
         assert_eq!(after("-m"), vec![format!("{mib}M")]);
