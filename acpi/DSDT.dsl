@@ -5,9 +5,9 @@
  *
  * Original Table Header:
  *     Signature        "DSDT"
- *     Length           0x0000006C (108)
+ *     Length           0x00000096 (150)
  *     Revision         0x02
- *     Checksum         0xAD
+ *     Checksum         0x96
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDDSDT"
  *     OEM Revision     0x00000001 (1)
@@ -41,6 +41,20 @@ DefinitionBlock ("", "DSDT", 2, "VNVDMM", "VNVDDSDT", 0x00000001)
                 {
                     0x00000004,
                 }
+            })
+        }
+
+        Device (PEVT)
+        {
+            Name (_HID, "QEMU0001")  // _HID: Hardware ID
+            Name (_CRS, ResourceTemplate ()  // _CRS: Current Resource Settings
+            {
+                IO (Decode16,
+                    0x0505,             // Range Minimum
+                    0x0505,             // Range Maximum
+                    0x01,               // Alignment
+                    0x01,               // Length
+                    )
             })
         }
     }

@@ -9,7 +9,7 @@
 [000h 0000   4]                    Signature : "XSDT"    [Extended System Description Table]
 [004h 0004   4]                 Table Length : 00000044
 [008h 0008   1]                     Revision : 01
-[009h 0009   1]                     Checksum : 3A
+[009h 0009   1]                     Checksum : D9
 [00Ah 0010   6]                       Oem ID : "VNVDMM"
 [010h 0016   8]                 Oem Table ID : "VNVDXSDT"
 [018h 0024   4]                 Oem Revision : 00000001
@@ -18,13 +18,13 @@
 
 [024h 0036   8]       ACPI Table Address   0 : 00000000000E0080
 [02Ch 0044   8]       ACPI Table Address   1 : 00000000000E01A0
-[034h 0052   8]       ACPI Table Address   2 : 00000000000E0260
-[03Ch 0060   8]       ACPI Table Address   3 : 00000000000E0BE0
+[034h 0052   8]       ACPI Table Address   2 : 00000000000E0290
+[03Ch 0060   8]       ACPI Table Address   3 : 00000000000E0C10
 
 Raw Table Data: Length 68 (0x44)
 
-    0000: 58 53 44 54 44 00 00 00 01 3A 56 4E 56 44 4D 4D  // XSDTD....:VNVDMM
+    0000: 58 53 44 54 44 00 00 00 01 D9 56 4E 56 44 4D 4D  // XSDTD.....VNVDMM
     0010: 56 4E 56 44 58 53 44 54 01 00 00 00 52 56 41 54  // VNVDXSDT....RVAT
     0020: 00 00 00 01 80 00 0E 00 00 00 00 00 A0 01 0E 00  // ................
-    0030: 00 00 00 00 60 02 0E 00 00 00 00 00 E0 0B 0E 00  // ....`...........
+    0030: 00 00 00 00 90 02 0E 00 00 00 00 00 10 0C 0E 00  // ................
     0040: 00 00 00 00                                      // ....

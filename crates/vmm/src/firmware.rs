@@ -7,6 +7,8 @@ pub const FLUSH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flush.bin"));
 pub const POISON: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/poison.bin"));
 pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bin"));
 pub const EXIT0: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exit0.bin"));
+/// Reports a panic on the pvpanic port; exits 7 if that did not end the run.
+pub const PVPANIC: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pvpanic.bin"));
 /// Greets on COM3 (the agent line), echoes one line back with a '>' prefix, exits 0.
 pub const AGENT_UART: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agent_uart.bin"));
 pub const AGENT_UART_GREETING: &[u8] = b"hello from COM3\n";

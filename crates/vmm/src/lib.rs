@@ -30,6 +30,7 @@ pub mod outcome;
 pub mod page_tables;
 pub mod pmem_slots;
 pub mod power;
+pub mod pvpanic;
 pub mod run_loop;
 pub mod selftest;
 pub mod serial;

@@ -190,6 +190,7 @@ impl Vm {
             shared(PowerPorts),
         )?;
         io_bus.insert(u64::from(PC_RESET_CONTROL_PORT), 1, shared(PcResetControl))?;
+        io_bus.insert(u64::from(crate::pvpanic::PVPANIC_PORT), 1, shared(crate::pvpanic::PvPanic))?;
 
         let mut mmio_bus = Bus::new("mmio");
         let layout = machine.memory_map.layout.clone();

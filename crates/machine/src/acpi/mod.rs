@@ -5,7 +5,7 @@
 //! SSDT and NFIT, each 16-byte aligned. The XSDT lists FACP, APIC, SSDT and NFIT;
 //! the FADT's X_DSDT points at the DSDT.
 
-mod dsdt;
+pub mod dsdt;
 mod fadt;
 pub mod ged;
 mod ids;
