@@ -104,7 +104,7 @@ fn run_kvm(args: &RunArgs, machine: Machine, err: &mut dyn Write) -> Result<u8, 
         vnvdimm_vmm::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())
     }, |backend| {
         use vnvdimm_control::Backend as _;
-        crate::stop_signals::forward_to(move || crate::run_tcg::stop_quietly(backend.power_off()));
+        crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(backend.power_off()));
     })
     .map_err(|e| Failure::other(format!("--backend kvm: {e}")))?;
     let _ = writeln!(err, "vnvdimm: {outcome}");

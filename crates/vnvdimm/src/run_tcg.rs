@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use nvdimm_model::clock::SystemClock;
 use nvdimm_model::config::{parse_size, MIB};
 use nvdimm_model::{NvdimmPlatform, PlatformConfig};
-use vnvdimm_control::{ApiServer, Backend, BackendError};
+use vnvdimm_control::{ApiServer, Backend};
 use vnvdimm_tcg::qemu::{QemuCommand, SerialTarget};
 use vnvdimm_tcg::{TcgLayout, TcgLayoutOptions, TcgVm, TcgVmSpec};
 
@@ -96,15 +96,6 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
     Ok(Prepared { spec, api_socket: args.api_socket.clone(), work })
 }
 
-/// A power-off for a stop signal: a VM already stopping (QEMU got the terminal's Ctrl-C
-/// too, or the guest powered off) is what was asked for.
-pub fn stop_quietly(result: Result<(), BackendError>) -> Result<(), String> {
-    match result {
-        Ok(()) | Err(BackendError::Conflict(_)) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// Runs the guest to its end; returns the exit status (docs/tcg-backend.md).
 pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
     let prepared = prepare(args)?;
@@ -120,7 +111,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
         None => None,
     };
     let stopper = vm.clone();
-    crate::stop_signals::forward_to(move || stop_quietly(stopper.power_off()));
+    crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(stopper.power_off()));
     if let Some(mut console) = vm.take_console() {
         let mut buf = [0u8; 4096];
         loop {

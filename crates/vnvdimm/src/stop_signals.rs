@@ -45,6 +45,15 @@ fn blocked_here() -> bool {
     }
 }
 
+/// The result of a power-off asked for by a stop signal: a VM already stopping (QEMU
+/// got the terminal's Ctrl-C too, or the guest powered off meanwhile) is what was wanted.
+pub fn already_stopping_is_fine(result: Result<(), vnvdimm_control::BackendError>) -> Result<(), String> {
+    match result {
+        Ok(()) | Err(vnvdimm_control::BackendError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn name(sig: libc::c_int) -> &'static str {
     match sig {
         libc::SIGINT => "SIGINT",
