@@ -3,7 +3,7 @@
 //! `\_SB.NVDR` (`ACPI0012`) forwards every `_DSM` call of the root and of each DIMM to the
 //! host through the mailbox described in `mailbox.rs`: `NCAL` writes the request, rings
 //! the doorbell with a sequence number and polls the completion word. `NEVT` turns the
-//! mailbox's notification words into `Notify` calls. The DIMM label methods
+//! mailbox's notification counters into `Notify` calls. The DIMM label methods
 //! (`_LSI`/`_LSR`/`_LSW`) are built on the Intel functions 4/5/6 through the same path.
 //! See docs/acpi-tables.md for the ASL this produces.
 

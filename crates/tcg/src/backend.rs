@@ -59,7 +59,7 @@ impl Backend for TcgVm {
         &self.platform
     }
 
-    /// Sets the mailbox notification bits now (the poller would within 10 ms); the
+    /// Increments the mailbox notification counters now (the poller would within 10 ms); the
     /// guest's event thermal zone runs `\_SB.NVDR.NEVT` within half a second.
     fn raise_notifications(&self) -> Result<(), BackendError> {
         self.running()?;

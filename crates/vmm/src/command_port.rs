@@ -1,5 +1,5 @@
 //! Host-to-guest commands for an idling bare-metal program (firmware/idle.S), so tests
-//! can make the guest act (load an address, read the notification words, exit) while
+//! can make the guest act (load an address, read the notification counters, exit) while
 //! they drive the control API. Ports: `CMD_PORT` (command, read-to-clear), `+4`/`+8`
 //! (the 64-bit argument, low and high word).
 //!

@@ -2,7 +2,7 @@
 //! happened. The VMM sets a bit in a pending-event register and raises the GED's
 //! interrupt; Linux's evged driver runs `_EVT`, which reads the register (reading
 //! clears it) and, for the NVDIMM bit, calls `\_SB.NVDR.NEVT()`, which turns the
-//! mailbox's notification words into Notify(root, 0x80/0x81) and Notify(DIMM, 0x81).
+//! mailbox's notification counters into Notify(root, 0x80/0x81) and Notify(DIMM, 0x81).
 //!
 //! How the VMM uses it:
 //! ```ignore

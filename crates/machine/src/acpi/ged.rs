@@ -15,7 +15,7 @@ use crate::memory_map::GED_MMIO_ADDR;
 pub const GED_MMIO_SIZE: u64 = 4;
 /// An IO APIC input no ISA device uses (COM1 is on 4); edge-triggered, active-high.
 pub const GED_GSI: u32 = 5;
-/// Pending-event bit: the NVDIMM mailbox has notification words set, call `\_SB.NVDR.NEVT()`.
+/// Pending-event bit: the NVDIMM mailbox has notification counters raised, call `\_SB.NVDR.NEVT()`.
 pub const GED_EVENT_NVDIMM: u32 = 1 << 0;
 /// Every bit `_EVT` handles; the device never reports others.
 pub const GED_EVENTS_KNOWN: u32 = GED_EVENT_NVDIMM;
