@@ -5,7 +5,7 @@
 #
 #   kernel     Debian's unmodified 6.1 kernel: bzImage + the ELF vmlinux inside it (PVH boot)
 #   initramfs  busybox, kmod, ndctl, daxctl, mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs) with
-#              their shared libraries; the libnvdimm/nfit/pmem/btt/dax/kmem/ext4/xfs modules
+#              their shared libraries; the libnvdimm/nfit/pmem/btt/dax/kmem/ext4/xfs/pvpanic modules
 #              with a depmod index; /init and the guest agent (/sbin/vnv-agent)
 #
 # Usage: images/build-guest.sh [CACHE_DIR]     (default: images/cache next to this script)
