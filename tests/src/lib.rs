@@ -24,3 +24,12 @@ impl SharedBuf {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
     }
 }
+
+/// Fails the calling test, saying what to install, when QEMU cannot run here: a TCG
+/// test without QEMU is a failure, never a skip.
+pub fn require_qemu() {
+    let qemu = vnvdimm_tcg::qemu::QemuCommand::default_qemu();
+    if let Err(e) = std::process::Command::new(&qemu).arg("--version").output() {
+        panic!("{} is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU): {e}", qemu.display());
+    }
+}

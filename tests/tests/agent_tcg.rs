@@ -58,15 +58,7 @@ impl Session {
 
 #[test]
 fn agent_runs_commands_in_the_default_guest() {
-    if let Err(e) = std::process::Command::new(vnvdimm_tcg::qemu::QemuCommand::default_qemu())
-        .arg("--version")
-        .output()
-    {
-        fail_setup(
-            "qemu-system-x86_64 is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU)",
-            e,
-        );
-    }
+    vnvdimm_integration::require_qemu();
     let image = GuestImage::locate_or_build().unwrap_or_else(|e| fail_setup("guest image", e));
     let modules = std::fs::read_to_string(image.dir.join("modules"))
         .unwrap_or_else(|e| fail_setup("reading the image's module list", e));

@@ -11,6 +11,7 @@ use vnvdimm_integration::SharedBuf;
 
 #[test]
 fn a_kernel_panic_is_a_crash_with_exit_status_3() {
+    vnvdimm_integration::require_qemu();
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("nv0.img");
     std::fs::File::create(&backing).unwrap().set_len(256 << 20).unwrap();

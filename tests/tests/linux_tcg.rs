@@ -84,15 +84,7 @@ fn fail_setup(what: &str, err: impl std::fmt::Display) -> ! {
 
 #[test]
 fn linux_under_tcg_sees_our_nvdimms() {
-    if let Err(e) = std::process::Command::new(vnvdimm_tcg::qemu::QemuCommand::default_qemu())
-        .arg("--version")
-        .output()
-    {
-        fail_setup(
-            "qemu-system-x86_64 is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU)",
-            e,
-        );
-    }
+    vnvdimm_integration::require_qemu();
     let image = GuestImage::locate_or_build().unwrap_or_else(|e| fail_setup("guest image", e));
     let work = tempfile::Builder::new()
         .prefix("vnv-tcg-")

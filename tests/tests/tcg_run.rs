@@ -38,10 +38,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let qemu = vnvdimm_tcg::qemu::QemuCommand::default_qemu();
-    if let Err(e) = std::process::Command::new(&qemu).arg("--version").output() {
-        panic!("{} is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU): {e}", qemu.display());
-    }
+    vnvdimm_integration::require_qemu();
     let image = GuestImage::locate_or_build().unwrap_or_else(|e| panic!("guest image: {e}"));
     let dir = tempfile::Builder::new().prefix("vnv-tcg-run-").tempdir().unwrap().keep();
     println!("work dir: {}", dir.display());

@@ -20,7 +20,7 @@ fn sigterm_and_sigint_power_the_guest_off_and_close_the_dimms_cleanly() {
         std::fs::File::create(&backing).unwrap().set_len(256 << 20).unwrap();
         let state = dir.path().join("nv0.img.state.json");
         let socket = dir.path().join("api.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_vnvdimm"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vnvdimm"))
             .args(["run", "--backend", "tcg", "--memory", "512M", "--nvdimm"])
             .arg(format!("path={},size=256M", backing.display()))
             .arg("--api-socket")
@@ -35,6 +35,11 @@ fn sigterm_and_sigint_power_the_guest_off_and_close_the_dimms_cleanly() {
             .expect("start vnvdimm run");
         let started = Instant::now();
         while !(socket.exists() && state_says_running(&state) == Some(true)) {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                panic!("{name}: vnvdimm run ended before the VM came up ({status}); needs QEMU and the guest image:\n{stderr}");
+            }
             assert!(started.elapsed() < Duration::from_secs(120), "{name}: the VM never came up");
             std::thread::sleep(Duration::from_millis(50));
         }

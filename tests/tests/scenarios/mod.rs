@@ -37,15 +37,7 @@ impl GuestBackend {
     /// TCG, or a KVM that cannot boot Linux (no VMX/SVM). Such a run is never a pass.
     fn require(self) {
         match self {
-            GuestBackend::Tcg => {
-                let qemu = vnvdimm_tcg::qemu::QemuCommand::default_qemu();
-                if let Err(e) = std::process::Command::new(&qemu).arg("--version").output() {
-                    panic!(
-                        "{} is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU): {e}",
-                        qemu.display()
-                    );
-                }
-            }
+            GuestBackend::Tcg => vnvdimm_integration::require_qemu(),
             GuestBackend::Kvm => {
                 if let Err(reason) = vnvdimm_vmm::kvm_check::check() {
                     println!("NOT RUN under KVM: {reason}");
