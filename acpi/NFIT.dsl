@@ -9,7 +9,7 @@
 [000h 0000   4]                    Signature : "NFIT"    [NVDIMM Firmware Interface Table]
 [004h 0004   4]                 Table Length : 000001D8
 [008h 0008   1]                     Revision : 01
-[009h 0009   1]                     Checksum : D6
+[009h 0009   1]                     Checksum : CF
 [00Ah 0010   6]                       Oem ID : "VNVDMM"
 [010h 0016   8]                 Oem Table ID : "VNVDIMM "
 [018h 0024   4]                 Oem Revision : 00000001
@@ -22,11 +22,11 @@
 [02Ah 0042   2]                       Length : 0038
 
 [02Ch 0044   2]                  Range Index : 0001
-[02Eh 0046   2]        Flags (decoded below) : 0000
+[02Eh 0046   2]        Flags (decoded below) : 0002
                    Add/Online Operation Only : 0
-                      Proximity Domain Valid : 0
+                      Proximity Domain Valid : 1
 [030h 0048   4]                     Reserved : 00000000
-[034h 0052   4]             Proximity Domain : 00000000
+[034h 0052   4]             Proximity Domain : 00000001
 [038h 0056  16]             Region Type GUID : 66F0D379-B4F3-4074-AC43-0D3318B78CDB
 [048h 0072   8]           Address Range Base : 0000000100000000
 [050h 0080   8]         Address Range Length : 0000000040000000
@@ -93,11 +93,11 @@
 [0FAh 0250   2]                       Length : 0038
 
 [0FCh 0252   2]                  Range Index : 0002
-[0FEh 0254   2]        Flags (decoded below) : 0000
+[0FEh 0254   2]        Flags (decoded below) : 0002
                    Add/Online Operation Only : 0
-                      Proximity Domain Valid : 0
+                      Proximity Domain Valid : 1
 [100h 0256   4]                     Reserved : 00000000
-[104h 0260   4]             Proximity Domain : 00000000
+[104h 0260   4]             Proximity Domain : 00000002
 [108h 0264  16]             Region Type GUID : 66F0D379-B4F3-4074-AC43-0D3318B78CDB
 [118h 0280   8]           Address Range Base : 0000000140000000
 [120h 0288   8]         Address Range Length : 0000000040000000
@@ -173,10 +173,10 @@
 
 Raw Table Data: Length 472 (0x1D8)
 
-    0000: 4E 46 49 54 D8 01 00 00 01 D6 56 4E 56 44 4D 4D  // NFIT......VNVDMM
+    0000: 4E 46 49 54 D8 01 00 00 01 CF 56 4E 56 44 4D 4D  // NFIT......VNVDMM
     0010: 56 4E 56 44 49 4D 4D 20 01 00 00 00 52 56 41 54  // VNVDIMM ....RVAT
-    0020: 00 00 00 01 00 00 00 00 00 00 38 00 01 00 00 00  // ..........8.....
-    0030: 00 00 00 00 00 00 00 00 79 D3 F0 66 F3 B4 74 40  // ........y..f..t@
+    0020: 00 00 00 01 00 00 00 00 00 00 38 00 01 00 02 00  // ..........8.....
+    0030: 00 00 00 00 01 00 00 00 79 D3 F0 66 F3 B4 74 40  // ........y..f..t@
     0040: AC 43 0D 33 18 B7 8C DB 00 00 00 00 01 00 00 00  // .C.3............
     0050: 00 00 00 40 00 00 00 00 08 80 00 00 00 00 00 00  // ...@............
     0060: 01 00 30 00 01 00 00 00 00 00 00 00 01 00 01 00  // ..0.............
@@ -188,8 +188,8 @@ Raw Table Data: Length 472 (0x1D8)
     00C0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     00D0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  // ................
     00E0: 06 00 18 00 01 00 00 00 01 00 00 00 00 00 00 00  // ................
-    00F0: 00 00 10 C0 00 00 00 00 00 00 38 00 02 00 00 00  // ..........8.....
-    0100: 00 00 00 00 00 00 00 00 79 D3 F0 66 F3 B4 74 40  // ........y..f..t@
+    00F0: 00 00 10 C0 00 00 00 00 00 00 38 00 02 00 02 00  // ..........8.....
+    0100: 00 00 00 00 02 00 00 00 79 D3 F0 66 F3 B4 74 40  // ........y..f..t@
     0110: AC 43 0D 33 18 B7 8C DB 00 00 00 40 01 00 00 00  // .C.3.......@....
     0120: 00 00 00 40 00 00 00 00 08 80 00 00 00 00 00 00  // ...@............
     0130: 01 00 30 00 11 00 00 00 01 00 00 00 02 00 02 00  // ..0.............

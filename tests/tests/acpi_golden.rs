@@ -15,10 +15,10 @@ use nvdimm_model::PlatformConfig;
 use vnvdimm_machine::{Machine, MachineConfig};
 
 /// Tables whose disassembly is a field list ("data tables"), not AML.
-const DATA_TABLES: [&str; 4] = ["XSDT", "FACP", "APIC", "NFIT"];
+const DATA_TABLES: [&str; 5] = ["XSDT", "FACP", "APIC", "NFIT", "SRAT"];
 const AML_TABLES: [&str; 2] = ["DSDT", "SSDT"];
 /// Every file `vnvdimm acpi dump` writes, in order.
-const DUMP_FILES: [&str; 7] = ["RSDP", "XSDT", "FACP", "APIC", "DSDT", "SSDT", "NFIT"];
+const DUMP_FILES: [&str; 8] = ["RSDP", "XSDT", "FACP", "APIC", "DSDT", "SSDT", "NFIT", "SRAT"];
 
 // ---------------------------------------------------------------------------
 // Running ACPICA
@@ -310,14 +310,16 @@ fn golden_files_describe_the_default_machine() {
     // the default machine's addresses.
     let machine = default_machine();
     let xsdt = std::fs::read_to_string(golden_dir().join("XSDT.dsl")).expect("acpi/XSDT.dsl");
-    for sig in ["FACP", "APIC", "SSDT", "NFIT"] {
+    for sig in ["FACP", "APIC", "SSDT", "NFIT", "SRAT"] {
         let addr = format!("{:016X}", machine.acpi.get(sig).unwrap().guest_addr);
         assert!(xsdt.contains(&addr), "acpi/XSDT.dsl lacks {sig} at {addr}");
     }
     let nfit = std::fs::read_to_string(golden_dir().join("NFIT.dsl")).expect("acpi/NFIT.dsl");
+    let srat = std::fs::read_to_string(golden_dir().join("SRAT.dsl")).expect("acpi/SRAT.dsl");
     for dimm in &machine.memory_map.layout.dimms {
         let base = format!("{:016X}", dimm.spa_base);
         assert!(nfit.contains(&base), "acpi/NFIT.dsl lacks SPA base {base}");
+        assert!(srat.contains(&base), "acpi/SRAT.dsl lacks the window at {base}");
     }
 }
 
@@ -339,6 +341,18 @@ fn other_configurations_also_compile_cleanly() {
     }
     let apic = std::fs::read_to_string(dir.path().join("APIC.dsl")).unwrap();
     assert_eq!(apic.matches("Processor Local APIC").count(), 4, "{apic}");
+    // As ACPICA decodes the SRAT: a CPU entry per vCPU, 2 RAM blocks (3 GiB + 3 GiB
+    // above 4 GiB) and one non-volatile entry per DIMM in domains 1..=3.
+    let srat = std::fs::read_to_string(dir.path().join("SRAT.dsl")).unwrap();
+    let field = |name: &str| -> Vec<String> {
+        srat.lines()
+            .filter(|l| l.split(" : ").next().is_some_and(|f| f.trim_end().ends_with(name)))
+            .map(|l| l.rsplit(" : ").next().unwrap().trim().to_string())
+            .collect()
+    };
+    assert_eq!(srat.matches("[Processor Local APIC/SAPIC Affinity]").count(), 4, "{srat}");
+    assert_eq!(field("Non-Volatile"), ["0", "0", "1", "1", "1"], "{srat}");
+    assert_eq!(field("Proximity Domain"), ["00000000", "00000000", "00000001", "00000002", "00000003"], "{srat}");
 }
 
 /// Parses acpiexec's report of `evaluate PATH`: the lines after "Evaluation of PATH returned".

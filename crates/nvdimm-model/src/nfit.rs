@@ -2,8 +2,10 @@
 //!
 //! One SPA range, one memory-device map and one control region per DIMM, a flush hint
 //! structure when the DIMM has hints, and a platform capabilities structure when the
-//! persistence domain is known. The output depends only on the configuration and the
-//! layout, so it is byte-identical on every run (golden files rely on it).
+//! persistence domain is known. Each SPA range names its own proximity domain (see
+//! [`proximity_domain`]); the machine's SRAT must describe the same domains. The output
+//! depends only on the configuration and the layout, so it is byte-identical on every
+//! run (golden files rely on it).
 
 use acpi_tables::sdt::Sdt;
 
@@ -42,6 +44,11 @@ pub const PMEM_GUID: [u8; 16] = [
 pub const PMEM_MAPPING_ATTRIBUTE: u64 = 0x8 | 0x8000;
 /// Byte-addressable, non-energy-backed interface (what Intel Optane DIMMs publish).
 pub const FORMAT_INTERFACE_CODE: u16 = 0x0301;
+/// SPA range flags bit 1: the proximity domain field is valid. Without it Linux gives the
+/// region no NUMA node of its own (`target_node` -1, so kmem refuses the namespace).
+pub const SPA_FLAG_PROXIMITY_VALID: u16 = 1 << 1;
+/// The proximity domain of the CPUs and of all guest RAM, on both backends.
+pub const HOST_PROXIMITY_DOMAIN: u32 = 0;
 /// Control region valid-fields bit 0: manufacturing location and date are valid.
 pub const DCR_MFG_INFO_VALID: u8 = 1;
 
@@ -88,11 +95,21 @@ pub fn range_index(index: usize) -> u16 {
     index as u16 + 1
 }
 
+/// Proximity domain of the SPA range of the DIMM at `index`: each DIMM in a domain of its
+/// own after the CPUs' and RAM's domain 0, the layout of a platform whose persistent
+/// memory is a separate memory target, and the NUMA node numbering of the QEMU TCG
+/// backend (node `index + 1` holds DIMM `index`'s window). Linux maps the domain to a
+/// node only through the SRAT, so the KVM machine's SRAT lists every window under this
+/// domain (`vnvdimm_machine::acpi::srat`) and QEMU's does under TCG.
+pub fn proximity_domain(index: usize) -> u32 {
+    HOST_PROXIMITY_DOMAIN + index as u32 + 1
+}
+
 fn spa(index: usize, dimm: &DimmConfig, place: &DimmPlacement) -> Vec<u8> {
     let mut r = Record::new(TYPE_SPA, SPA_LEN);
     r.u16(4, range_index(index))
-        .u16(6, 0)
-        .u32(12, 0)
+        .u16(6, SPA_FLAG_PROXIMITY_VALID)
+        .u32(12, proximity_domain(index))
         .put(16, &PMEM_GUID)
         .u64(32, place.spa_base)
         .u64(40, dimm.size)

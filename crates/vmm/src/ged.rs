@@ -121,8 +121,7 @@ impl Ged {
 /// Device (GED0) {
 ///     Name (_HID, "ACPI0013")
 ///     Name (_UID, Zero)
-///     Name (_CRS, ResourceTemplate () {
-///         Memory32Fixed (ReadWrite, base, 4)
+///     Name (_CRS, ResourceTemplate () {   // the interrupt only: Linux's evged rejects anything else
 ///         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }
 ///     })
 ///     OperationRegion (GDST, SystemMemory, base, 4)

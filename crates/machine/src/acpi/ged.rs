@@ -4,8 +4,8 @@
 //! the DSDT, the memory map and the device agree.
 
 use acpi_tables::aml::{
-    And, Device, Field, FieldAccessType, FieldEntry, FieldLockRule, FieldUpdateRule, If, Interrupt, Local,
-    Memory32Fixed, Method, MethodCall, Name, OpRegion, OpRegionSpace, Path, ResourceTemplate, Store, ZERO,
+    And, Device, Field, FieldAccessType, FieldEntry, FieldLockRule, FieldUpdateRule, If, Interrupt, Local, Method,
+    MethodCall, Name, OpRegion, OpRegionSpace, Path, ResourceTemplate, Store, ZERO,
 };
 use acpi_tables::Aml;
 
@@ -44,7 +44,6 @@ impl Default for GedConfig {
 ///     Name (_HID, "ACPI0013")
 ///     Name (_UID, Zero)
 ///     Name (_CRS, ResourceTemplate () {
-///         Memory32Fixed (ReadWrite, base, 4)
 ///         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }
 ///     })
 ///     OperationRegion (GDST, SystemMemory, base, 4)
@@ -55,11 +54,18 @@ impl Default for GedConfig {
 ///     }
 /// }
 /// ```
+///
+/// `_CRS` holds the interrupt and nothing else: Linux's GED driver (drivers/acpi/evged.c,
+/// the same in 6.1 and 6.12) hands every `_CRS` resource but the end tag to
+/// `acpi_dev_resource_interrupt` and fails the whole probe ("unable to parse IRQ
+/// resource", "unable to parse the _CRS record") on anything that is not an interrupt,
+/// so a `Memory32Fixed` for the register page left the device without a driver. `_EVT`
+/// reaches the register through the OperationRegion, which needs no `_CRS` entry;
+/// cloud-hypervisor's GED is declared the same way.
 pub fn device_aml(config: &GedConfig) -> Vec<u8> {
-    let mem = Memory32Fixed::new(true, config.mmio_base, GED_MMIO_SIZE as u32);
     // Edge: the VMM raises one pulse per event batch (KVM_IRQ_LINE up then down, or an irqfd).
     let irq = Interrupt::new(true, true, false, false, config.gsi);
-    let crs = ResourceTemplate::new(vec![&mem, &irq]);
+    let crs = ResourceTemplate::new(vec![&irq]);
     let base = u64::from(config.mmio_base);
     let size = GED_MMIO_SIZE;
     let region = OpRegion::new("GDST".into(), OpRegionSpace::SystemMemory, &base, &size);
@@ -96,3 +102,6 @@ pub fn append_to_ssdt(mut ssdt: Vec<u8>, config: &GedConfig) -> Vec<u8> {
     ssdt[9] = 0u8.wrapping_sub(super::byte_sum(&ssdt));
     ssdt
 }
+
+#[cfg(test)]
+mod tests;

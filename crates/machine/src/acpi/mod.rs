@@ -2,8 +2,9 @@
 //! memory map with every pointer fixed up, ready for the VMM to copy into guest RAM.
 //!
 //! Layout of the ACPI area: the RSDP at `RSDP_ADDR`, then XSDT, FACP, APIC, DSDT,
-//! SSDT and NFIT, each 16-byte aligned. The XSDT lists FACP, APIC, SSDT and NFIT;
-//! the FADT's X_DSDT points at the DSDT.
+//! SSDT, NFIT and SRAT, each 16-byte aligned. The XSDT lists FACP, APIC, SSDT, NFIT and
+//! SRAT; the FADT's X_DSDT points at the DSDT. The SRAT, added last, sits behind the
+//! older tables so their addresses did not move for it.
 
 pub mod dsdt;
 mod fadt;
@@ -12,6 +13,7 @@ mod ids;
 mod madt;
 pub mod power;
 mod root;
+pub mod srat;
 
 use nvdimm_model::PlatformConfig;
 use thiserror::Error;
@@ -28,8 +30,8 @@ pub const TABLE_ALIGN: u64 = 16;
 /// Length of an ACPI 2.0+ RSDP.
 pub const RSDP_LEN: usize = 36;
 /// Signatures in the order the tables sit in memory (and the XSDT's entries, minus DSDT).
-pub const TABLE_ORDER: [&str; 6] = ["XSDT", "FACP", "APIC", "DSDT", "SSDT", "NFIT"];
-const XSDT_ENTRIES: [&str; 4] = ["FACP", "APIC", "SSDT", "NFIT"];
+pub const TABLE_ORDER: [&str; 7] = ["XSDT", "FACP", "APIC", "DSDT", "SSDT", "NFIT", "SRAT"];
+const XSDT_ENTRIES: [&str; 5] = ["FACP", "APIC", "SSDT", "NFIT", "SRAT"];
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AcpiError {
@@ -66,9 +68,18 @@ impl AcpiTables {
         check_sdt("NFIT", &nfit)?;
         let madt = madt::build(machine.cpus);
         let dsdt = dsdt::build();
+        let srat = srat::build(machine.cpus, platform, map);
 
         // Sizes are known before addresses: place first, then build the pointer tables.
-        let sizes = [root::xsdt_len(XSDT_ENTRIES.len()), fadt::len(), madt.len(), dsdt.len(), ssdt.len(), nfit.len()];
+        let sizes = [
+            root::xsdt_len(XSDT_ENTRIES.len()),
+            fadt::len(),
+            madt.len(),
+            dsdt.len(),
+            ssdt.len(),
+            nfit.len(),
+            srat.len(),
+        ];
         let mut addrs = [0u64; TABLE_ORDER.len()];
         let mut next = (RSDP_ADDR + RSDP_LEN as u64).next_multiple_of(TABLE_ALIGN);
         for (addr, size) in addrs.iter_mut().zip(sizes) {
@@ -83,7 +94,7 @@ impl AcpiTables {
 
         let xsdt = root::build_xsdt(&XSDT_ENTRIES.map(addr_of));
         let facp = fadt::build(addr_of("DSDT"));
-        let bytes = [xsdt, facp, madt, dsdt, ssdt, nfit];
+        let bytes = [xsdt, facp, madt, dsdt, ssdt, nfit, srat];
         let tables = TABLE_ORDER
             .iter()
             .zip(addrs)

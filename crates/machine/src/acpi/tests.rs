@@ -76,8 +76,8 @@ fn pointers_lead_from_rsdp_to_every_table() {
     assert_eq!(&xsdt[..4], b"XSDT");
     let entries: Vec<u64> = xsdt[36..].chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
     let reached: Vec<&[u8]> = entries.iter().map(|&addr| &table_at(&area, addr)[..4]).collect();
-    assert_eq!(reached, [b"FACP", b"APIC", b"SSDT", b"NFIT"]);
-    for (&addr, sig) in entries.iter().zip(["FACP", "APIC", "SSDT", "NFIT"]) {
+    assert_eq!(reached, [b"FACP", b"APIC", b"SSDT", b"NFIT", b"SRAT"]);
+    for (&addr, sig) in entries.iter().zip(XSDT_ENTRIES) {
         assert_eq!(addr, tables.get(sig).unwrap().guest_addr);
         assert_eq!(table_at(&area, addr), tables.get(sig).unwrap().bytes.as_slice());
     }

@@ -74,8 +74,12 @@ fn spa_ranges() {
         assert_eq!(s.len(), 56);
         assert_eq!(u16_at(s, 2), 56);
         assert_eq!(u16_at(s, 4), i as u16 + 1);
-        assert_eq!(u16_at(s, 6), 0);
-        assert_eq!(u32_at(s, 12), 0);
+        assert_eq!(
+            u16_at(s, 6),
+            SPA_FLAG_PROXIMITY_VALID,
+            "only the proximity domain is valid"
+        );
+        assert_eq!(u32_at(s, 12), i as u32 + 1, "DIMM {i} in domain {}", i + 1);
         assert_eq!(
             &s[16..32],
             &[
@@ -200,4 +204,18 @@ fn body_is_the_table_without_header() {
         structures(&config, &layout),
         build(&config, &layout)[HEADER_LEN..]
     );
+}
+
+#[test]
+fn every_dimm_has_a_proximity_domain_of_its_own() {
+    // Linux gives each domain its own node: two DIMMs sharing one, or a DIMM in the
+    // RAM's domain, would make kmem online one DIMM's memory into another's node.
+    let domains: Vec<u32> = (0..crate::config::MAX_DIMMS)
+        .map(proximity_domain)
+        .collect();
+    let unique: std::collections::BTreeSet<u32> = domains.iter().copied().collect();
+    assert_eq!(unique.len(), domains.len(), "{domains:?}");
+    assert!(!unique.contains(&HOST_PROXIMITY_DOMAIN));
+    // SRAT revision 1 kept only 8 bits of a memory domain; stay far below that anyway.
+    assert!(domains.iter().all(|&d| d < 256));
 }

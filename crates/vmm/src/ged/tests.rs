@@ -95,8 +95,9 @@ fn aml_disassembles_to_the_documented_device() {
     for needle in [
         "Device (GED0)",
         "Name (_HID, \"ACPI0013\" /* Generic Event Device */)",
-        "Memory32Fixed (ReadWrite, 0xC0001000, // Address Base 0x00000004, // Address Length",
-        "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) { 0x00000005, }",
+        // The interrupt is all of _CRS (Linux's evged fails the probe on any other resource).
+        "Name (_CRS, ResourceTemplate () // _CRS: Current Resource Settings { \
+         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) { 0x00000005, } })",
         "OperationRegion (GDST, SystemMemory, 0xC0001000, 0x04)",
         "Field (GDST, DWordAcc, NoLock, Preserve) { GDAT, 32 }",
         "Method (_EVT, 1, Serialized) // _EVT: Event { Local0 = GDAT /* \\_SB_.GED0.GDAT */ \
