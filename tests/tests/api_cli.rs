@@ -164,6 +164,20 @@ fn unreachable_vmm_exits_1_and_says_why() {
     assert!(err.contains("nothing is listening"), "{err}");
 }
 
+/// Issue 10, point 4: ctl waited for ever on a VMM that accepted and never answered.
+#[test]
+fn a_vmm_that_does_not_answer_is_given_up_on_after_api_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mute = dir.path().join("mute.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&mute).unwrap();
+    let (code, _, err) = ctl(&mute, &["--api-timeout", "1", "info"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no complete answer within 1s"), "{err}");
+    for bad in ["0", "x", "86401"] {
+        assert_eq!(ctl(&mute, &["--api-timeout", bad, "info"]).0, 2, "--api-timeout {bad}");
+    }
+}
+
 #[test]
 fn usage_errors_exit_2_without_calling_the_api() {
     let vm = start();

@@ -2,19 +2,28 @@
 //! connection per request (`Connection: close`), JSON in and out. Used by
 //! `vnvdimm ctl` and by tests.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::http::write_all_by;
 use crate::types::API_PREFIX;
 
 /// Largest response accepted (a full event log is a few MiB).
-const MAX_RESPONSE: u64 = 256 << 20;
+const MAX_RESPONSE: usize = 256 << 20;
+
+/// How long a client waits for an answer unless told otherwise (`vnvdimm ctl --api-timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause between connection attempts while the server's backlog is full.
+const CONNECT_RETRY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -28,6 +37,8 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    #[error("{path}: no complete answer within {after:?}; the VMM is busy, stopped or stuck")]
+    Timeout { path: PathBuf, after: Duration },
     #[error("the VMM's answer is not valid HTTP/JSON: {0}")]
     BadResponse(String),
     #[error("cannot encode the request body: {0}")]
@@ -60,9 +71,10 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        ApiClient { socket: socket.into(), timeout: Duration::from_secs(30) }
+        ApiClient { socket: socket.into(), timeout: DEFAULT_TIMEOUT }
     }
 
+    /// Bounds each request as a whole: connecting, sending and reading the answer.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -115,24 +127,109 @@ impl ApiClient {
         Ok(ApiResponse { status, body })
     }
 
-    /// Sends `request` as is (for tests of malformed input) and returns the status and body.
+    /// Sends `request` as is (for tests of malformed input) and returns the status and
+    /// body. The whole exchange, connecting included, ends within the client's timeout.
     pub fn raw(&self, request: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
-        let mut stream = self.connect()?;
-        let io_err = |source| ClientError::Io { path: self.socket.clone(), source };
-        stream.set_read_timeout(Some(self.timeout)).map_err(io_err)?;
-        stream.set_write_timeout(Some(self.timeout)).map_err(io_err)?;
-        stream.write_all(request).map_err(io_err)?;
+        let deadline = Instant::now() + self.timeout;
+        let mut stream = self.connect(deadline)?;
+        let io_err = |source: io::Error| match source.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                ClientError::Timeout { path: self.socket.clone(), after: self.timeout }
+            }
+            _ => ClientError::Io { path: self.socket.clone(), source },
+        };
+        // The server may answer before it has read everything (413, 503) and close:
+        // then the write fails but the answer is there to read.
+        let sent = write_all_by(&mut stream, request, deadline);
         let mut answer = Vec::new();
-        stream.take(MAX_RESPONSE).read_to_end(&mut answer).map_err(io_err)?;
+        let mut chunk = [0u8; 16 * 1024];
+        let received = loop {
+            match read_by(&mut stream, &mut chunk, deadline) {
+                Ok(0) => break Ok(()),
+                Ok(n) if answer.len() + n > MAX_RESPONSE => {
+                    return Err(ClientError::BadResponse(format!("answer larger than {MAX_RESPONSE} bytes")));
+                }
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(e) => break Err(e),
+            }
+        };
+        if (sent.is_err() || received.is_err()) && is_complete(&answer) {
+            // A server that closes with our request partly unread makes the kernel
+            // report a reset after its answer; the answer is whole, so use it.
+            return parse_response(&answer);
+        }
+        sent.map_err(io_err)?;
+        received.map_err(io_err)?;
         parse_response(&answer)
     }
 
-    fn connect(&self) -> Result<UnixStream, ClientError> {
-        UnixStream::connect(&self.socket).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => ClientError::NoSocket { path: self.socket.clone() },
-            io::ErrorKind::ConnectionRefused => ClientError::NotListening { path: self.socket.clone() },
-            _ => ClientError::Io { path: self.socket.clone(), source },
-        })
+    /// Connects before `deadline`. A plain connect() blocks while the server's backlog
+    /// is full (a VMM that is stopped or out of descriptors); a non-blocking one says
+    /// EAGAIN instead, and is retried until the deadline.
+    fn connect(&self, deadline: Instant) -> Result<UnixStream, ClientError> {
+        loop {
+            match connect_nonblocking(&self.socket) {
+                Ok(stream) => return Ok(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(ClientError::Timeout { path: self.socket.clone(), after: self.timeout });
+                    }
+                    std::thread::sleep(CONNECT_RETRY);
+                }
+                Err(source) => {
+                    return Err(match source.kind() {
+                        io::ErrorKind::NotFound => ClientError::NoSocket { path: self.socket.clone() },
+                        io::ErrorKind::ConnectionRefused => ClientError::NotListening { path: self.socket.clone() },
+                        _ => ClientError::Io { path: self.socket.clone(), source },
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A connected stream in blocking mode, or the error of a non-blocking connect.
+fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeros is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket path too long or not a valid path"));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the descriptor is owned by `fd` at once.
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_un of at least `len` bytes.
+    let rc = unsafe { libc::connect(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// One read that gives up at `deadline`.
+fn read_by(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
     }
 }
 
@@ -171,6 +268,19 @@ fn parse_response(answer: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
         Some(n) => Ok((status, rest[..n].to_vec())),
         None => Ok((status, rest.to_vec())),
     }
+}
+
+/// Whether `answer` holds a head and all the body its Content-Length announces.
+fn is_complete(answer: &[u8]) -> bool {
+    let Some(head_end) = find(answer, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..head_end]);
+    let length = head.split("\r\n").find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+    });
+    length.is_some_and(|n| answer.len() - (head_end + 4) >= n)
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, ClientError> {
@@ -214,6 +324,27 @@ mod tests {
         for r in [&b"HTTP/1.1 200 OK\r\n"[..], b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}"] {
             assert!(matches!(parse_response(r), Err(ClientError::BadResponse(_))), "{r:?}");
         }
+    }
+
+    #[test]
+    fn a_server_that_never_answers_or_never_accepts_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mute.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let client = ApiClient::new(&path).with_timeout(Duration::from_millis(200));
+        // Accepted (by the kernel's backlog) but never answered.
+        let err = client.get("/vm").unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+        // A full backlog: a blocking connect() would wait forever here.
+        let mut held = Vec::new();
+        while let Ok(s) = connect_nonblocking(&path) {
+            held.push(s);
+            assert!(held.len() < 100_000, "the backlog never filled");
+        }
+        let err = client.get("/vm").unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("no complete answer"), "{err}");
+        drop(listener);
     }
 
     #[test]

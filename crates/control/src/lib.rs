@@ -3,7 +3,8 @@
 //! Every path starts with `/api/v1`; docs/api.md and docs/api.yaml describe them.
 //!
 //! - [`backend::Backend`]: what a VMM backend (KVM, QEMU TCG) implements.
-//! - [`ApiServer::start`]: serves a backend on a socket, on its own thread.
+//! - [`ApiServer::start`]: serves a backend on a socket, each connection on its own
+//!   thread within [`limits::ServerLimits`]; [`http`] reads requests with size caps and deadlines.
 //! - [`client::ApiClient`]: a blocking client (used by `vnvdimm ctl`).
 //! - [`routes::ROUTES`]: the paths and methods answered.
 //! - `fake::FakeBackend` (feature `fake`): a backend for tests.
@@ -13,10 +14,13 @@ pub mod client;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod handlers;
+pub mod http;
+pub mod limits;
 pub mod routes;
 pub mod server;
 pub mod types;
 
 pub use backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
 pub use client::{ApiClient, ApiResponse, ClientError};
+pub use limits::ServerLimits;
 pub use server::{ApiError, ApiServer, ApiServerHandle};

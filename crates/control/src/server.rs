@@ -1,25 +1,34 @@
-//! The HTTP side: a tiny_http server on a Unix socket, one thread answering requests in
-//! order (like firecracker's API thread), stopped and its socket removed on drop.
+//! The server: a Unix socket listener whose accept loop only accepts (it never reads
+//! from a client, so no client can stall it), each connection served on its own thread
+//! under a connection limit and read with deadlines (`http.rs`), like firecracker's API
+//! thread in what it promises, with threads so that one slow client waits alone.
+//! Stopped, and its socket removed, when the handle is dropped.
 
-use std::io::{self, Read};
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixStream;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tiny_http::{Header, Response, Server};
 
 use crate::backend::Backend;
 use crate::handlers::{self, Reply, Request};
-use crate::routes::{lookup, Lookup};
+use crate::http::{self, HttpRequest};
+use crate::limits::{ServerLimits, Slots};
+use crate::routes::{lookup, Endpoint, Lookup};
 use crate::types::API_PREFIX;
 
-/// Largest request body accepted; the biggest real one (a health update) is far smaller.
-pub const MAX_BODY: usize = 64 * 1024;
+pub use crate::http::MAX_BODY;
+
+/// How long the accept loop rests after an accept error that retrying at once would
+/// only repeat (out of descriptors or memory): the pending client waits in the backlog
+/// and is accepted once a connection has closed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -43,32 +52,55 @@ pub enum ApiError {
 pub struct ApiServer;
 
 impl ApiServer {
-    /// Listens on `socket_path` and answers requests on a new thread until the handle is
-    /// dropped. A socket file left by a VMM that exited is replaced; a path that exists
-    /// and is not a socket, or a socket someone still serves, is refused.
+    /// Listens on `socket_path` and answers requests until the handle is dropped, with
+    /// the default [`ServerLimits`]. A socket file left by a VMM that exited is
+    /// replaced; a path that exists and is not a socket, or a socket someone still
+    /// serves, is refused.
     pub fn start(socket_path: &Path, backend: Arc<dyn Backend>) -> Result<ApiServerHandle, ApiError> {
+        Self::start_with(socket_path, backend, ServerLimits::default())
+    }
+
+    /// [`ApiServer::start`] with other limits (tests use short deadlines).
+    pub fn start_with(
+        socket_path: &Path,
+        backend: Arc<dyn Backend>,
+        limits: ServerLimits,
+    ) -> Result<ApiServerHandle, ApiError> {
         let path = socket_path.to_path_buf();
         prepare_path(&path)?;
-        let server =
-            Server::http_unix(&path).map_err(|e| ApiError::Bind { path: path.clone(), message: e.to_string() })?;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
+        let bind_error = |e: io::Error| ApiError::Bind { path: path.clone(), message: e.to_string() };
+        let listener = UnixListener::bind(&path).map_err(bind_error)?;
+        let identity = std::fs::symlink_metadata(&path).map(|m| (m.dev(), m.ino())).map_err(bind_error)?;
+        // Non-blocking so that an accept after poll() said "ready" cannot hang if the
+        // client has already gone.
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let (wake_rx, wake_tx) = UnixStream::pair().map_err(ApiError::Thread)?;
+        let shared = Arc::new(Shared {
+            backend,
+            limits,
+            slots: Slots::new(limits.max_connections),
+            stopping: AtomicBool::new(false),
+            handler_lock: Mutex::new(()),
+        });
         let thread = {
-            let (server, stop) = (server.clone(), stop.clone());
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("vnvdimm-api".into())
-                .spawn(move || serve(&server, backend, &stop))
+                .spawn(move || accept_loop(&listener, &wake_rx, &shared))
                 .map_err(ApiError::Thread)?
         };
-        Ok(ApiServerHandle { path, server, stop, thread: Some(thread) })
+        Ok(ApiServerHandle { path, identity, wake: wake_tx, shared, thread: Some(thread) })
     }
 }
 
-/// The running server. Dropping it stops the thread and removes the socket file.
+/// The running server. Dropping it stops accepting, answers requests still being read
+/// with 503, and removes the socket file.
 pub struct ApiServerHandle {
     path: PathBuf,
-    server: Arc<Server>,
-    stop: Arc<AtomicBool>,
+    /// (device, inode) of the socket we bound: only that file is removed on drop.
+    identity: (u64, u64),
+    wake: UnixStream,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -76,17 +108,39 @@ impl ApiServerHandle {
     pub fn socket_path(&self) -> &Path {
         &self.path
     }
+
+    /// Connections being served right now (for tests of the connection limit).
+    pub fn connections(&self) -> usize {
+        self.shared.slots.in_use()
+    }
 }
 
 impl Drop for ApiServerHandle {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wakes poll(); a failed write still leaves `stopping` for the next wake-up.
+        let _ = io::Write::write(&mut &self.wake, &[1]);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        // tiny_http removes the socket file when the last reference goes, which is ours now.
+        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+/// What the accept loop and every connection thread share.
+struct Shared {
+    backend: Arc<dyn Backend>,
+    limits: ServerLimits,
+    slots: Arc<Slots>,
+    stopping: AtomicBool,
+    /// Requests other than `exec` run one at a time, in the order their bodies arrived,
+    /// as they did on the single API thread before: backends may rely on the device
+    /// model change and its backend call not interleaving with another request's. Only
+    /// the handler holds it, never the reading or writing of a connection.
+    handler_lock: Mutex<()>,
 }
 
 fn prepare_path(path: &Path) -> Result<(), ApiError> {
@@ -104,75 +158,143 @@ fn prepare_path(path: &Path) -> Result<(), ApiError> {
     std::fs::remove_file(path).map_err(|source| ApiError::RemoveStale { path: path.to_path_buf(), source })
 }
 
-fn serve(server: &Server, backend: Arc<dyn Backend>, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        // The timeout only bounds how long a missed unblock could delay shutdown.
-        let request = match server.recv_timeout(Duration::from_millis(500)) {
-            Ok(Some(request)) => request,
-            Ok(None) => continue,
-            // A client that sent garbage or went away; tiny_http already answered it if it could.
-            Err(_) => continue,
-        };
-        // A guest command may run for minutes; it gets its own thread so the rest of
-        // the API (poison, health, power-off) stays responsive meanwhile. The backend
-        // runs guest commands one at a time.
-        if is_exec(&request) {
-            let backend = backend.clone();
-            let spawned = std::thread::Builder::new()
-                .name("vnvdimm-api-exec".into())
-                .spawn(move || answer(request, backend.as_ref()));
-            // On failure the request went with the closure; the client sees the connection close.
-            let _ = spawned;
-            continue;
+/// Accepts until stopped. No error ends it: each is either retried at once or, when
+/// retrying could only fail again for now (no descriptors, no memory), after a pause.
+fn accept_loop(listener: &UnixListener, wake: &UnixStream, shared: &Arc<Shared>) {
+    while !shared.stopping.load(Ordering::SeqCst) {
+        match wait_readable(listener, wake) {
+            Ok(Ready::Wake) => break,
+            Ok(Ready::Listener) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
         }
-        answer(request, backend.as_ref());
+        match listener.accept() {
+            Ok((stream, _)) => admit(stream, shared),
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
+            // The client gave up between connect and accept.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+            // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unforeseen.
+            Err(_) => std::thread::sleep(ACCEPT_BACKOFF),
+        }
     }
 }
 
-fn is_exec(request: &tiny_http::Request) -> bool {
-    let path = request.url().split('?').next().unwrap_or("");
-    *request.method() == tiny_http::Method::Post
-        && path.strip_prefix(API_PREFIX).is_some_and(|rest| {
-            matches!(lookup("POST", rest), Lookup::Found { endpoint: crate::routes::Endpoint::Exec, .. })
-        })
+enum Ready {
+    Listener,
+    Wake,
 }
 
-fn answer(mut request: tiny_http::Request, backend: &dyn Backend) {
-    let reply = match read_body(&mut request) {
-        Ok(body) => route(request.method().as_str(), request.url(), &body, backend),
-        Err(reply) => reply,
+fn wait_readable(listener: &UnixListener, wake: &UnixStream) -> io::Result<Ready> {
+    let mut fds = [
+        libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: wake.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+    ];
+    // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // POLLHUP on the wake end means the handle is gone: stop as well.
+    if fds[1].revents != 0 {
+        return Ok(Ready::Wake);
+    }
+    Ok(Ready::Listener)
+}
+
+/// Gives the connection a slot and a thread, or answers 503 at once when there is no slot.
+fn admit(stream: UnixStream, shared: &Arc<Shared>) {
+    let Some(slot) = shared.slots.try_acquire() else {
+        refuse(stream, &format!("too many connections: at most {} at once; try again", shared.limits.max_connections));
+        return;
+    };
+    let shared = shared.clone();
+    // If the thread cannot be created the closure, with the stream and the slot, is
+    // dropped: the client sees the connection close and may retry.
+    let _ = std::thread::Builder::new().name("vnvdimm-api-conn".into()).spawn(move || {
+        let _slot = slot;
+        serve_connection(stream, &shared);
+    });
+}
+
+/// Answers 503 without reading the request or ever blocking: a fresh socket's buffer
+/// holds the short answer, and if it does not the client simply sees the close.
+fn refuse(mut stream: UnixStream, message: &str) {
+    if stream.set_nonblocking(true).is_ok() {
+        let body = serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default();
+        let _ = http::write_response(&mut stream, 503, &body, None, Instant::now() + Duration::from_secs(1));
+    }
+}
+
+fn serve_connection(mut stream: UnixStream, shared: &Shared) {
+    let deadlines = shared.limits.deadlines;
+    let reply = match http::read_request(&mut stream, &deadlines) {
+        Ok(request) => answer(&request, shared),
+        Err(e) => match e.status() {
+            Some(status) => Reply::error(status, e.to_string()),
+            None => return,
+        },
     };
     let body = serde_json::to_vec_pretty(&reply.body).unwrap_or_default();
-    let mut response = Response::from_data(body)
-        .with_status_code(reply.status)
-        // Always a Content-Length, never chunked: clients stay simple.
-        .with_chunked_threshold(usize::MAX);
-    response.add_header(header("Content-Type", "application/json"));
-    if let Some(allow) = &reply.allow {
-        response.add_header(header("Allow", allow));
+    // The client may have gone away or stopped reading; either way we are done with it.
+    let written = http::write_response(
+        &mut stream,
+        reply.status,
+        &body,
+        reply.allow.as_deref(),
+        Instant::now() + deadlines.write,
+    );
+    if written.is_ok() {
+        linger(&mut stream);
     }
-    // The client may have gone away; nothing to do about it.
-    let _ = request.respond(response);
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header names and ASCII values")
+/// Bytes and time spent discarding what a client sent beyond its request.
+const LINGER_BYTES: usize = 2 * MAX_BODY;
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// Closing a Unix socket whose input has unread bytes (a body we refused, pipelined
+/// requests) makes the client's next read fail with a reset, which some clients report
+/// instead of our answer. So stop writing and discard a bounded amount of input until
+/// the client closes; a client that keeps sending past the bounds gets the reset.
+fn linger(stream: &mut UnixStream) {
+    if stream.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    let mut chunk = [0u8; 4096];
+    while discarded < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match io::Read::read(stream, &mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
 }
 
-fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
-    if request.body_length().is_some_and(|len| len > MAX_BODY) {
-        return Err(Reply::error(413, format!("request body too large: at most {MAX_BODY} bytes")));
+fn answer(request: &HttpRequest, shared: &Shared) -> Reply {
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Reply::error(503, "the VMM is shutting down");
     }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| Reply::error(400, format!("cannot read the request body: {e}")))?;
-    if body.len() > MAX_BODY {
-        return Err(Reply::error(413, format!("request body too large: at most {MAX_BODY} bytes")));
+    let backend = shared.backend.as_ref();
+    // A guest command may run for minutes; it does not hold up the other requests.
+    if is_exec(request) {
+        return route(&request.method, &request.target, &request.body, backend);
     }
-    Ok(body)
+    let _turn = shared.handler_lock.lock().unwrap_or_else(|e| e.into_inner());
+    route(&request.method, &request.target, &request.body, backend)
+}
+
+fn is_exec(request: &HttpRequest) -> bool {
+    let path = request.target.split('?').next().unwrap_or("");
+    path.strip_prefix(API_PREFIX)
+        .is_some_and(|rest| matches!(lookup(&request.method, rest), Lookup::Found { endpoint: Endpoint::Exec, .. }))
 }
 
 /// Answers one request given as method, URL (path and query) and body.

@@ -25,6 +25,10 @@ pub struct CtlArgs {
     /// The socket given to `vnvdimm run --api-socket`.
     #[arg(long, value_name = "PATH")]
     pub api_socket: PathBuf,
+    /// Give up when the VMM has not answered within this many seconds, connecting
+    /// included (exit 1). `exec` waits its own --timeout plus 60 s instead.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub api_timeout: u64,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -233,7 +237,7 @@ fn parse_shutdown_state(s: &str) -> Result<u8, String> {
 }
 
 pub fn run(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
-    let client = ApiClient::new(&args.api_socket);
+    let client = ApiClient::new(&args.api_socket).with_timeout(Duration::from_secs(args.api_timeout));
     let answer = match &args.command {
         CtlCommand::Info => client.get("/vm"),
         CtlCommand::PowerOff => client.request("PUT", "/vm/power-off", None::<&Value>),

@@ -1,0 +1,403 @@
+//! The HTTP/1.1 the control API speaks, and no more: one request per connection, its
+//! head read under a size cap and a deadline, its body read only when a `Content-Length`
+//! within [`MAX_BODY`] announces it (never allocated from what the client claims), and an
+//! answer that always closes the connection. Keeping it this small is what lets the
+//! server promise that no client can make it allocate, wait or queue without bound
+//! (docs/api.md, "Limits").
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+/// Largest request body accepted; the biggest real one (a batch of poison ranges) is far smaller.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Largest request line plus headers accepted.
+pub const MAX_HEAD: usize = 8 * 1024;
+
+/// Why a request could not be read. Each maps to the status answered (if the client
+/// can still be answered at all).
+#[derive(Debug, Error)]
+pub enum HttpError {
+    #[error("request headers larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("request body too large: at most {MAX_BODY} bytes")]
+    BodyTooLarge,
+    #[error("the request headers did not arrive within {0:?}")]
+    HeadTimeout(Duration),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    #[error("the connection closed before the request was complete")]
+    Closed,
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("HTTP version `{0}` is not supported: send HTTP/1.1")]
+    Version(String),
+    #[error("Transfer-Encoding is not supported: send the body with a Content-Length")]
+    TransferEncoding,
+    #[error("cannot read the request: {0}")]
+    Io(#[source] io::Error),
+}
+
+impl HttpError {
+    /// The status to answer with; `None` when nobody is left to answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::HeadTooLarge => Some(431),
+            HttpError::BodyTooLarge => Some(413),
+            HttpError::HeadTimeout(_) | HttpError::BodyTimeout(_) => Some(408),
+            HttpError::Malformed(_) => Some(400),
+            HttpError::Version(_) => Some(505),
+            HttpError::TransferEncoding => Some(501),
+            HttpError::Closed | HttpError::Io(_) => None,
+        }
+    }
+}
+
+/// How long a client may take over each part of its request and our answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// From accepting the connection to the end of the headers.
+    pub head: Duration,
+    /// From the end of the headers to the end of the body.
+    pub body: Duration,
+    /// For writing the whole answer (a client that does not read it is dropped).
+    pub write: Duration,
+}
+
+/// A request read in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The request target as sent: path and query.
+    pub target: String,
+    pub body: Vec<u8>,
+}
+
+/// Reads one request from `stream`, each part within its deadline. Sends
+/// `100 Continue` when the client waits for it (curl does for bodies over 1 KiB).
+pub fn read_request(stream: &mut UnixStream, deadlines: &Deadlines) -> Result<HttpRequest, HttpError> {
+    let head_deadline = Instant::now() + deadlines.head;
+    let (head, mut body) = read_head(stream, head_deadline, deadlines.head)?;
+    let head = parse_head(&head)?;
+    let length = head.content_length.unwrap_or(0);
+    // Checked before reading or reserving anything: the claim is the client's, not ours.
+    if length > MAX_BODY as u64 {
+        return Err(HttpError::BodyTooLarge);
+    }
+    let length = length as usize;
+    if head.expect_continue && body.len() < length {
+        write_all_by(stream, b"HTTP/1.1 100 Continue\r\n\r\n", Instant::now() + deadlines.write)
+            .map_err(HttpError::Io)?;
+    }
+    // Bytes after the body (a pipelined second request) are ignored: one request per connection.
+    body.truncate(length);
+    let body_deadline = Instant::now() + deadlines.body;
+    let mut chunk = [0u8; 4096];
+    while body.len() < length {
+        let want = (length - body.len()).min(chunk.len());
+        let n = read_by(stream, &mut chunk[..want], body_deadline).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HttpError::BodyTimeout(deadlines.body),
+            _ => HttpError::Io(e),
+        })?;
+        if n == 0 {
+            return Err(HttpError::Closed);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(HttpRequest { method: head.method, target: head.target, body })
+}
+
+/// Reads up to the empty line that ends the headers; returns the head (without it)
+/// and whatever followed it in the same reads.
+fn read_head(stream: &mut UnixStream, deadline: Instant, limit: Duration) -> Result<(Vec<u8>, Vec<u8>), HttpError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some((end, skip)) = head_end(&buf) {
+            if end > MAX_HEAD {
+                return Err(HttpError::HeadTooLarge);
+            }
+            let rest = buf.split_off(end + skip);
+            buf.truncate(end);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(HttpError::HeadTooLarge);
+        }
+        let n = read_by(stream, &mut chunk, deadline).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HttpError::HeadTimeout(limit),
+            _ => HttpError::Io(e),
+        })?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                HttpError::Closed
+            } else {
+                HttpError::Malformed("incomplete headers".into())
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Where the head ends (`\r\n\r\n`, or `\n\n` from clients that send bare line feeds)
+/// and how long the terminator is.
+fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+struct Head {
+    method: String,
+    target: String,
+    content_length: Option<u64>,
+    expect_continue: bool,
+}
+
+fn parse_head(raw: &[u8]) -> Result<Head, HttpError> {
+    let text = std::str::from_utf8(raw).map_err(|_| HttpError::Malformed("headers are not UTF-8".into()))?;
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HttpError::Malformed(format!("request line `{}`", printable(request_line))));
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(HttpError::Malformed(format!("method `{}`", printable(method))));
+    }
+    if !target.starts_with('/') {
+        return Err(HttpError::Malformed(format!("request target `{}`: give a path", printable(target))));
+    }
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(HttpError::Version(printable(version)));
+    }
+    let mut head =
+        Head { method: method.to_string(), target: target.to_string(), content_length: None, expect_continue: false };
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(HttpError::Malformed(format!("header line `{}`", printable(line))));
+        };
+        let value = value.trim_matches([' ', '\t']);
+        if name.eq_ignore_ascii_case("content-length") {
+            let length = parse_length(value)?;
+            if head.content_length.is_some_and(|l| l != length) {
+                return Err(HttpError::Malformed("two different Content-Length headers".into()));
+            }
+            head.content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HttpError::TransferEncoding);
+        } else if name.eq_ignore_ascii_case("expect") && value.eq_ignore_ascii_case("100-continue") {
+            head.expect_continue = true;
+        }
+    }
+    Ok(head)
+}
+
+/// A Content-Length: digits only. Values beyond u64 are as "too large" as 2^40 is.
+fn parse_length(value: &str) -> Result<u64, HttpError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HttpError::Malformed(format!("Content-Length `{}` is not a number", printable(value))));
+    }
+    value.parse().or(Err(HttpError::BodyTooLarge))
+}
+
+/// At most 64 characters, control bytes escaped: error messages quote client input.
+fn printable(s: &str) -> String {
+    s.chars().take(64).flat_map(char::escape_debug).collect()
+}
+
+/// One `read` that gives up at `deadline` (a trickling client gets no more time by
+/// sending a byte now and then: each read gets only what is left).
+fn read_by(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    loop {
+        let left = remaining(deadline)?;
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Writes all of `data` before `deadline`.
+pub fn write_all_by(stream: &mut UnixStream, mut data: &[u8], deadline: Instant) -> io::Result<()> {
+    while !data.is_empty() {
+        stream.set_write_timeout(Some(remaining(deadline)?))?;
+        match stream.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Time left before `deadline`; an error once it has passed (a zero timeout would mean
+/// "wait forever" to the socket).
+fn remaining(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    Ok(left)
+}
+
+/// Writes a complete answer: status, JSON body, `Content-Length`, `Connection: close`,
+/// and `Allow` for a 405.
+pub fn write_response(
+    stream: &mut UnixStream,
+    status: u16,
+    body: &[u8],
+    allow: Option<&str>,
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reason(status),
+        body.len()
+    );
+    if let Some(allow) = allow {
+        head.push_str(&format!("Allow: {allow}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut answer = head.into_bytes();
+    answer.extend_from_slice(body);
+    write_all_by(stream, &answer, deadline)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deadlines() -> Deadlines {
+        let d = Duration::from_secs(5);
+        Deadlines { head: d, body: d, write: d }
+    }
+
+    /// Sends `input` on one end of a socket pair (then closes it) and reads a request from the other.
+    fn read(input: &[u8]) -> Result<HttpRequest, HttpError> {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(input).unwrap();
+        drop(theirs);
+        read_request(&mut ours, &deadlines())
+    }
+
+    #[test]
+    fn reads_method_target_and_body() {
+        let r = read(b"PUT /api/v1/ars?x=1 HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        assert_eq!((r.method.as_str(), r.target.as_str(), &r.body[..]), ("PUT", "/api/v1/ars?x=1", &b"{}"[..]));
+        let r = read(b"GET /api/v1/vm HTTP/1.0\n\n").unwrap();
+        assert_eq!((r.method.as_str(), r.body.len()), ("GET", 0));
+    }
+
+    #[test]
+    fn a_pipelined_second_request_is_not_part_of_the_body() {
+        let r = read(b"POST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}GET /vm HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(r.body, b"{}");
+    }
+
+    #[test]
+    fn huge_content_lengths_are_refused_before_reading() {
+        for length in ["65537", "1099511627776", "9223372036854775807", "99999999999999999999999"] {
+            let input = format!("POST /p HTTP/1.1\r\nContent-Length: {length}\r\n\r\n{{}}");
+            assert!(matches!(read(input.as_bytes()), Err(HttpError::BodyTooLarge)), "{length}");
+        }
+    }
+
+    #[test]
+    fn malformed_heads_are_400_and_other_versions_505() {
+        for input in [
+            &b"garbage\r\n\r\n"[..],
+            b"get /x HTTP/1.1\r\n\r\n",
+            b"GET x HTTP/1.1\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nno colon\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"\xff\xfe /x HTTP/1.1\r\n\r\n",
+        ] {
+            let e = read(input).unwrap_err();
+            assert_eq!(e.status(), Some(400), "{input:?}: {e}");
+        }
+        assert_eq!(read(b"GET /x HTTP/9.9\r\n\r\n").unwrap_err().status(), Some(505));
+        assert_eq!(read(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err().status(), Some(501));
+    }
+
+    #[test]
+    fn oversized_heads_are_431() {
+        let input = format!("GET /x HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert!(matches!(read(input.as_bytes()), Err(HttpError::HeadTooLarge)));
+    }
+
+    #[test]
+    fn a_short_body_or_head_is_not_a_request() {
+        assert!(matches!(read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\n{"), Err(HttpError::Closed)));
+        assert!(matches!(read(b""), Err(HttpError::Closed)));
+        assert_eq!(read(b"GET /x HTTP/1.1\r\n").unwrap_err().status(), Some(400));
+    }
+
+    #[test]
+    fn a_silent_client_times_out() {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        let short = Deadlines { head: Duration::from_millis(50), body: Duration::from_millis(50), ..deadlines() };
+        theirs.write_all(b"POST /x HTTP/1.1\r\n").unwrap();
+        assert!(matches!(read_request(&mut ours, &short), Err(HttpError::HeadTimeout(_))));
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n{").unwrap();
+        assert!(matches!(read_request(&mut ours, &short), Err(HttpError::BodyTimeout(_))));
+    }
+
+    #[test]
+    fn expect_100_continue_is_answered_before_the_body() {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(b"PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
+        let client = std::thread::spawn(move || {
+            let mut interim = [0u8; 25];
+            theirs.read_exact(&mut interim).unwrap();
+            theirs.write_all(b"{}").unwrap();
+            interim
+        });
+        let r = read_request(&mut ours, &deadlines()).unwrap();
+        assert_eq!(r.body, b"{}");
+        assert_eq!(&client.join().unwrap(), b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn answers_close_the_connection_and_carry_allow() {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        write_response(&mut ours, 405, b"{}", Some("GET, PUT"), Instant::now() + Duration::from_secs(5)).unwrap();
+        drop(ours);
+        let mut text = String::new();
+        theirs.read_to_string(&mut text).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
+             Connection: close\r\nAllow: GET, PUT\r\n\r\n{}"
+        );
+    }
+}
