@@ -5,9 +5,9 @@
  *
  * Original Table Header:
  *     Signature        "DSDT"
- *     Length           0x00000096 (150)
+ *     Length           0x000000FD (253)
  *     Revision         0x02
- *     Checksum         0x96
+ *     Checksum         0xC4
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDDSDT"
  *     OEM Revision     0x00000001 (1)
@@ -37,7 +37,45 @@ DefinitionBlock ("", "DSDT", 2, "VNVDMM", "VNVDDSDT", 0x00000001)
                     0x01,               // Alignment
                     0x08,               // Length
                     )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Shared, ,, )
+                {
+                    0x00000004,
+                }
+            })
+        }
+
+        Device (COM2)
+        {
+            Name (_HID, EisaId ("PNP0501") /* 16550A-compatible COM Serial Port */)  // _HID: Hardware ID
+            Name (_UID, One)  // _UID: Unique ID
+            Name (_CRS, ResourceTemplate ()  // _CRS: Current Resource Settings
+            {
+                IO (Decode16,
+                    0x02F8,             // Range Minimum
+                    0x02F8,             // Range Maximum
+                    0x01,               // Alignment
+                    0x08,               // Length
+                    )
                 Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )
+                {
+                    0x00000003,
+                }
+            })
+        }
+
+        Device (COM3)
+        {
+            Name (_HID, EisaId ("PNP0501") /* 16550A-compatible COM Serial Port */)  // _HID: Hardware ID
+            Name (_UID, 0x02)  // _UID: Unique ID
+            Name (_CRS, ResourceTemplate ()  // _CRS: Current Resource Settings
+            {
+                IO (Decode16,
+                    0x03E8,             // Range Minimum
+                    0x03E8,             // Range Maximum
+                    0x01,               // Alignment
+                    0x08,               // Length
+                    )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Shared, ,, )
                 {
                     0x00000004,
                 }

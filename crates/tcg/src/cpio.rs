@@ -49,6 +49,14 @@ pub fn archive(files: &[CpioFile<'_>]) -> Vec<u8> {
     out
 }
 
+/// Appends an archive of `files` to an initramfs (compressed or not), where Linux will
+/// unpack it after the first: it only looks for another archive at a 4-byte aligned
+/// offset after a compressed one, skipping zero bytes to get there.
+pub fn append_archive(initramfs: &mut Vec<u8>, files: &[CpioFile<'_>]) {
+    initramfs.resize(initramfs.len().next_multiple_of(4), 0);
+    initramfs.extend(archive(files));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +88,16 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"echo hi\n");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn appended_archive_starts_on_a_four_byte_boundary() {
+        for len in 0..8usize {
+            let mut initramfs = vec![0x1f; len];
+            append_archive(&mut initramfs, &[CpioFile { name: "a", mode: 0o644, data: b"x" }]);
+            let start = len.next_multiple_of(4);
+            assert_eq!(&initramfs[start..start + 6], b"070701", "after {len} bytes");
+            assert!(initramfs[len..start].iter().all(|&b| b == 0));
+        }
     }
 }

@@ -170,15 +170,15 @@ impl Guest {
         // The cached initramfs followed by a tiny archive holding /test.sh.
         let initrd = dir.join("initrd.img");
         let mut bytes = std::fs::read(&spec.image.initramfs).map_err(io("reading initramfs", &spec.image.initramfs))?;
-        // Linux only looks for another archive at a 4-byte aligned offset after a
-        // compressed one, skipping zero bytes to get there.
-        bytes.resize(bytes.len().next_multiple_of(4), 0);
         let script = spec.script.to_shell();
-        bytes.extend(cpio::archive(&[CpioFile {
-            name: "test.sh",
-            mode: 0o755,
-            data: script.as_bytes(),
-        }]));
+        cpio::append_archive(
+            &mut bytes,
+            &[CpioFile {
+                name: "test.sh",
+                mode: 0o755,
+                data: script.as_bytes(),
+            }],
+        );
         std::fs::write(&initrd, &bytes).map_err(io("writing initrd", &initrd))?;
 
         let (low, high, ram_fds) = create_ram_files(&spec.layout)?;

@@ -18,7 +18,7 @@ pub mod srat;
 use nvdimm_model::PlatformConfig;
 use thiserror::Error;
 
-pub use dsdt::{COM1_IRQ, COM1_PORT};
+pub use dsdt::{COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, COM3_IRQ, COM3_PORT};
 pub use ids::{table_id, OEM_ID, OEM_REVISION};
 pub use madt::{ioapic_id, IOAPIC_GSI_BASE, ISA_IRQ_OVERRIDES};
 
