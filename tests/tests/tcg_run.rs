@@ -163,7 +163,7 @@ fn run_tcg_two_boots_backing_files_and_api() {
     let boot1 = started.elapsed();
     let console = out.text();
     assert_eq!(code, 0, "exit status; stderr: {}\nconsole:\n{console}", err.text());
-    assert!(err.text().contains("guest powered off"), "{}", err.text());
+    assert!(err.text().contains("guest powered off (QEMU ended: exit status: 0)"), "{}", err.text());
     let r1 = StepResults::parse(&console);
     for step in ["labels", "namespaces", "wait_badblocks"] {
         let s = r1.get(step).unwrap_or_else(|| panic!("no step {step} in:\n{console}"));

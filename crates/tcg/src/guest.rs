@@ -215,12 +215,9 @@ impl Guest {
         // Poller first, so the very first DSM call finds someone listening.
         let poller = MailboxPoller::start(mailbox, spec.platform.clone(), q.dsm_kick_socket.clone())?;
         let started = Instant::now();
-        let child = q
-            .command(&spec.layout)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
+        let mut command = q.command(&spec.layout);
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        let child = crate::spawn::spawn_tied(command)
             .map_err(|source| GuestError::QemuMissing {
                 qemu: spec.qemu.clone(),
                 source,

@@ -7,7 +7,8 @@
 //!   `memmap=exactmap` kernel arguments that hide the windows and mailbox from Linux;
 //! - [`ram`]: the shared RAM file, its mailbox mapping and DIMM content copies;
 //! - [`poller`]: the thread that watches the doorbell word and calls the device model;
-//! - [`qemu`]: the QEMU command line;
+//! - [`qemu`]: the QEMU command line; [`spawn`]: starting it with a clean signal state,
+//!   killed when vnvdimm ends;
 //! - [`image`] and [`cpio`]: the guest kernel/initramfs and the per-run test script;
 //! - [`guest`] and [`results`]: start QEMU, wait, and read what the guest printed (the
 //!   test harness);
@@ -27,6 +28,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod ram;
 pub mod results;
+pub mod spawn;
 pub mod vm;
 
 pub use guest::{Guest, GuestError, GuestOutput, GuestSpec, Script};

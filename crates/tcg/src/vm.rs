@@ -38,8 +38,9 @@ pub enum VmError {
     Qmp(QmpError, String),
     #[error("waiting for QEMU: {0}")]
     Wait(std::io::Error),
-    #[error("closing the DIMMs cleanly after the guest stopped: {0}")]
-    Close(String),
+    /// Every DIMM was tried; `failures` lists the ones that could not be closed.
+    #[error("{exit} ({qemu}); then closing the DIMMs cleanly failed: {failures}")]
+    Close { exit: VmExit, qemu: String, failures: String },
     #[error("connecting to the guest agent's serial port: {0}")]
     Agent(vnvdimm_agent::AgentError),
 }
@@ -126,6 +127,8 @@ pub struct TcgVm {
     poller: Mutex<Option<MailboxPoller>>,
     stderr_log: PathBuf,
     command_line: String,
+    /// Set by [`TcgVm::wait`]: how QEMU ended.
+    qemu_ended: Mutex<Option<String>>,
     /// The guest agent, when the spec asked for its port; one command at a time.
     pub(crate) agent: Option<Mutex<AgentLink>>,
 }
@@ -185,12 +188,9 @@ impl TcgVm {
             SerialTarget::Stdio => Stdio::piped(),
             SerialTarget::File(_) => Stdio::null(),
         };
-        let mut child = q
-            .command(&spec.layout)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
+        let mut command = q.command(&spec.layout);
+        command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        let mut child = crate::spawn::spawn_tied(command)
             .map_err(|source| GuestError::QemuMissing { qemu: spec.qemu.clone(), source })?;
         let console = child.stdout.take();
         let qmp = match Qmp::connect(&qmp_socket, Duration::from_secs(20)) {
@@ -226,6 +226,7 @@ impl TcgVm {
             poller: Mutex::new(Some(poller)),
             stderr_log,
             command_line,
+            qemu_ended: Mutex::new(None),
             agent,
         })
     }
@@ -261,6 +262,52 @@ impl TcgVm {
     /// Waits until QEMU exits (or `timeout`, then kills it), stops the poller, closes
     /// every DIMM cleanly and says how the guest ended.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<VmExit, VmError> {
+        let status = self.wait_for_qemu(timeout)?;
+        let qemu = match &status {
+            Some(s) => format!("QEMU ended: {s}"),
+            None => "QEMU killed at the timeout".to_string(),
+        };
+        *self.qemu_ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(qemu.clone());
+        self.state.store(STATE_STOPPED, Ordering::Release);
+        if let Some(poller) = self.poller.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            poller.stop()?;
+        }
+        let reason = self.qmp.shutdown_reason();
+        let exit = match (status, reason.as_deref()) {
+            (None, _) => VmExit::HostStopped("timeout: QEMU killed".into()),
+            (Some(_), Some("guest-shutdown")) => VmExit::PowerOff,
+            (Some(_), Some("guest-reset")) => VmExit::Reset,
+            (Some(_), Some("guest-panic")) => VmExit::Panicked,
+            (Some(_), Some(other)) => VmExit::HostStopped(other.to_string()),
+            (Some(s), None) if s.success() => VmExit::HostStopped("QEMU exited without a shutdown event".into()),
+            (Some(s), None) => VmExit::QemuFailed(format!("{s}; its messages:\n{}", read_lossy(&self.stderr_log))),
+        };
+        // The VMM survived, so everything the guest stored is in the backing files'
+        // page cache: a clean shutdown from the DIMMs' point of view. Every DIMM is
+        // closed even when one fails, so a healthy one is not left marked running.
+        let mut failures = Vec::new();
+        let mut platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..platform.dimms().len() {
+            if let Some(d) = platform.dimm_mut(i) {
+                if let Err(e) = d.close_clean() {
+                    failures.push(format!("nvdimm #{i}: {e}"));
+                }
+            }
+        }
+        if !failures.is_empty() {
+            return Err(VmError::Close { exit, qemu, failures: failures.join("; ") });
+        }
+        Ok(exit)
+    }
+
+    /// How QEMU ended (`QEMU ended: exit status: 0`, `... signal: 9 (SIGKILL)`), once
+    /// [`TcgVm::wait`] has seen it end.
+    pub fn qemu_ended(&self) -> Option<String> {
+        self.qemu_ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// QEMU's exit status, or `None` when it was killed at `timeout`.
+    fn wait_for_qemu(&self, timeout: Option<Duration>) -> Result<Option<std::process::ExitStatus>, VmError> {
         let status = loop {
             let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
             let Some(child) = guard.as_mut() else {
@@ -279,29 +326,7 @@ impl TcgVm {
             drop(guard);
             std::thread::sleep(Duration::from_millis(20));
         };
-        self.state.store(STATE_STOPPED, Ordering::Release);
-        if let Some(poller) = self.poller.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            poller.stop()?;
-        }
-        let reason = self.qmp.shutdown_reason();
-        let exit = match (status, reason.as_deref()) {
-            (None, _) => VmExit::HostStopped("timeout: QEMU killed".into()),
-            (Some(_), Some("guest-shutdown")) => VmExit::PowerOff,
-            (Some(_), Some("guest-reset")) => VmExit::Reset,
-            (Some(_), Some("guest-panic")) => VmExit::Panicked,
-            (Some(_), Some(other)) => VmExit::HostStopped(other.to_string()),
-            (Some(s), None) if s.success() => VmExit::HostStopped("QEMU exited without a shutdown event".into()),
-            (Some(s), None) => VmExit::QemuFailed(format!("{s}; its messages:\n{}", read_lossy(&self.stderr_log))),
-        };
-        // The VMM survived, so everything the guest stored is in the backing files'
-        // page cache: a clean shutdown from the DIMMs' point of view.
-        let mut platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
-        for i in 0..platform.dimms().len() {
-            if let Some(d) = platform.dimm_mut(i) {
-                d.close_clean().map_err(|e| VmError::Close(e.to_string()))?;
-            }
-        }
-        Ok(exit)
+        Ok(status)
     }
 }
 

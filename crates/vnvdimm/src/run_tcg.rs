@@ -128,7 +128,10 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
         }
     }
     let exit = vm.wait(None).map_err(|e| Failure::other(format!("--backend tcg: {e}")))?;
-    let _ = writeln!(err, "vnvdimm: {exit}");
+    // Always say how QEMU itself ended: a guest power-off and a QEMU killed by a signal
+    // after it can look alike otherwise.
+    let qemu = vm.qemu_ended().unwrap_or_default();
+    let _ = writeln!(err, "vnvdimm: {exit} ({qemu})");
     Ok(exit.exit_status())
 }
 
