@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::backing_lock::{BackingLock, LockError};
 use crate::config::DimmConfig;
 use crate::events::{Notification, NotifyTarget, NOTIFY_DIMM_HEALTH};
 use crate::health::{HealthError, InjectRequest, SmartHealth, SmartInjection, SmartThresholds};
@@ -38,6 +39,8 @@ pub enum DimmError {
     LabelRange { offset: u64, len: u64, area: u64 },
     #[error("nvdimm {handle:#x} is read-only; its labels cannot be written")]
     ReadOnly { handle: u32 },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(transparent)]
     Persist(#[from] PersistError),
     #[error(transparent)]
@@ -88,6 +91,9 @@ pub struct Dimm {
     pub labels: Vec<u8>,
     /// Sidecar files; `None` for an ephemeral DIMM.
     storage: Option<SidecarPaths>,
+    /// The backing file, locked for this DIMM alone while it is open; `None` for an
+    /// ephemeral DIMM.
+    lock: Option<BackingLock>,
 }
 
 impl Dimm {
@@ -95,18 +101,21 @@ impl Dimm {
     pub fn ephemeral(config: DimmConfig, placement: DimmPlacement) -> Self {
         let labels = vec![0; config.label_size as usize];
         let state = DimmState { health: SmartHealth::with_state(config.health), ..DimmState::default() };
-        Dimm { config, placement, state, labels, storage: None }
+        Dimm { config, placement, state, labels, storage: None, lock: None }
     }
 
     /// Opens a persistent DIMM: checks the backing file's size (without touching its
-    /// contents), loads the label and state sidecars (fresh ones when missing), counts
-    /// an unsafe shutdown if the previous run did not call [`Dimm::close_clean`], and
-    /// marks the DIMM running on disk.
+    /// contents), opens and locks it for this VM alone (`backing_lock.rs`; writable
+    /// unless `readonly`), loads the label and state sidecars (fresh ones when missing),
+    /// counts an unsafe shutdown if the previous run did not call [`Dimm::close_clean`],
+    /// and marks the DIMM running on disk. Nothing is written unless all of that worked.
     pub fn open(config: DimmConfig, placement: DimmPlacement) -> Result<Dimm, DimmError> {
         let actual = backing_size(&config.path)?;
         if actual < config.size {
             return Err(DimmError::BackingTooSmall { path: config.path.clone(), actual, required: config.size });
         }
+        // Before the sidecars are read: they belong to whoever holds the lock.
+        let lock = BackingLock::acquire(&config.path, config.readonly)?;
         let paths = SidecarPaths::for_backing_file(&config.path);
         let labels = if config.label_size == 0 {
             Vec::new()
@@ -140,7 +149,7 @@ impl Dimm {
         }
         state.running = true;
         state.latch_shutdown_status = true;
-        let dimm = Dimm { config, placement, state, labels, storage: Some(paths) };
+        let dimm = Dimm { config, placement, state, labels, storage: Some(paths), lock: Some(lock) };
         dimm.save_state()?;
         Ok(dimm)
     }
@@ -152,6 +161,11 @@ impl Dimm {
     /// The DIMM's window in system physical address space.
     pub fn spa_range(&self) -> Range<u64> {
         self.placement.spa_base..self.placement.spa_base + self.config.size
+    }
+
+    /// The backing file this DIMM holds open and locked; `None` for an ephemeral DIMM.
+    pub fn backing_file(&self) -> Option<&File> {
+        self.lock.as_ref().map(BackingLock::file)
     }
 
     /// Whether state and label changes reach disk.

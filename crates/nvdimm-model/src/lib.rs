@@ -4,6 +4,7 @@
 
 pub mod aml;
 pub mod ars;
+pub mod backing_lock;
 pub mod clock;
 pub mod config;
 pub mod dimm;

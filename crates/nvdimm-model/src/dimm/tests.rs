@@ -75,6 +75,7 @@ fn unclean_stop_counts_a_dirty_shutdown() {
     let mut dimm = Dimm::open(config.clone(), placement()).unwrap();
     assert_eq!(dimm.state.health.unsafe_shutdown_count, 2);
     dimm.close_clean().unwrap();
+    drop(dimm);
     let dimm = Dimm::open(config, placement()).unwrap();
     assert_eq!(dimm.state.health.unsafe_shutdown_count, 2, "the count never goes down");
     assert_eq!(dimm.state.health.last_shutdown_state, 0, "a clean stop reads clean");
