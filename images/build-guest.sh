@@ -6,7 +6,8 @@
 #   kernel     Debian's unmodified 6.1 kernel: bzImage + the ELF vmlinux inside it (PVH boot)
 #   initramfs  busybox, kmod, ndctl, daxctl, mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs) with
 #              their shared libraries; the libnvdimm/nfit/pmem/btt/dax/kmem/ext4/xfs/pvpanic modules
-#              with a depmod index; /init and the guest agent (/sbin/vnv-agent)
+#              with a depmod index; /init and the guest agent (/sbin/vnv-agent); the
+#              nested test host's init (/sbin/vnv-nested-init) with kvm_amd and 9p
 #
 # Usage: images/build-guest.sh [CACHE_DIR]     (default: images/cache next to this script)
 # Prints the directory holding vmlinux, bzImage, initramfs.cpio.gz and kernel-release.
@@ -30,10 +31,13 @@ TOP_PKGS="busybox-static kmod ndctl daxctl e2fsprogs xfsprogs libc6"
 # Modules (with their dependencies). crc32c_generic: ext4, jbd2 and xfs ask the crypto API
 # for "crc32c" at mount time, and qemu64 has no SSE4.2 for crc32c-intel.
 MODULES="nfit nd_pmem nd_btt dax_pmem device_dax kmem ext4 xfs crc32c_generic pvpanic_mmio"
+# The same initramfs boots the nested test host (images/nested-init, docs/nested-host.md):
+# KVM for an emulated AMD CPU with SVM, and 9p over virtio to reach the host's files.
+MODULES="$MODULES kvm_amd virtio_pci 9pnet_virtio 9p"
 
 # --- fast path -------------------------------------------------------------
 # Asking apt costs seconds; skip it while neither the apt lists nor the recipe changed.
-recipe_hash=$(cat "$0" "$here/init" "$here/vnv-agent" | sha256sum | cut -c1-12)
+recipe_hash=$(cat "$0" "$here/init" "$here/vnv-agent" "$here/nested-init" | sha256sum | cut -c1-12)
 if [ -z "${VNV_KERNEL_PKG:-}" ] && [ -f "$cache/current/done" ] && [ -f "$cache/current/recipe-hash" ] \
     && [ "$(cat "$cache/current/recipe-hash")" = "$recipe_hash" ] \
     && [ "$cache/current/done" -nt /var/lib/apt/lists ]; then
@@ -193,6 +197,7 @@ echo "$krel" >"$root/etc/kernel-release"
 
 install -m 0755 "$here/init" "$root/init"
 install -m 0755 "$here/vnv-agent" "$root/sbin/vnv-agent"
+install -m 0755 "$here/nested-init" "$root/sbin/vnv-nested-init"
 
 (cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet -R 0:0 | gzip -9n) >"$work/initramfs.cpio.gz"
 

@@ -33,3 +33,6 @@ pub fn require_qemu() {
         panic!("{} is not runnable (apt-get install qemu-system-x86, or set VNV_QEMU): {e}", qemu.display());
     }
 }
+
+pub mod kvm_host;
+pub mod nested;

@@ -2,6 +2,7 @@
 
 pub mod acpi_dump;
 pub mod cli;
+mod console_pipe;
 pub mod ctl;
 pub mod demo;
 pub mod guest_boot;

@@ -89,23 +89,27 @@ pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
     Ok(Validated { machine })
 }
 
-/// KVM: Linux booted directly (linux_boot), console on stdout, the control API on
+/// KVM: Linux booted directly (linux_boot), console on `out`, the control API on
 /// `--api-socket`; the exit status is the guest's outcome (0 power-off/reset, 3 crash).
-fn run_kvm(args: &RunArgs, machine: Machine, err: &mut dyn Write) -> Result<u8, Failure> {
+fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
     let boot = crate::guest_boot::guest_boot(args)?;
     let spec = vnvdimm_vmm::linux_boot::BootSpec {
         kernel: boot.kernel,
         initramfs: boot.initramfs,
         cmdline: boot.cmdline,
     };
-    let outcome = vnvdimm_vmm::launch::run(machine, Box::new(std::io::stdout()), args.api_socket.as_deref(), |vm| {
-        let map = vm.machine.memory_map.clone();
-        let loaded = vnvdimm_vmm::linux_boot::load(&vm.memory, &map, &spec).map_err(|e| e.to_string())?;
-        vnvdimm_vmm::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())
-    }, |backend| {
-        use vnvdimm_control::Backend as _;
-        crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(backend.power_off()));
+    let api_socket = args.api_socket.as_deref();
+    let outcome = crate::console_pipe::run_with_console(out, |console| {
+        vnvdimm_vmm::launch::run(machine, console, api_socket, |vm| {
+            let map = vm.machine.memory_map.clone();
+            let loaded = vnvdimm_vmm::linux_boot::load(&vm.memory, &map, &spec).map_err(|e| e.to_string())?;
+            vnvdimm_vmm::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())
+        }, |backend| {
+            use vnvdimm_control::Backend as _;
+            crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(backend.power_off()));
+        })
     })
+    .map_err(|e| Failure::other(format!("--backend kvm: cannot set up the console pipe: {e}")))?
     .map_err(|e| Failure::other(format!("--backend kvm: {e}")))?;
     let _ = writeln!(err, "vnvdimm: {outcome}");
     Ok(u8::try_from(outcome.exit_status()).unwrap_or(crate::cli::EXIT_FAILURE))
@@ -122,7 +126,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
     };
     match (args.backend, kvm) {
         (Backend::Kvm, Some(Err(e))) => Err(Failure::other(format!("--backend kvm: {e}"))),
-        (_, Some(Ok(_))) => run_kvm(args, _validated.machine, err),
+        (_, Some(Ok(_))) => run_kvm(args, _validated.machine, out, err),
         (_, _) => {
             let _ = writeln!(err, "vnvdimm: --backend auto chose tcg (KVM cannot run Linux here)");
             crate::run_tcg::run(args, out, err)

@@ -1,0 +1,287 @@
+//! The nested test host (docs/nested-host.md): an L1 Linux under QEMU TCG with an
+//! emulated AMD CPU with SVM and nested paging, whose KVM boots Linux guests (L2) with
+//! `vnvdimm run --backend kvm`, on machines whose own KVM cannot.
+//!
+//! L1 is the guest image's kernel and initramfs booted with
+//! `rdinit=/sbin/vnv-nested-init` (images/nested-init): it loads kvm_amd, mounts this
+//! host's root read-only over 9p, and runs one shell script in a chroot there, so the
+//! test binary, the guest image and every library are at the same paths as here. Writes
+//! go to tmpfs in L1 (`TMPDIR=/run/vnv-tmp`). The script's output comes back through
+//! L1's second serial port.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vnvdimm_tcg::qemu::QemuCommand;
+use vnvdimm_tcg::GuestImage;
+
+/// Set (to 1) in the environment of the test that runs inside L1.
+pub const NESTED_L1_ENV: &str = "VNV_NESTED_L1";
+/// Overrides how long one L1 may run, in seconds.
+pub const NESTED_TIMEOUT_ENV: &str = "VNV_NESTED_TIMEOUT";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// L1's memory: the L2 guest (512 MiB to 1 GiB in the tests), its DIMM backing files
+/// on L1's tmpfs, and L1 itself.
+const L1_MEMORY: &str = "4G";
+/// Two vCPUs, so an L2 with `--cpus 2` runs on two.
+const L1_CPUS: &str = "2";
+/// An AMD CPU with SVM, which QEMU's TCG emulates with nested paging (NPT).
+const L1_CPU: &str = "EPYC-v3,+svm";
+/// Environment passed on to the test in L1 (the rest of this process's is not).
+const PASSED_ENV: &[&str] = &["RUST_BACKTRACE", "RUST_LOG", "VNV_KEEP_WORK", "VNV_QEMU"];
+/// Where L1's writable scratch space is (tmpfs; this host's /tmp stays visible there).
+const L1_TMPDIR: &str = "/run/vnv-tmp";
+
+const EXIT_MARK: &str = "@@VNV-NESTED-EXIT rc=";
+const UNUSABLE_MARK: &str = "@@VNV-NESTED-UNUSABLE ";
+
+/// One use of the nested host.
+pub struct NestedHost;
+
+impl NestedHost {
+    /// Whether an L1 can be started here: QEMU runs and the guest image exists.
+    pub fn available() -> Result<(), String> {
+        let qemu = QemuCommand::default_qemu();
+        Command::new(&qemu).arg("--version").output().map_err(|e| {
+            format!(
+                "{} is not runnable (apt-get install qemu-system-x86): {e}",
+                qemu.display()
+            )
+        })?;
+        GuestImage::locate_or_build().map_err(|e| format!("guest image: {e}"))?;
+        Ok(())
+    }
+
+    /// Runs the test `name` of this test binary inside a fresh L1. `Err` holds the
+    /// whole story for the failure message: L1's output (prefixed `L1| `) and the tail
+    /// of L1's own kernel console.
+    pub fn run_test(name: &str) -> Result<(), String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find this test binary: {e}"))?;
+        let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
+        let image = GuestImage::locate_or_build().map_err(|e| format!("guest image: {e}"))?;
+        let mut env = vec![
+            (NESTED_L1_ENV.to_string(), "1".to_string()),
+            (
+                "VNV_GUEST_IMAGE".to_string(),
+                image.dir.display().to_string(),
+            ),
+            ("TMPDIR".to_string(), L1_TMPDIR.to_string()),
+        ];
+        for key in PASSED_ENV {
+            if let Ok(v) = std::env::var(key) {
+                env.push((key.to_string(), v));
+            }
+        }
+        let mut script = format!("mkdir -p {L1_TMPDIR}\ncd {}\n", shell_quote(&cwd));
+        script.push_str("exec env");
+        for (k, v) in &env {
+            let _ = write!(script, " {k}={}", shell_quote(Path::new(v)));
+        }
+        let _ = writeln!(
+            script,
+            " {} --exact {} --include-ignored --nocapture --test-threads=1",
+            shell_quote(&exe),
+            shell_quote(Path::new(name))
+        );
+        let run = Self::boot(&image, &script)?;
+        let output = run.prefixed_output();
+        let rc = run.exit_code().ok_or_else(|| {
+            format!(
+                "the nested host ended without the test's exit status{}\n{output}\n--- L1 console (last 30 lines):\n{}",
+                run.unusable().map(|r| format!(": L1 cannot serve as a KVM host: {r}")).unwrap_or_default(),
+                run.console_tail(30)
+            )
+        })?;
+        println!("{output}");
+        println!("(nested host: L1 ran {:.0} s)", run.elapsed.as_secs_f64());
+        if rc != 0 {
+            return Err(format!(
+                "`{name}` failed inside the nested host (exit {rc}); its output is above"
+            ));
+        }
+        if !run.output.contains("test result: ok. 1 passed") {
+            return Err(format!(
+                "`{name}` did not run inside the nested host (no such test?); its output is above"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Boots L1, runs `script` (sh) in its chroot over this host's root and waits for
+    /// L1 to power off, or kills it at the timeout.
+    pub fn boot(image: &GuestImage, script: &str) -> Result<NestedRun, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("vnv-nested-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a work directory: {e}"))?;
+        let run_sh = dir.path().join("run.sh");
+        let console = dir.path().join("l1-console.log");
+        let output = dir.path().join("l1-output.log");
+        std::fs::write(&run_sh, script)
+            .map_err(|e| format!("writing {}: {e}", run_sh.display()))?;
+        let append = format!(
+            "console=ttyS0 quiet pti=off mitigations=off panic=-1 rdinit=/sbin/vnv-nested-init vnv.nested.run={}",
+            run_sh.display()
+        );
+        let mut qemu = Command::new(QemuCommand::default_qemu());
+        qemu.args([
+            "-machine", "pc", "-accel", "tcg", "-cpu", L1_CPU, "-smp", L1_CPUS, "-m", L1_MEMORY,
+        ])
+        .args(["-nodefaults", "-display", "none", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&image.vmlinux)
+        .arg("-initrd")
+        .arg(&image.initramfs)
+        .args(["-append", &append])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", output.display()))
+        .args([
+            "-virtfs",
+            "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = qemu
+            .spawn()
+            .map_err(|e| format!("cannot start QEMU for the nested host: {e}"))?;
+        let timeout = std::env::var(NESTED_TIMEOUT_ENV)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if started.elapsed() > timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => return Err(format!("waiting for QEMU: {e}")),
+            }
+        };
+        let stderr = child
+            .stderr
+            .take()
+            .map(|mut s| {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut s, &mut text);
+                text
+            })
+            .unwrap_or_default();
+        let read = |p: &PathBuf| {
+            String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+        };
+        let run = NestedRun {
+            output: read(&output),
+            console: read(&console),
+            elapsed: started.elapsed(),
+        };
+        match status {
+            None => Err(format!(
+                "the nested host did not finish within {} s ({NESTED_TIMEOUT_ENV} sets the limit)\n{}\n--- L1 console (last 30 lines):\n{}",
+                timeout.as_secs(),
+                run.prefixed_output(),
+                run.console_tail(30)
+            )),
+            Some(s) if !s.success() => Err(format!(
+                "QEMU for the nested host failed ({s}): {}\n--- L1 console (last 30 lines):\n{}",
+                qemu_errors(&stderr),
+                run.console_tail(30)
+            )),
+            Some(_) => Ok(run),
+        }
+    }
+}
+
+/// What one L1 left behind.
+pub struct NestedRun {
+    /// The script's output (L1's ttyS1) with the init's marks.
+    pub output: String,
+    /// L1's kernel console.
+    pub console: String,
+    pub elapsed: Duration,
+}
+
+impl NestedRun {
+    pub fn exit_code(&self) -> Option<i32> {
+        let at = self.output.rfind(EXIT_MARK)? + EXIT_MARK.len();
+        self.output[at..].split("@@").next()?.trim().parse().ok()
+    }
+
+    pub fn unusable(&self) -> Option<&str> {
+        let at = self.output.find(UNUSABLE_MARK)? + UNUSABLE_MARK.len();
+        self.output[at..].split("@@").next()
+    }
+
+    /// The output with each line marked as L1's, so the inner test harness's summary
+    /// lines are never read as this one's.
+    pub fn prefixed_output(&self) -> String {
+        self.output.lines().map(|l| format!("L1| {l}\n")).collect()
+    }
+
+    pub fn console_tail(&self, lines: usize) -> String {
+        let all: Vec<&str> = self.console.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// QEMU's messages less its warnings about CPUID bits TCG does not emulate (harmless).
+fn qemu_errors(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.contains("TCG doesn't support requested feature"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `path` quoted for sh.
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(output: &str) -> NestedRun {
+        NestedRun {
+            output: output.into(),
+            console: String::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn exit_code_is_read_from_the_last_mark() {
+        assert_eq!(
+            run("x\n@@VNV-NESTED-EXIT rc=101@@\n").exit_code(),
+            Some(101)
+        );
+        assert_eq!(run("@@VNV-NESTED-EXIT rc=0@@").exit_code(), Some(0));
+        assert_eq!(run("no mark").exit_code(), None);
+        assert_eq!(
+            run("@@VNV-NESTED-UNUSABLE modprobe kvm_amd failed@@").unusable(),
+            Some("modprobe kvm_amd failed")
+        );
+    }
+
+    #[test]
+    fn inner_summary_lines_are_prefixed() {
+        let out = run("test result: ok. 1 passed; 0 failed\n").prefixed_output();
+        assert_eq!(out, "L1| test result: ok. 1 passed; 0 failed\n");
+    }
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(shell_quote(Path::new("/a b/it's")), r"'/a b/it'\''s'");
+    }
+}
