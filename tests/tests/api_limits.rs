@@ -192,3 +192,19 @@ fn malformed_requests_get_4xx_or_5xx_and_change_nothing() {
     }
     assert_eq!(vm.snapshot(), before);
 }
+
+/// Once the server is dropped (the VMM is ending), a connection still being read no
+/// longer holds the VM: it is answered 503, and the backend (with the device model and
+/// its backing-file locks) is released at once.
+#[test]
+fn a_dropped_server_lets_go_of_the_vm_and_answers_late_requests_503() {
+    let mut vm = start();
+    let mut late = connect(&vm.socket, b"GET /api/v1/vm HTTP/1.1\r\n");
+    let server = vm.server.take().unwrap();
+    wait_for_connections(&server, 1);
+    drop(server);
+    assert_eq!(Arc::strong_count(&vm.backend), 1, "a connection thread still holds the backend");
+    late.write_all(b"\r\n").unwrap();
+    let (status, body) = answer_of(&mut late);
+    assert_eq!(status, 503, "{body}");
+}

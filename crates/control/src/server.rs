@@ -76,7 +76,7 @@ impl ApiServer {
         listener.set_nonblocking(true).map_err(bind_error)?;
         let (wake_rx, wake_tx) = UnixStream::pair().map_err(ApiError::Thread)?;
         let shared = Arc::new(Shared {
-            backend,
+            backend: Mutex::new(Some(backend)),
             limits,
             slots: Slots::new(limits.max_connections),
             stopping: AtomicBool::new(false),
@@ -118,6 +118,9 @@ impl ApiServerHandle {
 impl Drop for ApiServerHandle {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        // Connection threads may outlive the handle by a deadline or two; they must not
+        // keep the VM (its device model, its backing-file locks) alive meanwhile.
+        self.shared.backend.lock().unwrap_or_else(|e| e.into_inner()).take();
         // Wakes poll(); a failed write still leaves `stopping` for the next wake-up.
         let _ = io::Write::write(&mut &self.wake, &[1]);
         if let Some(thread) = self.thread.take() {
@@ -132,7 +135,8 @@ impl Drop for ApiServerHandle {
 
 /// What the accept loop and every connection thread share.
 struct Shared {
-    backend: Arc<dyn Backend>,
+    /// Taken away when the handle is dropped; requests then get 503.
+    backend: Mutex<Option<Arc<dyn Backend>>>,
     limits: ServerLimits,
     slots: Arc<Slots>,
     stopping: AtomicBool,
@@ -279,10 +283,11 @@ fn linger(stream: &mut UnixStream) {
 }
 
 fn answer(request: &HttpRequest, shared: &Shared) -> Reply {
-    if shared.stopping.load(Ordering::SeqCst) {
+    let backend = shared.backend.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(backend) = backend.filter(|_| !shared.stopping.load(Ordering::SeqCst)) else {
         return Reply::error(503, "the VMM is shutting down");
-    }
-    let backend = shared.backend.as_ref();
+    };
+    let backend = backend.as_ref();
     // A guest command may run for minutes; it does not hold up the other requests.
     if is_exec(request) {
         return route(&request.method, &request.target, &request.body, backend);
