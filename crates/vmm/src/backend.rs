@@ -49,6 +49,8 @@ pub struct KvmBackend {
     memory_bytes: u64,
     cpus: u32,
     machine_checks: bool,
+    /// The guest CPU's machine-check conventions (AMD has no action-optional #MC).
+    mca_vendor: crate::mce::McaVendor,
     started: Instant,
     /// None when the VM's agent line was already taken (or could not be split).
     agent: Option<Mutex<AgentLink>>,
@@ -69,6 +71,7 @@ impl KvmBackend {
             memory_bytes: vm.machine.config.memory,
             cpus: u32::from(vm.machine.config.cpus),
             machine_checks: vm.mce.is_ok(),
+            mca_vendor: vm.mca_vendor,
             started: Instant::now(),
             agent: agent_link(vm),
         }
@@ -169,6 +172,9 @@ impl Backend for KvmBackend {
     fn machine_check(&self, gpa: u64, kind: MachineCheckKind) -> Result<(), BackendError> {
         if !self.machine_checks {
             return Err(BackendError::Unsupported("this host's KVM cannot emulate machine checks".into()));
+        }
+        if let Some(why) = crate::mce::unsupported_for(self.mca_vendor, kind) {
+            return Err(BackendError::Unsupported(why.into()));
         }
         let ticket = self.control.request(Request::MachineCheck { gpa, kind }).map_err(|_| {
             BackendError::Conflict("the guest has stopped: there is no vCPU to deliver a machine check to".into())

@@ -103,11 +103,75 @@ pub enum MceError {
     Inject { gpa: u64, source: io::Error },
 }
 
-/// Forces CPUID.1:EDX MCE and MCA on, so the guest enables its machine check handler.
+/// CPUID leaf 0x8000_0007 EBX ("RAS capabilities") on AMD: MCA overflow recovery and
+/// SUCCOR (software uncorrectable error containment and recovery: the CPU reports
+/// consumed poison precisely enough for the OS to recover).
+pub const CPUID_AMD_RAS_LEAF: u32 = 0x8000_0007;
+pub const CPUID_AMD_EBX_OVERFLOW_RECOV: u32 = 1 << 0;
+pub const CPUID_AMD_EBX_SUCCOR: u32 = 1 << 1;
+
+/// Forces CPUID.1:EDX MCE and MCA on, so the guest enables its machine check handler,
+/// and makes the uncorrected memory errors the poison path raises recoverable for the
+/// guest's vendor:
+/// - Intel: through MCG_CAP's software error recovery bit (`guest_mcg_cap`);
+/// - AMD (and Hygon): Linux grades any uncorrected error as fatal ("Uncorrected error
+///   without MCA Recovery") unless CPUID advertises SUCCOR, and an overflowed one unless
+///   it advertises overflow recovery. KVM reports neither, as it emulates no SMCA banks;
+///   our banks are the legacy layout Linux then reads, so both bits are set here and
+///   SMCA (bit 3) stays clear.
 pub fn advertise_mce(cpuid: &mut CpuId) {
-    for entry in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == 1) {
-        entry.edx |= CPUID_EDX_MCE | CPUID_EDX_MCA;
+    let amd = McaVendor::of(cpuid) == McaVendor::Amd;
+    for entry in cpuid.as_mut_slice().iter_mut() {
+        match entry.function {
+            1 => entry.edx |= CPUID_EDX_MCE | CPUID_EDX_MCA,
+            CPUID_AMD_RAS_LEAF if amd => entry.ebx |= CPUID_AMD_EBX_OVERFLOW_RECOV | CPUID_AMD_EBX_SUCCOR,
+            _ => {}
+        }
     }
+}
+
+/// Whose machine-check conventions the guest follows: the guest CPU's vendor (KVM's
+/// CPUID is the host's, so an AMD host gives an AMD guest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McaVendor {
+    /// Intel (and anything not AMD): Linux grades by MCG_CAP.SER_P and the S/AR bits;
+    /// a memory error is MCACOD 0x1xx in any bank (QEMU uses bank 9).
+    Intel,
+    /// AMD and Hygon: Linux grades by CPUID SUCCOR, has no action-optional #MC, and
+    /// counts as a memory error (which the nfit driver adds to the badblocks list) only
+    /// a northbridge bank 4 error with extended error code 8 (DRAM ECC).
+    Amd,
+}
+
+impl McaVendor {
+    pub fn of(cpuid: &CpuId) -> McaVendor {
+        match cpuid.as_slice().iter().find(|e| e.function == 0).map(vendor) {
+            Some(v) if &v == b"AuthenticAMD" || &v == b"HygonGenuine" => McaVendor::Amd,
+            _ => McaVendor::Intel,
+        }
+    }
+
+    /// The bank memory errors are reported in.
+    pub fn poison_bank(self) -> u8 {
+        match self {
+            McaVendor::Intel => POISON_BANK,
+            McaVendor::Amd => AMD_NB_BANK,
+        }
+    }
+}
+
+/// AMD's northbridge bank and the extended error code (MCi_STATUS[20:16]) of a DRAM ECC
+/// error: what Linux's `amd_mce_is_memory_error` looks for on CPUs without SMCA.
+pub const AMD_NB_BANK: u8 = 4;
+pub const AMD_XEC_DRAM_ECC: u64 = 0x8 << 16;
+
+/// The vendor string of CPUID leaf 0 (EBX, EDX, ECX).
+fn vendor(leaf0: &kvm_bindings::kvm_cpuid_entry2) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&leaf0.ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&leaf0.edx.to_le_bytes());
+    v[8..].copy_from_slice(&leaf0.ecx.to_le_bytes());
+    v
 }
 
 /// The MCG_CAP flag bits KVM can emulate (KVM leaves the bank count field 0: see
@@ -150,35 +214,57 @@ pub fn setup_vcpu(vcpu: &VcpuFd, mcg_cap: u64) -> Result<(), MceError> {
     Ok(())
 }
 
-/// The machine check for poison at guest physical address `gpa`.
-pub fn machine_check(gpa: u64, kind: MachineCheckKind) -> kvm_x86_mce {
+/// The machine check for poison at guest physical address `gpa`, as a CPU of `vendor`
+/// reports it. The Intel values are QEMU's; on AMD the same status is reported in the
+/// northbridge bank with the DRAM ECC extended code, so Linux's nfit driver (which only
+/// listens for memory errors) adds the address to the region's badblocks, as on Intel.
+pub fn machine_check(gpa: u64, kind: MachineCheckKind, vendor: McaVendor) -> kvm_x86_mce {
     let (status, mcg_status) = match kind {
         MachineCheckKind::ActionRequired => (SRAR_STATUS, SRAR_MCG_STATUS),
         MachineCheckKind::ActionOptional => (SRAO_STATUS, SRAO_MCG_STATUS),
+    };
+    let status = match vendor {
+        McaVendor::Intel => status,
+        McaVendor::Amd => status | AMD_XEC_DRAM_ECC,
     };
     kvm_x86_mce {
         status,
         addr: gpa,
         misc: MCI_MISC_PHYS_4K,
         mcg_status,
-        bank: POISON_BANK,
+        bank: vendor.poison_bank(),
         ..Default::default()
     }
 }
 
-/// SRAR: a load consumed poison at `gpa`.
+/// SRAR (Intel layout): a load consumed poison at `gpa`.
 pub fn action_required(gpa: u64) -> kvm_x86_mce {
-    machine_check(gpa, MachineCheckKind::ActionRequired)
+    machine_check(gpa, MachineCheckKind::ActionRequired, McaVendor::Intel)
 }
 
-/// SRAO: a patrol scrub found poison at `gpa`.
+/// SRAO (Intel layout): a patrol scrub found poison at `gpa`.
 pub fn action_optional(gpa: u64) -> kvm_x86_mce {
-    machine_check(gpa, MachineCheckKind::ActionOptional)
+    machine_check(gpa, MachineCheckKind::ActionOptional, McaVendor::Intel)
+}
+
+/// Why `kind` cannot be given to a guest of `vendor`, if it cannot: AMD has no
+/// action-optional machine check. Linux on AMD grades every uncorrected #MC as action
+/// required for the task it interrupts (or fatal in the kernel), so an "optional" one
+/// raised at whatever instruction the vCPU is at would panic an idle guest.
+pub fn unsupported_for(vendor: McaVendor, kind: MachineCheckKind) -> Option<&'static str> {
+    match (vendor, kind) {
+        (McaVendor::Amd, MachineCheckKind::ActionOptional) => Some(
+            "the guest CPU is AMD, which has no action-optional machine check (Linux would grade it as fatal \
+             in kernel context); poison the range without `machine_check` and let the guest consume it, or run \
+             on an Intel host",
+        ),
+        _ => None,
+    }
 }
 
 /// KVM_X86_SET_MCE: queues the machine check; it is raised at the next KVM_RUN.
-pub fn inject(vcpu: &VcpuFd, gpa: u64, kind: MachineCheckKind) -> Result<(), MceError> {
-    let mce = machine_check(gpa, kind);
+pub fn inject(vcpu: &VcpuFd, gpa: u64, kind: MachineCheckKind, vendor: McaVendor) -> Result<(), MceError> {
+    let mce = machine_check(gpa, kind, vendor);
     // SAFETY: the ioctl reads one kvm_x86_mce; the result is checked.
     let ret = unsafe { ioctl_with_ref(vcpu, KVM_X86_SET_MCE(), &mce) };
     if ret < 0 {
@@ -192,7 +278,7 @@ pub fn inject(vcpu: &VcpuFd, gpa: u64, kind: MachineCheckKind) -> Result<(), Mce
 
 /// The control API's "patrol scrub" option.
 pub fn inject_action_optional(vcpu: &VcpuFd, gpa: u64) -> Result<(), MceError> {
-    inject(vcpu, gpa, MachineCheckKind::ActionOptional)
+    inject(vcpu, gpa, MachineCheckKind::ActionOptional, McaVendor::Intel)
 }
 
 /// Injects and records `MachineCheck { gpa, kind, delivered }` in the platform event log,
@@ -201,9 +287,10 @@ pub fn deliver_and_log(
     vcpu: &VcpuFd,
     gpa: u64,
     kind: MachineCheckKind,
+    vendor: McaVendor,
     platform: &mut NvdimmPlatform,
 ) -> Result<(), MceError> {
-    let result = inject(vcpu, gpa, kind);
+    let result = inject(vcpu, gpa, kind, vendor);
     platform.log_event(EventKind::MachineCheck {
         gpa,
         kind,

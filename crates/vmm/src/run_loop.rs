@@ -216,7 +216,7 @@ fn lock(vm: &Vm) -> std::sync::MutexGuard<'_, nvdimm_model::NvdimmPlatform> {
 /// Injects (if this KVM can) and logs a machine check; `delivered` says whether KVM took it.
 fn deliver(vm: &Vm, vcpu: &VcpuFd, gpa: u64, kind: MachineCheckKind) {
     let result = if vm.mce.is_ok() {
-        mce::deliver_and_log(vcpu, gpa, kind, &mut lock(vm))
+        mce::deliver_and_log(vcpu, gpa, kind, vm.mca_vendor, &mut lock(vm))
     } else {
         lock(vm).log_event(EventKind::MachineCheck { gpa, kind, delivered: false });
         Ok(())

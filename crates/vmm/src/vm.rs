@@ -116,6 +116,8 @@ pub struct Vm {
     pub control: Arc<VcpuControl>,
     /// The guest's MCG_CAP, or why KVM cannot give the guest machine checks.
     pub mce: Result<u64, String>,
+    /// How machine checks are laid out for the guest CPU's vendor.
+    pub mca_vendor: mce::McaVendor,
     /// Ok when the in-kernel interrupt controller exists, or why KVM refused it.
     pub irqchip: Result<(), String>,
     /// Run vCPUs 1.. in threads of their own (Linux boots; needs `irqchip`). Off for
@@ -228,6 +230,7 @@ impl Vm {
         if mce.is_ok() {
             mce::advertise_mce(&mut cpuid);
         }
+        let mca_vendor = mce::McaVendor::of(&cpuid);
         let mut vcpus = Vec::with_capacity(usize::from(machine.config.cpus));
         for id in 0..u64::from(machine.config.cpus) {
             let vcpu = vm_fd
@@ -257,6 +260,7 @@ impl Vm {
             ged,
             control: Arc::new(VcpuControl::new()),
             mce,
+            mca_vendor,
             irqchip,
             run_aps: false,
             agent,
@@ -264,8 +268,8 @@ impl Vm {
     }
 
     /// Whether the guest can be sent machine checks of `kind`.
-    pub fn can_deliver(&self, _kind: MachineCheckKind) -> bool {
-        self.mce.is_ok()
+    pub fn can_deliver(&self, kind: MachineCheckKind) -> bool {
+        self.mce.is_ok() && mce::unsupported_for(self.mca_vendor, kind).is_none()
     }
 
     /// The DIMM window containing `gpa`: (dimm index, offset into the DIMM).

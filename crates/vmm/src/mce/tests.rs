@@ -77,6 +77,38 @@ fn advertise_mce_sets_leaf_1_edx_only() {
     assert_eq!(edx, vec![0, 0x1 | 0x80 | 0x4000, 0]);
 }
 
+fn vendor_leaf(vendor: &[u8; 12]) -> kvm_cpuid_entry2 {
+    let word = |i: usize| u32::from_le_bytes(vendor[i..i + 4].try_into().unwrap());
+    kvm_cpuid_entry2 {
+        function: 0,
+        ebx: word(0),
+        edx: word(4),
+        ecx: word(8),
+        ..Default::default()
+    }
+}
+
+fn ras_ebx_after_advertise(vendor: &[u8; 12]) -> u32 {
+    let ras = kvm_cpuid_entry2 {
+        function: CPUID_AMD_RAS_LEAF,
+        ebx: 0,
+        edx: 1 << 8,
+        ..Default::default()
+    };
+    let mut cpuid = CpuId::from_entries(&[vendor_leaf(vendor), ras]).unwrap();
+    advertise_mce(&mut cpuid);
+    let leaf = cpuid.as_slice().iter().find(|e| e.function == CPUID_AMD_RAS_LEAF).unwrap();
+    assert_eq!(leaf.edx, 1 << 8, "invariant TSC and the rest of the leaf stay");
+    leaf.ebx
+}
+
+#[test]
+fn amd_guests_see_succor_and_overflow_recovery_intel_guests_do_not() {
+    assert_eq!(ras_ebx_after_advertise(b"AuthenticAMD"), 0b11);
+    assert_eq!(ras_ebx_after_advertise(b"HygonGenuine"), 0b11);
+    assert_eq!(ras_ebx_after_advertise(b"GenuineIntel"), 0);
+}
+
 fn kvm() -> Kvm {
     Kvm::new().expect("/dev/kvm must open on the project's machines (test-machines.md)")
 }
@@ -103,7 +135,7 @@ fn kvm_supports_the_guest_mcg_cap_and_accepts_setup_and_set_mce() {
     let cap = guest_mcg_cap(supported, banks).unwrap();
     let vm = halting_vm(&kvm);
     setup_vcpu(&vm.vcpu, cap).unwrap();
-    inject(&vm.vcpu, 0x5000, MachineCheckKind::ActionRequired).unwrap();
+    inject(&vm.vcpu, 0x5000, MachineCheckKind::ActionRequired, McaVendor::Intel).unwrap();
 }
 
 /// A vCPU set up with fewer banks than the poison bank refuses the injection.
@@ -161,7 +193,7 @@ fn deliver_to_bare_metal(kind: MachineCheckKind, gpa: u64) -> [u64; 4] {
         guest_mcg_cap(supported_mcg_cap(&kvm).unwrap(), supported_banks(&kvm)).unwrap(),
     )
     .unwrap();
-    inject(&vm.vcpu, gpa, kind).unwrap();
+    inject(&vm.vcpu, gpa, kind, McaVendor::Intel).unwrap();
     let exits = longmode::run_until_final(&mut vm.vcpu, 16).unwrap();
     eprintln!("exits after SET_MCE ({kind:?}): {exits:?}");
     assert_eq!(
@@ -222,6 +254,7 @@ fn deliver_and_log_records_the_outcome() {
         &refusing.vcpu,
         0x7000,
         MachineCheckKind::ActionRequired,
+        McaVendor::Intel,
         &mut platform
     )
     .is_err());
@@ -231,6 +264,7 @@ fn deliver_and_log_records_the_outcome() {
         &vm.vcpu,
         0x8000,
         MachineCheckKind::ActionOptional,
+        McaVendor::Intel,
         &mut platform,
     )
     .unwrap();
@@ -255,4 +289,26 @@ fn deliver_and_log_records_the_outcome() {
             },
         ]
     );
+}
+
+#[test]
+fn amd_guests_get_memory_errors_in_the_northbridge_bank_with_the_dram_ecc_code() {
+    let intel = machine_check(0x1234_5000, MachineCheckKind::ActionRequired, McaVendor::Intel);
+    assert_eq!((intel.bank, intel.status), (9, SRAR_STATUS));
+    let amd = machine_check(0x1234_5000, MachineCheckKind::ActionRequired, McaVendor::Amd);
+    assert_eq!(amd.bank, 4);
+    assert_eq!((amd.status >> 16) & 0x1f, 0x8, "extended error code: DRAM ECC");
+    assert_eq!(amd.status & !(0x1f << 16), SRAR_STATUS, "the rest as on Intel");
+    assert_eq!(amd.addr, 0x1234_5000);
+    assert!(unsupported_for(McaVendor::Amd, MachineCheckKind::ActionOptional).is_some());
+    assert!(unsupported_for(McaVendor::Amd, MachineCheckKind::ActionRequired).is_none());
+    assert!(unsupported_for(McaVendor::Intel, MachineCheckKind::ActionOptional).is_none());
+}
+
+#[test]
+fn the_vendor_is_read_from_cpuid_leaf_0() {
+    let cpuid = |v: &[u8; 12]| CpuId::from_entries(&[vendor_leaf(v)]).unwrap();
+    assert_eq!(McaVendor::of(&cpuid(b"AuthenticAMD")), McaVendor::Amd);
+    assert_eq!(McaVendor::of(&cpuid(b"HygonGenuine")), McaVendor::Amd);
+    assert_eq!(McaVendor::of(&cpuid(b"GenuineIntel")), McaVendor::Intel);
 }

@@ -239,6 +239,7 @@ fn a_poisoned_load_becomes_an_srar_machine_check_in_the_guest() {
                     &r.vm.vcpu,
                     gpa,
                     MachineCheckKind::ActionRequired,
+                    mce::McaVendor::Intel,
                     &mut platform,
                 )
                 .unwrap();
