@@ -7,7 +7,8 @@
 #   initramfs  busybox, kmod, ndctl, daxctl, mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs) with
 #              their shared libraries; the libnvdimm/nfit/pmem/btt/dax/kmem/ext4/xfs/pvpanic modules
 #              with a depmod index; /init and the guest agent (/sbin/vnv-agent); the
-#              nested test host's init (/sbin/vnv-nested-init) with kvm_amd and 9p
+#              nested test host's init (/sbin/vnv-nested-init) with kvm_amd and 9p; the
+#              poison tests' probe (/sbin/vnv-mmap-probe, built from vnv-mmap-probe.c)
 #
 # Usage: images/build-guest.sh [CACHE_DIR]     (default: images/cache next to this script)
 # Prints the directory holding vmlinux, bzImage, initramfs.cpio.gz and kernel-release.
@@ -17,7 +18,7 @@
 # the last build.
 #
 # Needs: apt-get, apt-cache, dpkg-deb (Debian 12 apt lists that know the packages), cpio,
-# xz-utils, gzip. Override the kernel with VNV_KERNEL_PKG=linux-image-6.1.0-NN-amd64-unsigned.
+# xz-utils, gzip, gcc with libc6-dev (static). Override the kernel with VNV_KERNEL_PKG=linux-image-6.1.0-NN-amd64-unsigned.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +28,7 @@ die() { log "error: $*"; exit 1; }
 
 # User-space packages whose programs go into the initramfs; their library dependencies
 # (lib* packages, recursively) are added below.
-TOP_PKGS="busybox-static kmod ndctl daxctl e2fsprogs xfsprogs libc6"
+TOP_PKGS="busybox-static kmod ndctl daxctl e2fsprogs xfsprogs numactl libc6"
 # Modules (with their dependencies). crc32c_generic: ext4, jbd2 and xfs ask the crypto API
 # for "crc32c" at mount time, and qemu64 has no SSE4.2 for crc32c-intel.
 MODULES="nfit nd_pmem nd_btt dax_pmem device_dax kmem ext4 xfs crc32c_generic pvpanic_mmio"
@@ -37,7 +38,7 @@ MODULES="$MODULES kvm_amd virtio_pci 9pnet_virtio 9p"
 
 # --- fast path -------------------------------------------------------------
 # Asking apt costs seconds; skip it while neither the apt lists nor the recipe changed.
-recipe_hash=$(cat "$0" "$here/init" "$here/vnv-agent" "$here/nested-init" | sha256sum | cut -c1-12)
+recipe_hash=$(cat "$0" "$here/init" "$here/vnv-agent" "$here/nested-init" "$here/vnv-mmap-probe.c" | sha256sum | cut -c1-12)
 if [ -z "${VNV_KERNEL_PKG:-}" ] && [ -f "$cache/current/done" ] && [ -f "$cache/current/recipe-hash" ] \
     && [ "$(cat "$cache/current/recipe-hash")" = "$recipe_hash" ] \
     && [ "$cache/current/done" -nt /var/lib/apt/lists ]; then
@@ -45,7 +46,7 @@ if [ -z "${VNV_KERNEL_PKG:-}" ] && [ -f "$cache/current/done" ] && [ -f "$cache/
     exit 0
 fi
 
-for tool in apt-get apt-cache dpkg-deb cpio xz gzip; do
+for tool in apt-get apt-cache dpkg-deb cpio xz gzip gcc; do
     command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install -y apt dpkg cpio xz-utils gzip)"
 done
 
@@ -160,7 +161,7 @@ copy_with_libs() {
         done <"$work/libs"
     done
 }
-copy_with_libs /bin/kmod /usr/bin/ndctl /usr/bin/daxctl /sbin/mke2fs /sbin/e2fsck /sbin/tune2fs \
+copy_with_libs /bin/kmod /usr/bin/ndctl /usr/bin/daxctl /usr/bin/numactl /sbin/mke2fs /sbin/e2fsck /sbin/tune2fs \
     /sbin/dumpe2fs /sbin/mkfs.xfs /sbin/xfs_repair
 install -m 0755 "$(readlink -f "$ld_so")" "$root/lib64/ld-linux-x86-64.so.2"
 for tool in modprobe depmod lsmod insmod rmmod modinfo; do
@@ -198,6 +199,9 @@ echo "$krel" >"$root/etc/kernel-release"
 install -m 0755 "$here/init" "$root/init"
 install -m 0755 "$here/vnv-agent" "$root/sbin/vnv-agent"
 install -m 0755 "$here/nested-init" "$root/sbin/vnv-nested-init"
+# The poison-consumption tests' probe (maps a page, reports SIGBUS): no package has one.
+gcc -static -O2 -o "$root/sbin/vnv-mmap-probe" "$here/vnv-mmap-probe.c" \
+    || die "cannot build vnv-mmap-probe (apt-get install gcc libc6-dev)"
 
 (cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet -R 0:0 | gzip -9n) >"$work/initramfs.cpio.gz"
 

@@ -79,3 +79,9 @@ kvm_linux_test! {
         scenarios::s8_machine_check_on_a_dax_mapped_page_is_recovered(Kvm);
     }
 }
+
+kvm_linux_test! {
+    fn s10_devdax_as_system_ram_and_back() {
+        scenarios::s10_devdax_as_system_ram_and_back(Kvm);
+    }
+}

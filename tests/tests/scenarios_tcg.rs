@@ -63,3 +63,8 @@ fn s7_health_event_reaches_ndctl_monitor() {
 fn s8_machine_check_on_a_dax_mapped_page_is_recovered() {
     scenarios::s8_machine_check_on_a_dax_mapped_page_is_recovered(Tcg);
 }
+
+#[test]
+fn s10_devdax_as_system_ram_and_back() {
+    scenarios::s10_devdax_as_system_ram_and_back(Tcg);
+}

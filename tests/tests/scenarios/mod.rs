@@ -17,6 +17,10 @@ const MIB: u64 = 1 << 20;
 
 use vnvdimm_integration::SharedBuf;
 
+/// KVM-only rows (tests/kvm_platform.rs); unused by the files that run both backends.
+#[allow(dead_code)]
+pub mod kvm_only;
+
 /// Which `--backend` a scenario boots with. Each test file constructs only its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(dead_code)]
@@ -98,10 +102,17 @@ struct Vm {
 /// `vnvdimm run` options after `--nvdimm` ones: (--persistence-domain etc.).
 fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
     let socket = work.dir.join("api.sock");
-    let mut args: Vec<String> = ["vnvdimm", "run", "--backend", work.backend.name(), "--memory", "512M"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "vnvdimm",
+        "run",
+        "--backend",
+        work.backend.name(),
+        "--memory",
+        "512M",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     // No --cmdline: with the default image and an API socket, `vnvdimm run` itself asks
     // init to keep the guest up for the agent (`vnv.agent=hold`) until it is powered off.
     for n in nvdimms {
@@ -1170,4 +1181,81 @@ pub fn s8_machine_check_on_a_dax_mapped_page_is_recovered(backend: GuestBackend)
     assert!(up.contains("alive"));
     let wall = vm.stop();
     println!("[mce] total {wall:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// (10) Persistent memory as system RAM: a devdax namespace onlined in its own NUMA node
+// ---------------------------------------------------------------------------------
+
+pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
+    let work = Work::new("kmem", backend);
+    // 512 MiB: after the namespace's own metadata, whole 128 MiB memory blocks remain.
+    let a = work.dimm("a.img", 512 * MIB);
+    let mut vm = boot(&work, &[nvdimm(&a, ",label-size=0,handle=1")], &[]);
+    // The DIMM's range is its own proximity domain (SRAT / QEMU -numa): node 1.
+    let regions = vm.json("ndctl list -R");
+    let region = &as_list(&regions)[0];
+    assert_eq!(region["target_node"], 1, "the pmem's own node: {regions}");
+    assert_eq!(
+        region["numa_node"], 0,
+        "the nearest node with CPUs: {regions}"
+    );
+    let ns = vm.json("ndctl create-namespace -f -e namespace0.0 -m devdax");
+    let dax = ns["daxregion"]["devices"][0]["chardev"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no dax device in {ns}"))
+        .to_string();
+    let ram = vm.json(&format!("daxctl reconfigure-device -m system-ram {dax}"));
+    let dev = &as_list(&ram)[0];
+    assert_eq!(dev["mode"], "system-ram", "{ram}");
+    assert_eq!(dev["target_node"], 1, "{ram}");
+    let blocks = dev["online_memblocks"].as_u64().unwrap_or(0);
+    assert!(
+        blocks > 0 && Some(blocks) == dev["total_memblocks"].as_u64(),
+        "all blocks online: {ram}"
+    );
+    let node_total = |vm: &mut Vm| -> u64 {
+        let info = vm.ok("cat /sys/devices/system/node/node1/meminfo");
+        let line = info
+            .lines()
+            .find(|l| l.contains("MemTotal"))
+            .unwrap_or_else(|| panic!("{info}"));
+        line.split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        node_total(&mut vm) >= blocks * 128 * 1024,
+        "node 1 holds the onlined blocks"
+    );
+    // Memory a process bound to node 1 allocates really lives there, and works.
+    let out = vm.ok(
+        "numactl --membind=1 sh -c 'dd if=/dev/urandom of=/dev/shm/n1 bs=1M count=32 2>/dev/null; \
+         md5sum /dev/shm/n1; grep -E \"Shmem:\" /sys/devices/system/node/node1/meminfo'; md5sum /dev/shm/n1",
+    );
+    let sums: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("/dev/shm/n1"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(sums.len(), 2, "{out}");
+    assert_eq!(sums[0], sums[1], "the data read back: {out}");
+    let shmem_kb: u64 = out
+        .lines()
+        .find(|l| l.contains("Shmem:"))
+        .and_then(|l| l.split_whitespace().rev().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Shmem line: {out}"));
+    assert!(
+        shmem_kb >= 32 * 1024,
+        "the 32 MiB file is in node 1's memory: {out}"
+    );
+    vm.ok("rm /dev/shm/n1");
+    let back = vm.json(&format!("daxctl reconfigure-device -m devdax {dax}"));
+    assert_eq!(as_list(&back)[0]["mode"], "devdax", "{back}");
+    let wall = vm.stop();
+    println!("[kmem] {blocks} blocks of 128 MiB to node 1 and back; total {wall:?}");
 }
