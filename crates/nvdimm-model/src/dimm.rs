@@ -94,6 +94,9 @@ pub struct Dimm {
     /// The backing file, locked for this DIMM alone while it is open; `None` for an
     /// ephemeral DIMM.
     lock: Option<BackingLock>,
+    /// The state sidecar's bytes before this open (`None`: there was none), so a VM
+    /// that never started can put it back ([`Dimm::undo_open`]).
+    state_before_open: Option<Vec<u8>>,
 }
 
 impl Dimm {
@@ -101,7 +104,7 @@ impl Dimm {
     pub fn ephemeral(config: DimmConfig, placement: DimmPlacement) -> Self {
         let labels = vec![0; config.label_size as usize];
         let state = DimmState { health: SmartHealth::with_state(config.health), ..DimmState::default() };
-        Dimm { config, placement, state, labels, storage: None, lock: None }
+        Dimm { config, placement, state, labels, storage: None, lock: None, state_before_open: None }
     }
 
     /// Opens a persistent DIMM: checks the backing file's size (without touching its
@@ -110,6 +113,16 @@ impl Dimm {
     /// counts an unsafe shutdown if the previous run did not call [`Dimm::close_clean`],
     /// and marks the DIMM running on disk. Nothing is written unless all of that worked.
     pub fn open(config: DimmConfig, placement: DimmPlacement) -> Result<Dimm, DimmError> {
+        let dimm = Self::load(config, placement)?;
+        dimm.save_state()?;
+        Ok(dimm)
+    }
+
+    /// [`Dimm::open`] without the write: the DIMM is locked and its new power cycle
+    /// computed, but nothing on disk has changed yet. [`Dimm::save_state`] commits it;
+    /// `NvdimmPlatform::open` loads every DIMM before it commits any, so a DIMM that
+    /// cannot be opened leaves the others' files untouched.
+    pub fn load(config: DimmConfig, placement: DimmPlacement) -> Result<Dimm, DimmError> {
         let actual = backing_size(&config.path)?;
         if actual < config.size {
             return Err(DimmError::BackingTooSmall { path: config.path.clone(), actual, required: config.size });
@@ -132,8 +145,10 @@ impl Dimm {
                 }
             }
         };
-        let mut state = match persist::read_json::<DimmState>(&paths.state)? {
-            Some(state) => state,
+        let state_before_open = persist::read_optional(&paths.state)?;
+        let mut state = match &state_before_open {
+            Some(bytes) => serde_json::from_slice::<DimmState>(bytes)
+                .map_err(|source| PersistError::Corrupt { path: paths.state.clone(), source })?,
             None => DimmState { health: SmartHealth::with_state(config.health), ..DimmState::default() },
         };
         state.health.validate()?;
@@ -149,9 +164,22 @@ impl Dimm {
         }
         state.running = true;
         state.latch_shutdown_status = true;
-        let dimm = Dimm { config, placement, state, labels, storage: Some(paths), lock: Some(lock) };
-        dimm.save_state()?;
-        Ok(dimm)
+        Ok(Dimm { config, placement, state, labels, storage: Some(paths), lock: Some(lock), state_before_open })
+    }
+
+    /// Puts the state sidecar back as it was before this DIMM was opened (removes it if
+    /// there was none), for a VM that failed to start: a start that never ran the guest
+    /// must not count as a run, clean or dirty. Labels are not touched (only a running
+    /// guest writes them). The in-memory state is left as it is; drop the DIMM after.
+    pub fn undo_open(&mut self) -> Result<(), DimmError> {
+        let Some(paths) = &self.storage else {
+            return Ok(());
+        };
+        match &self.state_before_open {
+            Some(bytes) => persist::write_atomic(&paths.state, bytes)?,
+            None => persist::remove(&paths.state)?,
+        }
+        Ok(())
     }
 
     pub fn handle(&self) -> u32 {

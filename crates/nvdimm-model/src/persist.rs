@@ -86,6 +86,15 @@ pub fn write_atomic_until(path: &Path, data: &[u8], crash: Option<CrashPoint>) -
     sync_parent(path)
 }
 
+/// Removes `path` if it exists, durably (the directory is synced).
+pub fn remove(path: &Path) -> Result<(), PersistError> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_parent(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(PersistError::Io { op: "remove", path: path.to_path_buf(), source }),
+    }
+}
+
 /// Makes a rename in `path`'s directory durable.
 fn sync_parent(path: &Path) -> Result<(), PersistError> {
     let dir = match path.parent() {

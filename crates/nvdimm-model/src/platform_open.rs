@@ -23,6 +23,8 @@ pub enum PlatformOpenError {
     Dimm { index: usize, path: String, source: DimmError },
     #[error("--nvdimm #{index}: backing file {path} is the same file as nvdimm #{other}'s ({other_path}); give each DIMM its own file")]
     SameFile { index: usize, path: PathBuf, other: usize, other_path: PathBuf },
+    #[error("putting the DIMMs' state back after a failed start: {failures}")]
+    Undo { failures: String },
 }
 
 impl NvdimmPlatform {
@@ -36,16 +38,69 @@ impl NvdimmPlatform {
         config.validate()?;
         layout.validate(&config)?;
         same_files(&config)?;
+        let failed = |index: usize, source| PlatformOpenError::Dimm {
+            index,
+            path: config.dimms[index].path.display().to_string(),
+            source,
+        };
+        // Every DIMM locked and read before any is written: a start refused because of
+        // DIMM 3 leaves DIMMs 0..3 exactly as they were.
         let mut dimms = Vec::with_capacity(config.dimms.len());
         for (index, (c, p)) in config.dimms.iter().zip(&layout.dimms).enumerate() {
-            let dimm = Dimm::open(c.clone(), p.clone()).map_err(|source| PlatformOpenError::Dimm {
-                index,
-                path: c.path.display().to_string(),
-                source,
-            })?;
-            dimms.push(dimm);
+            dimms.push(Dimm::load(c.clone(), p.clone()).map_err(|e| failed(index, e))?);
+        }
+        for index in 0..dimms.len() {
+            if let Err(e) = dimms[index].save_state() {
+                for done in &mut dimms[..index] {
+                    // Best effort: the error reported is the one that stopped the start.
+                    let _ = done.undo_open();
+                }
+                return Err(failed(index, e));
+            }
         }
         Ok(NvdimmPlatform::assemble(config, layout, dimms, clock))
+    }
+
+    /// Puts every DIMM's state sidecar back as it was before [`NvdimmPlatform::open`],
+    /// for a VM that failed to start (QEMU refused to run, the API socket could not be
+    /// served): no `running` marker left behind, no shutdown counted. Tries every DIMM.
+    pub fn undo_open(&mut self) -> Result<(), PlatformOpenError> {
+        let mut failures = Vec::new();
+        for index in 0..self.dimms().len() {
+            if let Some(dimm) = self.dimm_mut(index) {
+                if let Err(e) = dimm.undo_open() {
+                    failures.push(format!("nvdimm #{index}: {e}"));
+                }
+            }
+        }
+        match failures.is_empty() {
+            true => Ok(()),
+            false => Err(PlatformOpenError::Undo { failures: failures.join("; ") }),
+        }
+    }
+}
+
+impl PlatformOpenError {
+    /// Whether the options are at fault (a missing, short or unwritable backing file, a
+    /// bad label sidecar size, a file given twice) rather than the host (an I/O error,
+    /// a full disk, a file another VM is using): `vnvdimm run` exits 2 for the first
+    /// and 4 for the second (docs/running.md).
+    pub fn is_usage(&self) -> bool {
+        use crate::backing_lock::LockError;
+        match self {
+            PlatformOpenError::Config(_) | PlatformOpenError::Layout(_) | PlatformOpenError::SameFile { .. } => true,
+            PlatformOpenError::Undo { .. } => false,
+            PlatformOpenError::Dimm { source, .. } => match source {
+                DimmError::BackingFile { source, .. } | DimmError::Lock(LockError::Open { source, .. }) => {
+                    matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
+                }
+                DimmError::BackingTooSmall { .. }
+                | DimmError::BackingNotFile { .. }
+                | DimmError::LabelSidecarSize { .. }
+                | DimmError::Lock(LockError::NotWritable { .. }) => true,
+                _ => false,
+            },
+        }
     }
 }
 
@@ -125,8 +180,53 @@ mod tests {
         std::fs::hard_link(&files[1], &alias).unwrap();
         let other = dir.path().join("c.img");
         std::fs::File::create(&other).unwrap().set_len(16 << 20).unwrap();
-        let err = open(platform_config(dir.path(), [other, alias])).err().unwrap();
+        let err = open(platform_config(dir.path(), [other.clone(), alias])).err().unwrap();
         assert!(err.to_string().contains("is in use by"), "{err}");
+        assert!(!err.is_usage(), "a busy file is the host's problem, not the options'");
+        // DIMM 0 of the refused platform opened fine, but nothing was written for it.
+        assert!(!state_path(&other).exists(), "the refused start wrote DIMM 0's state");
         drop(first);
+    }
+
+    fn state_path(backing: &std::path::Path) -> PathBuf {
+        crate::persist::SidecarPaths::for_backing_file(backing).state
+    }
+
+    #[test]
+    fn undo_open_leaves_the_files_as_before_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [dir.path().join("a.img"), dir.path().join("b.img")];
+        for f in &files {
+            std::fs::File::create(f).unwrap().set_len(16 << 20).unwrap();
+        }
+        // A fresh pair: undo removes the state files the open created.
+        let mut p = open(platform_config(dir.path(), files.clone())).unwrap();
+        assert!(state_path(&files[0]).exists());
+        p.undo_open().unwrap();
+        drop(p);
+        assert!(files.iter().all(|f| !state_path(f).exists()));
+        // A pair whose last run crashed (left running): the open counts it, the undo
+        // puts the bytes back, so the next real start counts it once.
+        drop(open(platform_config(dir.path(), files.clone())).unwrap()); // no close_clean: a crash
+        let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(state_path(f)).unwrap()).collect();
+        let mut p = open(platform_config(dir.path(), files.clone())).unwrap();
+        assert_eq!(p.dimms()[0].state.health.unsafe_shutdown_count, 1);
+        p.undo_open().unwrap();
+        drop(p);
+        let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(state_path(f)).unwrap()).collect();
+        assert_eq!(after, before);
+        let p = open(platform_config(dir.path(), files.clone())).unwrap();
+        assert_eq!(p.dimms()[0].state.health.unsafe_shutdown_count, 1);
+    }
+
+    #[test]
+    fn missing_short_and_unwritable_files_are_usage_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short.img");
+        std::fs::File::create(&short).unwrap().set_len(4096).unwrap();
+        for path in [dir.path().join("missing.img"), short] {
+            let err = open(platform_config(dir.path(), [path, dir.path().join("other.img")])).err().unwrap();
+            assert!(err.is_usage(), "{err}");
+        }
     }
 }

@@ -38,6 +38,8 @@ pub enum VmError {
     Qmp(QmpError, String),
     #[error("waiting for QEMU: {0}")]
     Wait(std::io::Error),
+    #[error("QEMU ended before it was ready ({status}); its messages:\n{messages}")]
+    QemuEnded { status: String, messages: String },
     /// Every DIMM was tried; `failures` lists the ones that could not be closed.
     #[error("{exit} ({qemu}); then closing the DIMMs cleanly failed: {failures}")]
     Close { exit: VmExit, qemu: String, failures: String },
@@ -108,6 +110,9 @@ impl std::fmt::Display for VmExit {
         }
     }
 }
+
+/// How long QEMU may take to create and answer its QMP socket.
+const QMP_WAIT: Duration = Duration::from_secs(20);
 
 const STATE_RUNNING: u8 = 0;
 const STATE_SHUTTING_DOWN: u8 = 1;
@@ -193,7 +198,16 @@ impl TcgVm {
         let mut child = crate::spawn::spawn_tied(command)
             .map_err(|source| GuestError::QemuMissing { qemu: spec.qemu.clone(), source })?;
         let console = child.stdout.take();
-        let qmp = match Qmp::connect(&qmp_socket, Duration::from_secs(20)) {
+        // A QEMU that refuses its options or kernel exits before it creates the QMP
+        // socket; say so at once instead of waiting out the connect timeout.
+        let waiting = Instant::now();
+        while !qmp_socket.exists() && waiting.elapsed() < QMP_WAIT {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(VmError::QemuEnded { status: status.to_string(), messages: read_lossy(&stderr_log) });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let qmp = match Qmp::connect(&qmp_socket, QMP_WAIT) {
             Ok(qmp) => qmp,
             Err(e) => {
                 let _ = child.kill();

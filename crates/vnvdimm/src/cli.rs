@@ -14,6 +14,10 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for usage errors: bad options or values (the same code clap uses).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `vnvdimm run` when the options were fine but the host could not start
+/// the VM: an I/O error on a backing file or sidecar, a full disk, a backing file
+/// another VM is using. Nothing was changed (docs/running.md).
+pub const EXIT_START_HOST: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(name = "vnvdimm", version, about = "A VMM with emulated NVDIMMs Linux cannot tell from real ones")]
@@ -48,15 +52,22 @@ pub enum AcpiCommand {
 pub struct Failure {
     pub usage: bool,
     pub message: String,
+    /// An exit code other than [`EXIT_USAGE`] / [`EXIT_FAILURE`].
+    pub code: Option<u8>,
 }
 
 impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
-        Failure { usage: true, message: message.into() }
+        Failure { usage: true, message: message.into(), code: None }
     }
 
     pub fn other(message: impl Into<String>) -> Self {
-        Failure { usage: false, message: message.into() }
+        Failure { usage: false, message: message.into(), code: None }
+    }
+
+    /// The host could not start what the options asked for ([`EXIT_START_HOST`]).
+    pub fn start_host(message: impl Into<String>) -> Self {
+        Failure { usage: false, message: message.into(), code: Some(EXIT_START_HOST) }
     }
 }
 
@@ -91,10 +102,10 @@ where
         Ok(code) => code,
         Err(failure) => {
             let _ = writeln!(err, "error: {}", failure.message);
-            if failure.usage {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
+            match (failure.code, failure.usage) {
+                (Some(code), _) => code,
+                (None, true) => EXIT_USAGE,
+                (None, false) => EXIT_FAILURE,
             }
         }
     }

@@ -6,6 +6,7 @@ mod console_pipe;
 pub mod ctl;
 pub mod demo;
 pub mod guest_boot;
+pub mod kernel_check;
 pub mod run;
 pub mod run_tcg;
 pub mod selftest;

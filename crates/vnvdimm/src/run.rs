@@ -66,6 +66,7 @@ fn must_be_file(option: &str, path: &Path) -> Result<u64, Failure> {
 pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
     if let Some(kernel) = &args.kernel {
         must_be_file("--kernel", kernel)?;
+        crate::kernel_check::check_kernel(kernel)?;
     }
     if let Some(initramfs) = &args.initramfs {
         must_be_file("--initramfs", initramfs)?;

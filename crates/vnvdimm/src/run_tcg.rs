@@ -73,12 +73,18 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         check_api_socket(sock)?;
     }
     let GuestBoot { kernel, initramfs: initrd, cmdline } = guest_boot(args)?;
-    let platform = NvdimmPlatform::open(config, layout.platform_layout(), Arc::new(SystemClock::new()))
-        .map_err(|e| Failure::usage(format!("--nvdimm: {e}")))?;
     let work = tempfile::Builder::new()
         .prefix("vnvdimm-tcg-")
         .tempdir()
-        .map_err(|e| Failure::other(format!("creating a work directory: {e}")))?;
+        .map_err(|e| Failure::start_host(format!("creating a work directory: {e}")))?;
+    // Last: the first step that writes the user's files (the DIMMs' state sidecars).
+    let platform =
+        NvdimmPlatform::open(config, layout.platform_layout(), Arc::new(SystemClock::new())).map_err(|e| {
+            match e.is_usage() {
+                true => Failure::usage(format!("--nvdimm: {e}")),
+                false => Failure::start_host(format!("--nvdimm: {e}")),
+            }
+        })?;
     let spec = TcgVmSpec {
         qemu: QemuCommand::default_qemu(),
         kernel,
@@ -96,18 +102,34 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
     Ok(Prepared { spec, api_socket: args.api_socket.clone(), work })
 }
 
+/// A start that failed after the DIMMs were opened leaves them as they were: no
+/// `running` marker, no shutdown counted (issue 10, point 6).
+fn undo_start(prepared: &Prepared, failure: Failure) -> Failure {
+    let mut platform = prepared.spec.platform.lock().unwrap_or_else(|e| e.into_inner());
+    match platform.undo_open() {
+        Ok(()) => failure,
+        Err(e) => Failure { message: format!("{}; {e}", failure.message), ..failure },
+    }
+}
+
 /// Runs the guest to its end; returns the exit status (docs/tcg-backend.md).
 pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
     let prepared = prepare(args)?;
-    let vm = Arc::new(TcgVm::start(&prepared.spec).map_err(|e| Failure::other(format!("--backend tcg: {e}")))?);
+    let vm = match TcgVm::start(&prepared.spec) {
+        Ok(vm) => Arc::new(vm),
+        Err(e) => return Err(undo_start(&prepared, Failure::other(format!("--backend tcg: {e}")))),
+    };
     if std::env::var_os("VNVDIMM_DEBUG").is_some() {
         let _ = writeln!(err, "vnvdimm: {}", vm.command_line());
     }
     let _api = match &prepared.api_socket {
-        Some(path) => Some(
-            ApiServer::start(path, vm.clone() as Arc<dyn Backend>)
-                .map_err(|e| Failure::usage(e.to_string()))?,
-        ),
+        Some(path) => match ApiServer::start(path, vm.clone() as Arc<dyn Backend>) {
+            Ok(api) => Some(api),
+            Err(e) => {
+                drop(vm); // kills QEMU
+                return Err(undo_start(&prepared, Failure::usage(e.to_string())));
+            }
+        },
         None => None,
     };
     let stopper = vm.clone();
@@ -149,6 +171,4 @@ mod tests {
         let e = layout_options(64 * MIB).err().unwrap();
         assert!(e.usage && e.message.starts_with("--memory"), "{}", e.message);
     }
-
-
 }
