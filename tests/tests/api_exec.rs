@@ -136,3 +136,62 @@ fn ctl_exec_prints_the_output_and_joins_words() {
     );
     assert_eq!(code, 2);
 }
+
+/// Issue 10, point 8: abandoned `exec` requests still ran, one after another, without
+/// limit. Now at most 4 are queued or running (one more is 429), and one whose client
+/// hangs up while it waits never reaches the guest.
+#[test]
+fn exec_requests_are_bounded_and_abandoned_ones_never_run() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    let vm = start();
+    let server = vm.server.as_ref().unwrap();
+    let exec = |command: &str| {
+        let body = json!({ "command": command }).to_string();
+        let mut s = UnixStream::connect(&vm.socket).unwrap();
+        let head = format!("POST /api/v1/exec HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len());
+        s.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        s
+    };
+    let wait_pending = |n: usize| {
+        let end = Instant::now() + Duration::from_secs(10);
+        while server.exec_pending() != n {
+            assert!(Instant::now() < end, "{} exec requests pending, not {n}", server.exec_pending());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    vm.backend.hold_exec();
+    let mut running = exec("running");
+    wait_pending(1);
+    let abandoned: Vec<UnixStream> = (0..2).map(|i| exec(&format!("abandoned {i}"))).collect();
+    let mut waiting = exec("waiting");
+    wait_pending(4);
+    let r = vm.client.post("/exec", &json!({ "command": "one too many" })).unwrap();
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.error_message().unwrap().contains("at most 4"), "{}", r.body);
+    // Two clients give up; the queue lets them go without running their commands.
+    drop(abandoned);
+    wait_pending(2);
+    vm.backend.release_exec();
+    let answer = |s: &mut UnixStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(answer(&mut running).contains("fake: running"));
+    assert!(answer(&mut waiting).contains("fake: waiting"));
+    let ran: Vec<String> = vm
+        .backend
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Exec { command, .. } => Some(command),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ran, vec!["running", "waiting"]);
+    wait_pending(0);
+}

@@ -2,7 +2,7 @@
 //! backend logs (notifications, machine checks, power-off) and can be told to fail.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
@@ -32,6 +32,9 @@ pub struct FakeBackend {
     platform: Mutex<NvdimmPlatform>,
     state: Mutex<FakeState>,
     started: Instant,
+    /// While true, `exec` waits after recording its call (a command that runs long).
+    exec_held: Mutex<bool>,
+    exec_released: Condvar,
 }
 
 struct FakeState {
@@ -56,6 +59,8 @@ impl FakeBackend {
                 fail_next: None,
             }),
             started: Instant::now(),
+            exec_held: Mutex::new(false),
+            exec_released: Condvar::new(),
         }
     }
 
@@ -83,6 +88,17 @@ impl FakeBackend {
     /// The next backend call (other than `info`, `platform`, `flush_counts`) fails with `error`.
     pub fn fail_next(&self, error: BackendError) {
         self.state().fail_next = Some(error);
+    }
+
+    /// From now on `exec` records its call, then waits until [`FakeBackend::release_exec`].
+    pub fn hold_exec(&self) {
+        *self.exec_held.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Lets every held and future `exec` finish.
+    pub fn release_exec(&self) {
+        *self.exec_held.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.exec_released.notify_all();
     }
 
     /// Every call so far, oldest first.
@@ -167,6 +183,11 @@ impl Backend for FakeBackend {
     /// Answers without a guest: status 0 and `fake: COMMAND` as the output.
     fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
         self.record(Call::Exec { command: command.to_string(), timeout_secs: timeout.as_secs() })?;
+        let mut held = self.exec_held.lock().unwrap_or_else(|e| e.into_inner());
+        while *held {
+            held = self.exec_released.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(held);
         Ok(ExecOutput { status: 0, output: format!("fake: {command}\n") })
     }
 }

@@ -226,6 +226,16 @@ fn read_by(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> io::Re
     }
 }
 
+/// Whether the peer has closed its end completely (for a Unix stream socket, POLLHUP:
+/// both directions shut; a client that only shut its writing side still waits).
+pub fn peer_gone(stream: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd { fd: stream.as_raw_fd(), events: 0, revents: 0 };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Writes all of `data` before `deadline`.
 pub fn write_all_by(stream: &mut UnixStream, mut data: &[u8], deadline: Instant) -> io::Result<()> {
     while !data.is_empty() {
@@ -385,6 +395,16 @@ mod tests {
         let r = read_request(&mut ours, &deadlines()).unwrap();
         assert_eq!(r.body, b"{}");
         assert_eq!(&client.join().unwrap(), b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn a_peer_that_closed_is_gone_one_that_only_stopped_writing_is_not() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        assert!(!peer_gone(&ours));
+        theirs.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(!peer_gone(&ours));
+        drop(theirs);
+        assert!(peer_gone(&ours));
     }
 
     #[test]

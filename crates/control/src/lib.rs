@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod exec_queue;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod handlers;

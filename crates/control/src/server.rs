@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::backend::Backend;
+use crate::exec_queue::{ExecQueue, Queued, MAX_EXEC_PENDING};
 use crate::handlers::{self, Reply, Request};
 use crate::http::{self, HttpRequest};
 use crate::limits::{ServerLimits, Slots};
@@ -81,6 +82,7 @@ impl ApiServer {
             slots: Slots::new(limits.max_connections),
             stopping: AtomicBool::new(false),
             handler_lock: Mutex::new(()),
+            exec_queue: ExecQueue::new(MAX_EXEC_PENDING),
         });
         let thread = {
             let shared = shared.clone();
@@ -112,6 +114,11 @@ impl ApiServerHandle {
     /// Connections being served right now (for tests of the connection limit).
     pub fn connections(&self) -> usize {
         self.shared.slots.in_use()
+    }
+
+    /// `exec` requests queued or running right now.
+    pub fn exec_pending(&self) -> usize {
+        self.shared.exec_queue.pending()
     }
 }
 
@@ -145,6 +152,7 @@ struct Shared {
     /// model change and its backend call not interleaving with another request's. Only
     /// the handler holds it, never the reading or writing of a connection.
     handler_lock: Mutex<()>,
+    exec_queue: Arc<ExecQueue>,
 }
 
 fn prepare_path(path: &Path) -> Result<(), ApiError> {
@@ -235,7 +243,7 @@ fn refuse(mut stream: UnixStream, message: &str) {
 fn serve_connection(mut stream: UnixStream, shared: &Shared) {
     let deadlines = shared.limits.deadlines;
     let reply = match http::read_request(&mut stream, &deadlines) {
-        Ok(request) => answer(&request, shared),
+        Ok(request) => answer(&request, &stream, shared),
         Err(e) => match e.status() {
             Some(status) => Reply::error(status, e.to_string()),
             None => return,
@@ -282,15 +290,24 @@ fn linger(stream: &mut UnixStream) {
     }
 }
 
-fn answer(request: &HttpRequest, shared: &Shared) -> Reply {
+fn answer(request: &HttpRequest, stream: &UnixStream, shared: &Shared) -> Reply {
     let backend = shared.backend.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let Some(backend) = backend.filter(|_| !shared.stopping.load(Ordering::SeqCst)) else {
         return Reply::error(503, "the VMM is shutting down");
     };
     let backend = backend.as_ref();
-    // A guest command may run for minutes; it does not hold up the other requests.
+    // A guest command may run for minutes; it does not hold up the other requests. It
+    // queues for the guest (exec_queue.rs) and leaves the queue if its client hangs up.
     if is_exec(request) {
-        return route(&request.method, &request.target, &request.body, backend);
+        let Some(ticket) = shared.exec_queue.enter() else {
+            return Reply::error(
+                429,
+                format!("too many guest commands queued or running: at most {MAX_EXEC_PENDING}; try again later"),
+            );
+        };
+        let client_gone = || http::peer_gone(stream);
+        let queued = Queued { inner: backend, ticket: &ticket, client_gone: &client_gone };
+        return route(&request.method, &request.target, &request.body, &queued);
     }
     let _turn = shared.handler_lock.lock().unwrap_or_else(|e| e.into_inner());
     route(&request.method, &request.target, &request.body, backend)
