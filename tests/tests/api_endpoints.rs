@@ -75,6 +75,36 @@ fn poison_by_dimm_offset_is_recorded_listed_and_logged() {
     assert_eq!(events["events"][0]["offset"], 0x2000);
 }
 
+/// Issue 10, point 9: many ranges in one request, recorded with one durable write per DIMM.
+#[test]
+fn a_batch_of_poison_ranges_is_recorded_listed_logged_and_notified_once() {
+    let vm = start();
+    let added = vm.ok(
+        "POST",
+        "/poison",
+        Some(json!({"ranges": [
+            {"dimm": 0, "offset": "0x2000", "length": "4K"},
+            {"spa": DIMM1_SPA + 0x1000, "length": 512},
+            {"dimm": 0, "offset": 0, "length": 4096}
+        ], "notify": true})),
+    );
+    assert_eq!(
+        added,
+        json!({"ranges": [
+            {"dimm": 0, "offset": 0x2000, "length": 4096, "spa": DIMM0_SPA + 0x2000},
+            {"dimm": 1, "offset": 0x1000, "length": 512, "spa": DIMM1_SPA + 0x1000},
+            {"dimm": 0, "offset": 0, "length": 4096, "spa": DIMM0_SPA}
+        ], "notified": true})
+    );
+    let list: PoisonList = serde_json::from_value(vm.get("/dimms/0/poison").body).unwrap();
+    assert_eq!(list.ranges.iter().map(|r| (r.offset, r.length)).collect::<Vec<_>>(), vec![(0, 4096), (0x2000, 4096)]);
+    assert_eq!(vm.get("/dimms/1/poison").body["total_bytes"], 512);
+    let calls = vm.backend.calls();
+    assert_eq!(&calls[..2], &[Call::PoisonChanged(0), Call::PoisonChanged(1)]);
+    assert!(matches!(&calls[2..], [Call::RaiseNotifications(n)] if n.len() == 1), "{calls:?}");
+    assert_eq!(event_types(&vm.get("/events").body)[..3], ["poison_added", "poison_added", "poison_added"]);
+}
+
 #[test]
 fn poison_by_spa_with_notify_raises_root_0x81() {
     let vm = start();

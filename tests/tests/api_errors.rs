@@ -95,6 +95,21 @@ fn poison_addressing_errors_name_the_field() {
     );
 }
 
+/// A batch is validated as a whole: one bad range refuses all of them.
+#[test]
+fn a_batch_with_one_bad_range_changes_nothing_and_names_it() {
+    let vm = start();
+    let post = |body: Value, words: &[&str]| refused(&vm, "POST", "/poison", Some(body), 400, words);
+    let good = json!({"dimm": 0, "offset": 0, "length": 4096});
+    post(json!({"ranges": [good, {"dimm": 0, "offset": GIB, "length": 1}]}), &["ranges[1].offset:", "beyond the end"]);
+    post(json!({"ranges": [good, {"spa": 0, "length": 1}]}), &["ranges[1].spa:"]);
+    post(json!({"ranges": [good, {"dimm": 0, "offset": 0, "length": 0}]}), &["ranges[1].length:"]);
+    post(json!({"ranges": []}), &["ranges: empty"]);
+    post(json!({"ranges": [good], "machine_check": "action_optional"}), &["unknown field `machine_check`"]);
+    post(json!({"ranges": [{"dimm": 0, "offset": 0, "length": 1, "notify": true}]}), &["unknown field `notify`"]);
+    post(json!({"ranges": good}), &["invalid type"]);
+}
+
 #[test]
 fn invalid_health_values_change_nothing() {
     let vm = start();

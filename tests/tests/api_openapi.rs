@@ -132,6 +132,9 @@ fn response_schemas_list_what_the_server_sends() {
     check("Alarms", &dimm["health"]["alarm_trips"]);
     let added = vm.ok("POST", "/poison", Some(json!({"dimm": 0, "offset": 0, "length": 4096})));
     check("PoisonAdded", &added);
+    let batch = vm.ok("POST", "/poison", Some(json!({"ranges": [{"dimm": 1, "offset": 0, "length": 512}]})));
+    check("PoisonBatchAdded", &batch);
+    check("AddedRange", &batch["ranges"][0]);
     let list = vm.get("/dimms/0/poison").body;
     check("PoisonList", &list);
     check("PoisonRange", &list["ranges"][0]);
@@ -171,6 +174,8 @@ fn request_schemas_list_what_the_server_accepts() {
     assert_eq!(yaml.properties("PoisonRequest"), keys!(poison));
     let clear = ClearPoisonRequest { dimm: Some(0), offset: some_bytes, spa: some_bytes, length: Bytes(1) };
     assert_eq!(yaml.properties("ClearPoisonRequest"), keys!(clear));
+    let batch = PoisonBatchRequest { ranges: vec![clear], notify: true };
+    assert_eq!(yaml.properties("PoisonBatchRequest"), keys!(batch));
     assert_eq!(yaml.properties("AlarmsUpdate"), keys!(alarms));
     assert_eq!(yaml.properties("ThresholdsUpdate"), keys!(thresholds));
     let health = HealthUpdate {

@@ -9,6 +9,7 @@ use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 use nvdimm_model::health::{valid, SmartHealth, SmartThresholds};
 use nvdimm_model::platform_health::HostHealthError;
 use nvdimm_model::platform_poison::HostPoisonError;
+use nvdimm_model::poison::MAX_RANGES;
 use nvdimm_model::NvdimmPlatform;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -99,6 +100,7 @@ fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
             let i = path_index(req, &p)?;
             Ok(Reply::ok(poison_list(&p, i)))
         }
+        AddPoison if is_batch(req.body) => add_poison_batch(backend, parse(req.body)?),
         AddPoison => add_poison(backend, parse(req.body)?),
         ClearPoison => clear_poison(backend, parse(req.body)?),
         GetHealth => {
@@ -341,6 +343,84 @@ fn add_poison(backend: &dyn Backend, req: PoisonRequest) -> Outcome {
         notified: req.notify,
         machine_check: req.machine_check,
     }))
+}
+
+/// Whether a `POST /poison` body is the batch form (`{"ranges": [...]}`). Decided on
+/// the key alone, so each form keeps its own precise error messages.
+fn is_batch(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, Value>>(body).is_ok_and(|m| m.contains_key("ranges"))
+}
+
+/// `reply`'s message with `prefix` in front (which range of a batch it is about).
+fn prefixed(mut reply: Reply, prefix: &str) -> Reply {
+    if let Some(message) = reply.body.get("error").and_then(Value::as_str) {
+        reply.body = json!({ "error": format!("{prefix}{message}") });
+    }
+    reply
+}
+
+/// Many ranges, validated together before any is recorded; each DIMM's ranges are
+/// recorded with one durable journal append (all or none per DIMM).
+fn add_poison_batch(backend: &dyn Backend, req: PoisonBatchRequest) -> Outcome {
+    if req.ranges.is_empty() {
+        return Err(bad_request("ranges: empty; give at least one range"));
+    }
+    let (added, dimms) = {
+        let mut p = lock(backend)?;
+        let mut targets = Vec::with_capacity(req.ranges.len());
+        for (i, r) in req.ranges.iter().enumerate() {
+            let t =
+                resolve(&p, r.dimm, r.offset, r.spa, r.length).map_err(|e| prefixed(e, &format!("ranges[{i}].")))?;
+            targets.push(t);
+        }
+        let mut dimms: Vec<usize> = targets.iter().map(|t| t.dimm).collect();
+        dimms.sort_unstable();
+        dimms.dedup();
+        // Each range adds at most one separate range: checked before anything changes.
+        for &d in &dimms {
+            let adding = targets.iter().filter(|t| t.dimm == d).count();
+            let have = p.dimms()[d].state.poison.len();
+            if have + adding > MAX_RANGES {
+                return Err(bad_request(format!(
+                    "ranges: nvdimm #{d} holds {have} poison ranges; {adding} more could exceed its maximum of {MAX_RANGES}"
+                )));
+            }
+        }
+        let mut recorded: Vec<usize> = Vec::new();
+        for &d in &dimms {
+            let ranges: Vec<(u64, u64)> =
+                targets.iter().filter(|t| t.dimm == d).map(|t| (t.offset, t.length)).collect();
+            if let Err(e) = p.add_poison_ranges(d, &ranges) {
+                if recorded.is_empty() {
+                    return Err(model_failure(e));
+                }
+                return Err(Reply::error(
+                    500,
+                    format!("the ranges of nvdimm(s) {recorded:?} were recorded, those of nvdimm #{d} and after were not: {e}"),
+                ));
+            }
+            recorded.push(d);
+        }
+        for t in &targets {
+            p.log_event(EventKind::PoisonAdded { dimm: t.dimm, offset: t.offset, length: t.length });
+        }
+        if req.notify {
+            p.notify_new_errors();
+        }
+        let added: Vec<AddedRange> = targets
+            .iter()
+            .map(|t| AddedRange { dimm: t.dimm, offset: t.offset, length: t.length, spa: t.spa })
+            .collect();
+        (added, dimms)
+    };
+    let recorded = "the poison was recorded, but ";
+    for d in dimms {
+        backend.poison_changed(d).map_err(|e| backend_failure(recorded, e))?;
+    }
+    if req.notify {
+        backend.raise_notifications().map_err(|e| backend_failure(recorded, e))?;
+    }
+    Ok(Reply::ok(PoisonBatchAdded { ranges: added, notified: req.notify }))
 }
 
 fn clear_poison(backend: &dyn Backend, req: ClearPoisonRequest) -> Outcome {

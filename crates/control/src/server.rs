@@ -263,26 +263,22 @@ fn serve_connection(mut stream: UnixStream, shared: &Shared) {
     }
 }
 
-/// Bytes and time spent discarding what a client sent beyond its request.
+/// Most bytes discarded from what a client sent beyond its request.
 const LINGER_BYTES: usize = 2 * MAX_BODY;
-const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// Closing a Unix socket whose input has unread bytes (a body we refused, pipelined
 /// requests) makes the client's next read fail with a reset, which some clients report
-/// instead of our answer. So stop writing and discard a bounded amount of input until
-/// the client closes; a client that keeps sending past the bounds gets the reset.
+/// instead of our answer. So discard what has already arrived (a bounded amount, without
+/// waiting for more: the slot is not held for a client that keeps the connection open)
+/// before closing; a client still sending after that gets the reset.
 fn linger(stream: &mut UnixStream) {
-    if stream.shutdown(std::net::Shutdown::Write).is_err() {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if stream.set_nonblocking(true).is_err() {
         return;
     }
-    let deadline = Instant::now() + LINGER_TIME;
     let mut discarded = 0;
     let mut chunk = [0u8; 4096];
     while discarded < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
         match io::Read::read(stream, &mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => discarded += n,

@@ -74,6 +74,16 @@ pub struct PoisonRequest {
     pub machine_check: MachineCheckRequest,
 }
 
+/// `POST /poison` with many ranges: `{"ranges": [...], "notify": bool}`. Each range
+/// is addressed as in [`ClearPoisonRequest`]; all are recorded with one durable write.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoisonBatchRequest {
+    pub ranges: Vec<ClearPoisonRequest>,
+    #[serde(default)]
+    pub notify: bool,
+}
+
 /// `DELETE /poison`: the same addressing as [`PoisonRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +302,22 @@ pub struct PoisonAdded {
     pub spa: u64,
     pub notified: bool,
     pub machine_check: MachineCheckRequest,
+}
+
+/// One range of a batch `POST /poison`, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddedRange {
+    pub dimm: usize,
+    pub offset: u64,
+    pub length: u64,
+    pub spa: u64,
+}
+
+/// Batch `POST /poison`: every range, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoisonBatchAdded {
+    pub ranges: Vec<AddedRange>,
+    pub notified: bool,
 }
 
 /// `DELETE /poison`.

@@ -20,6 +20,7 @@ use crate::health::{HealthError, InjectRequest, SmartHealth, SmartInjection, Sma
 use crate::layout::DimmPlacement;
 use crate::persist::{self, PersistError, SidecarPaths};
 use crate::poison::PoisonSet;
+use crate::poison_journal::{PoisonJournal, PoisonOp};
 
 #[derive(Debug, Error)]
 pub enum DimmError {
@@ -97,14 +98,21 @@ pub struct Dimm {
     /// The state sidecar's bytes before this open (`None`: there was none), so a VM
     /// that never started can put it back ([`Dimm::undo_open`]).
     state_before_open: Option<Vec<u8>>,
+    /// Poison changes since the state file was last written; `None` for an ephemeral DIMM.
+    journal: Option<PoisonJournal>,
 }
+
+/// The journal is folded into the state file once it holds more records than this or
+/// than the poison list has ranges, whichever is more: rewriting n ranges after at least
+/// n changes keeps each change O(1) amortised in I/O.
+const COMPACT_AFTER_RECORDS: u64 = 1024;
 
 impl Dimm {
     /// A DIMM with fresh state that is never written to disk (table generation, tests).
     pub fn ephemeral(config: DimmConfig, placement: DimmPlacement) -> Self {
         let labels = vec![0; config.label_size as usize];
         let state = DimmState { health: SmartHealth::with_state(config.health), ..DimmState::default() };
-        Dimm { config, placement, state, labels, storage: None, lock: None, state_before_open: None }
+        Dimm { config, placement, state, labels, storage: None, lock: None, state_before_open: None, journal: None }
     }
 
     /// Opens a persistent DIMM: checks the backing file's size (without touching its
@@ -151,6 +159,8 @@ impl Dimm {
                 .map_err(|source| PersistError::Corrupt { path: paths.state.clone(), source })?,
             None => DimmState { health: SmartHealth::with_state(config.health), ..DimmState::default() },
         };
+        // Poison changes acknowledged after the state file was last written.
+        let journal = PoisonJournal::replay(&paths.poison_journal, &mut state.poison)?;
         state.health.validate()?;
         state.thresholds.validate()?;
         // A new power cycle: the shutdown state is recomputed; the counter only grows.
@@ -164,7 +174,16 @@ impl Dimm {
         }
         state.running = true;
         state.latch_shutdown_status = true;
-        Ok(Dimm { config, placement, state, labels, storage: Some(paths), lock: Some(lock), state_before_open })
+        Ok(Dimm {
+            config,
+            placement,
+            state,
+            labels,
+            storage: Some(paths),
+            lock: Some(lock),
+            state_before_open,
+            journal: Some(journal),
+        })
     }
 
     /// Puts the state sidecar back as it was before this DIMM was opened (removes it if
@@ -217,7 +236,34 @@ impl Dimm {
     /// last, after the guest memory mapping has been flushed.
     pub fn close_clean(&mut self) -> Result<(), DimmError> {
         self.state.running = false;
-        self.save_state()
+        self.compact()
+    }
+
+    /// Makes poison changes durable by appending them to the journal (one `fdatasync`
+    /// for all of `ops`), folding the journal into the state file when it has grown.
+    /// A no-op for ephemeral DIMMs.
+    pub(crate) fn journal_poison(&mut self, ops: &[PoisonOp]) -> Result<(), DimmError> {
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        journal.append(ops)?;
+        if journal.records() > COMPACT_AFTER_RECORDS.max(self.state.poison.len() as u64) {
+            // The changes are durable already; a failed compaction only leaves the
+            // journal longer, to be folded in next time.
+            let _ = self.compact();
+        }
+        Ok(())
+    }
+
+    /// Writes the state file (with every poison change) and empties the journal. In
+    /// that order: a crash in between replays changes the snapshot already holds,
+    /// which changes nothing (`poison_journal.rs`).
+    pub fn compact(&mut self) -> Result<(), DimmError> {
+        self.save_state()?;
+        if let Some(journal) = &mut self.journal {
+            journal.reset()?;
+        }
+        Ok(())
     }
 
     /// Label bytes `[offset, offset + len)`, or `None` outside the area.

@@ -14,6 +14,7 @@ use crate::dsm::root_status::{FUNCTION_SPECIFIC, HW_ERROR, INVALID_INPUT, NOT_SU
 use crate::dsm::{function_mask, no_functions, status_only, Input, Output};
 use crate::events::{Notification, NotifyTarget, NOTIFY_ROOT_NEW_ERRORS};
 use crate::platform_poison::{change_poison, HostPoisonError};
+use crate::poison_journal::PoisonOp;
 
 /// Everything a root `_DSM` call may look at or change.
 pub struct RootContext<'a> {
@@ -148,7 +149,7 @@ fn clear_error(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
     let Some((index, offset)) = locate(ctx.dimms, spa, len) else {
         return answer(INVALID_INPUT, 0);
     };
-    match change_poison(&mut ctx.dimms[index], index, |p| p.remove(offset, len)) {
+    match change_poison(&mut ctx.dimms[index], index, &[PoisonOp::Clear { offset, len }]) {
         Ok(_) => {
             ctx.ars.forget_injected(index, offset, len);
             answer(SUCCESS, len)
@@ -187,8 +188,8 @@ fn inject_error(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
     let Some((index, offset)) = locate(ctx.dimms, spa, len) else {
         return status_only(INVALID_INPUT);
     };
-    match change_poison(&mut ctx.dimms[index], index, |p| p.insert(offset, len)) {
-        Ok(()) => {}
+    match change_poison(&mut ctx.dimms[index], index, &[PoisonOp::Add { offset, len }]) {
+        Ok(_) => {}
         // A full poison list: ndctl turns status 2 into an error the user sees, while
         // other codes would read as success.
         Err(HostPoisonError::Poison { .. }) => return status_only(INVALID_INPUT),
@@ -215,11 +216,9 @@ fn inject_clear(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
         Some(set) => set.clipped(offset, offset + len).collect(),
         None => return status_only(SUCCESS),
     };
-    let removed = change_poison(&mut ctx.dimms[index], index, |p| {
-        pieces.iter().try_for_each(|&(start, piece)| p.remove(start, piece).map(drop))
-    });
-    match removed {
-        Ok(()) => {
+    let ops: Vec<PoisonOp> = pieces.iter().map(|&(offset, len)| PoisonOp::Clear { offset, len }).collect();
+    match change_poison(&mut ctx.dimms[index], index, &ops) {
+        Ok(_) => {
             ctx.ars.forget_injected(index, offset, len);
             status_only(SUCCESS)
         }

@@ -27,6 +27,8 @@ pub enum PersistError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("poison journal {path}: {message}")]
+    Journal { path: PathBuf, message: String },
 }
 
 /// Where a DIMM's sidecars live: next to its backing file, named after it.
@@ -36,11 +38,17 @@ pub struct SidecarPaths {
     pub labels: PathBuf,
     /// `<backing file>.state.json`: poison, SMART, thresholds, injection, shutdown marker.
     pub state: PathBuf,
+    /// `<backing file>.poison.journal`: poison changes since the state file was written.
+    pub poison_journal: PathBuf,
 }
 
 impl SidecarPaths {
     pub fn for_backing_file(backing: &Path) -> Self {
-        SidecarPaths { labels: with_suffix(backing, ".labels"), state: with_suffix(backing, ".state.json") }
+        SidecarPaths {
+            labels: with_suffix(backing, ".labels"),
+            state: with_suffix(backing, ".state.json"),
+            poison_journal: with_suffix(backing, ".poison.journal"),
+        }
     }
 }
 
@@ -96,7 +104,7 @@ pub fn remove(path: &Path) -> Result<(), PersistError> {
 }
 
 /// Makes a rename in `path`'s directory durable.
-fn sync_parent(path: &Path) -> Result<(), PersistError> {
+pub(crate) fn sync_parent(path: &Path) -> Result<(), PersistError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -8,6 +8,7 @@ use crate::dimm::Dimm;
 use crate::dsm_root::locate;
 use crate::events::{Notification, NotifyTarget, NOTIFY_ROOT_NEW_ERRORS};
 use crate::poison::{PoisonError, PoisonSet};
+use crate::poison_journal::PoisonOp;
 use crate::NvdimmPlatform;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -30,30 +31,49 @@ pub enum HostPoisonError {
     ZeroRate,
 }
 
-/// Applies `change` to the poison of `dimm` (DIMM number `index`) and saves the DIMM
-/// state when the set changed. If saving fails the set is put back, so memory and the
-/// state file agree. Used by both host commands and guest `_DSM` calls.
-pub(crate) fn change_poison<T>(
-    dimm: &mut Dimm,
-    index: usize,
-    change: impl FnOnce(&mut PoisonSet) -> Result<T, PoisonError>,
-) -> Result<T, HostPoisonError> {
-    // Saving serializes the whole set anyway, so a copy for rollback costs the same order.
-    let before = dimm.is_persistent().then(|| dimm.state.poison.clone());
-    let shape = |p: &PoisonSet| (p.len(), p.total_bytes());
-    let old_shape = shape(&dimm.state.poison);
-    let result = change(&mut dimm.state.poison);
-    // Every insert adds bytes unless already covered and every remove takes some away
-    // unless none were there, so an unchanged shape means an unchanged set.
-    if shape(&dimm.state.poison) != old_shape {
-        if let Err(e) = dimm.save_state() {
-            if let Some(before) = before {
-                dimm.state.poison = before;
+/// What undoes one op: its range and the ranges it could have changed, as they were.
+type Undo = (u64, u64, Vec<(u64, u64)>);
+
+/// Applies `ops` in order to the poison of `dimm` (DIMM number `index`), all or none,
+/// and makes the changes durable with one journal append (`poison_journal.rs`) before
+/// returning. If an op fails or the append fails, the set is put back exactly as it
+/// was, so memory and disk agree. Returns the poisoned bytes the clears removed. Cost:
+/// O(log n + k) per op (k = ranges it merges or splits), no copy of the set. Used by
+/// host commands and guest `_DSM` calls.
+pub(crate) fn change_poison(dimm: &mut Dimm, index: usize, ops: &[PoisonOp]) -> Result<u64, HostPoisonError> {
+    let mut undo: Vec<Undo> = Vec::new();
+    let mut changed: Vec<PoisonOp> = Vec::new();
+    let mut cleared = 0;
+    let rollback = |set: &mut PoisonSet, undo: &[Undo]| {
+        for (offset, end, saved) in undo.iter().rev() {
+            set.restore(*offset, *end, saved);
+        }
+    };
+    for op in ops {
+        let (PoisonOp::Add { offset, len } | PoisonOp::Clear { offset, len }) = *op;
+        let end = offset.saturating_add(len);
+        let saved = dimm.state.poison.touching(offset, end);
+        let shape = |p: &PoisonSet| (p.len(), p.total_bytes());
+        let before = shape(&dimm.state.poison);
+        match op.apply(&mut dimm.state.poison) {
+            Ok(n) => cleared += n,
+            Err(source) => {
+                rollback(&mut dimm.state.poison, &undo);
+                return Err(HostPoisonError::Poison { index, source });
             }
-            return Err(HostPoisonError::Persist { index, message: e.to_string() });
+        }
+        // Every insert adds bytes unless already covered and every remove takes some
+        // away unless none were there, so an unchanged shape means an unchanged set.
+        if shape(&dimm.state.poison) != before {
+            undo.push((offset, end, saved));
+            changed.push(*op);
         }
     }
-    result.map_err(|source| HostPoisonError::Poison { index, source })
+    if let Err(e) = dimm.journal_poison(&changed) {
+        rollback(&mut dimm.state.poison, &undo);
+        return Err(HostPoisonError::Persist { index, message: e.to_string() });
+    }
+    Ok(cleared)
 }
 
 impl NvdimmPlatform {
@@ -72,14 +92,23 @@ impl NvdimmPlatform {
 
     /// Marks `[offset, offset + len)` of DIMM `dimm_index` (offsets into its media) bad.
     pub fn add_poison(&mut self, dimm_index: usize, offset: u64, len: u64) -> Result<(), HostPoisonError> {
-        self.check_dimm_range(dimm_index, offset, len)?;
-        change_poison(&mut self.dimms[dimm_index], dimm_index, |p| p.insert(offset, len))
+        self.add_poison_ranges(dimm_index, &[(offset, len)])
+    }
+
+    /// Marks every `(offset, len)` of DIMM `dimm_index` bad, all or none, with one
+    /// journal append for the lot (the control API's batch `POST /poison`).
+    pub fn add_poison_ranges(&mut self, dimm_index: usize, ranges: &[(u64, u64)]) -> Result<(), HostPoisonError> {
+        for &(offset, len) in ranges {
+            self.check_dimm_range(dimm_index, offset, len)?;
+        }
+        let ops: Vec<PoisonOp> = ranges.iter().map(|&(offset, len)| PoisonOp::Add { offset, len }).collect();
+        change_poison(&mut self.dimms[dimm_index], dimm_index, &ops).map(drop)
     }
 
     /// Clears `[offset, offset + len)` of DIMM `dimm_index`; returns the poisoned bytes removed.
     pub fn clear_poison(&mut self, dimm_index: usize, offset: u64, len: u64) -> Result<u64, HostPoisonError> {
         self.check_dimm_range(dimm_index, offset, len)?;
-        let removed = change_poison(&mut self.dimms[dimm_index], dimm_index, |p| p.remove(offset, len))?;
+        let removed = change_poison(&mut self.dimms[dimm_index], dimm_index, &[PoisonOp::Clear { offset, len }])?;
         self.ars.forget_injected(dimm_index, offset, len);
         Ok(removed)
     }
@@ -171,19 +200,70 @@ mod tests {
         let dimm_config = crate::DimmConfig { size: 16 << 20, ..config.dimms[0].clone() };
         std::fs::File::create(&dimm_config.path).unwrap().set_len(16 << 20).unwrap();
         let mut dimm = Dimm::open(dimm_config.clone(), layout.dimms[0].clone()).unwrap();
-        change_poison(&mut dimm, 0, |p| p.insert(4096, 512)).unwrap();
+        change_poison(&mut dimm, 0, &[PoisonOp::Add { offset: 4096, len: 512 }]).unwrap();
         drop(dimm);
         let mut dimm = Dimm::open(dimm_config.clone(), layout.dimms[0].clone()).unwrap();
         assert_eq!(dimm.state.poison.iter().collect::<Vec<_>>(), vec![(4096, 512)]);
-        // A directory where the state file goes makes the atomic rename fail, even as root.
-        let state = crate::persist::SidecarPaths::for_backing_file(&dimm_config.path).state;
-        std::fs::remove_file(&state).unwrap();
-        std::fs::create_dir_all(state.join("blocker")).unwrap();
-        let err = change_poison(&mut dimm, 0, |p| p.insert(0, 256)).unwrap_err();
+        // A directory where the journal goes makes the append fail, even as root.
+        let journal = crate::persist::SidecarPaths::for_backing_file(&dimm_config.path).poison_journal;
+        let _ = std::fs::remove_file(&journal);
+        std::fs::create_dir_all(journal.join("blocker")).unwrap();
+        let batch = [
+            PoisonOp::Add { offset: 0, len: 256 },
+            PoisonOp::Clear { offset: 4096, len: 100 },
+            PoisonOp::Add { offset: 4000, len: 4000 },
+        ];
+        let err = change_poison(&mut dimm, 0, &batch).unwrap_err();
         assert!(matches!(err, HostPoisonError::Persist { index: 0, .. }), "{err}");
         assert_eq!(dimm.state.poison.iter().collect::<Vec<_>>(), vec![(4096, 512)]);
+        assert_eq!(dimm.state.poison.total_bytes(), 512);
         // An unchanged set is not saved, so it cannot fail.
-        assert_eq!(change_poison(&mut dimm, 0, |p| p.remove(0, 256)), Ok(0));
+        assert_eq!(change_poison(&mut dimm, 0, &[PoisonOp::Clear { offset: 0, len: 256 }]), Ok(0));
+    }
+
+    #[test]
+    fn a_batch_with_a_bad_op_changes_nothing() {
+        let mut p = platform();
+        p.add_poison(0, 1 << 20, 4096).unwrap();
+        let before = p.poison_ranges(0).unwrap();
+        let err = p.add_poison_ranges(0, &[(0, 512), (8192, 0)]).unwrap_err();
+        assert!(matches!(err, HostPoisonError::Poison { .. }), "{err}");
+        let ops = [
+            PoisonOp::Add { offset: 0, len: 512 },
+            PoisonOp::Clear { offset: (1 << 20) + 1024, len: 1024 },
+            PoisonOp::Add { offset: u64::MAX, len: 2 },
+        ];
+        assert!(change_poison(&mut p.dimms[0], 0, &ops).is_err());
+        assert_eq!(p.poison_ranges(0).unwrap(), before);
+        assert_eq!(p.dimms[0].state.poison.total_bytes(), 4096);
+    }
+
+    /// Thousands of single adds (several journal compactions), then a crash (no clean
+    /// close): reopening gives exactly the set that was acknowledged, and the journal
+    /// never held much more than the poison list.
+    #[test]
+    fn journalled_adds_survive_a_crash_across_compactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PlatformConfig::default_in(dir.path());
+        let layout = PlatformLayout::example(&config);
+        let dimm_config = crate::DimmConfig { size: 64 << 20, ..config.dimms[0].clone() };
+        std::fs::File::create(&dimm_config.path).unwrap().set_len(64 << 20).unwrap();
+        let paths = crate::persist::SidecarPaths::for_backing_file(&dimm_config.path);
+        let mut dimm = Dimm::open(dimm_config.clone(), layout.dimms[0].clone()).unwrap();
+        let mut model = PoisonSet::new();
+        for i in 0..5000u64 {
+            let op = match i % 7 {
+                3 => PoisonOp::Clear { offset: (i - 2) * 1024 + 100, len: 50 },
+                _ => PoisonOp::Add { offset: i * 1024, len: 512 },
+            };
+            change_poison(&mut dimm, 0, &[op]).unwrap();
+            op.apply(&mut model).unwrap();
+            let journal_records = std::fs::metadata(&paths.poison_journal).map_or(0, |m| m.len() / 32) / 2;
+            assert!(journal_records <= 1025.max(model.len() as u64 + 1), "journal of {journal_records} at {i}");
+        }
+        drop(dimm); // a crash: no close_clean
+        let dimm = Dimm::open(dimm_config, layout.dimms[0].clone()).unwrap();
+        assert_eq!(dimm.state.poison, model);
     }
 
     #[test]

@@ -123,6 +123,36 @@ impl PoisonSet {
         Ok(removed)
     }
 
+    /// The ranges that overlap or touch `[offset, end]`: all that an insert or remove
+    /// of `[offset, end)` can change. O(log n + k).
+    pub fn touching(&self, offset: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut found: Vec<(u64, u64)> = Vec::new();
+        if let Some((&s, &e)) = self.ranges.range(..offset).next_back() {
+            if e >= offset {
+                found.push((s, e));
+            }
+        }
+        found.extend(self.ranges.range(offset..=end).map(|(&s, &e)| (s, e)));
+        found
+    }
+
+    /// Undoes an insert or remove of `[offset, end)`, given what [`PoisonSet::touching`]
+    /// returned before it: everything it could have changed lies in the span of both.
+    pub fn restore(&mut self, offset: u64, end: u64, saved: &[(u64, u64)]) {
+        let lo = saved.first().map_or(offset, |&(s, _)| s.min(offset));
+        let hi = saved.last().map_or(end, |&(_, e)| e.max(end));
+        let inside: Vec<u64> = self.ranges.range(lo..hi).map(|(&s, _)| s).collect();
+        for s in inside {
+            if let Some(e) = self.ranges.remove(&s) {
+                self.bytes -= e - s;
+            }
+        }
+        for &(s, e) in saved {
+            self.ranges.insert(s, e);
+            self.bytes += e - s;
+        }
+    }
+
     /// Removes everything.
     pub fn clear(&mut self) {
         self.ranges.clear();
