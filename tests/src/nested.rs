@@ -60,6 +60,10 @@ impl NestedHost {
     pub fn run_test(name: &str) -> Result<(), String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find this test binary: {e}"))?;
+        // L1 runs the binary by its path: a rebuild since this run began replaced it.
+        if exe.to_string_lossy().ends_with(" (deleted)") {
+            return Err(format!("{} was rebuilt while its tests ran; run them again", exe.display()));
+        }
         let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
         let image = GuestImage::locate_or_build().map_err(|e| format!("guest image: {e}"))?;
         let mut env = vec![

@@ -132,7 +132,10 @@ impl Backend for KvmBackend {
             cpus: self.cpus,
             uptime_ms: self.started.elapsed().as_millis() as u64,
             capabilities: Capabilities {
-                action_optional_machine_check: self.machine_checks,
+                // Checked by the API before anything is recorded, so a refused request
+                // changes nothing.
+                action_optional_machine_check: self.machine_checks
+                    && crate::mce::unsupported_for(self.mca_vendor, MachineCheckKind::ActionOptional).is_none(),
                 action_required_machine_check: self.machine_checks,
             },
         }

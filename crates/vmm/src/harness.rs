@@ -17,6 +17,7 @@ use vnvdimm_control::{ApiServer, ApiServerHandle};
 use crate::backend::KvmBackend;
 use crate::bare_metal::{self, BareMetalError};
 use crate::command_port::{CommandPort, GuestCommands, CMD_PORT, CMD_PORT_LEN};
+use crate::debug_port::{DebugPorts, DEBUG_PORTS_LEN, REPORT_PORT};
 use crate::outcome::GuestOutcome;
 use crate::run_loop::{self, PmemFaultHandler};
 use crate::vm::{Vm, VmError};
@@ -62,6 +63,13 @@ pub fn boot(machine: Machine, program: &[u8], console: Box<dyn Write + Send>) ->
     let platform =
         NvdimmPlatform::open(machine.platform.clone(), machine.memory_map.layout.clone(), Arc::new(SystemClock::new()))?;
     let mut vm = Vm::new(machine, platform, console)?;
+    // The debug ports let a program end the run with any exit code it likes: test
+    // machinery for bare-metal programs, never on a Linux guest's bus (`Vm::new`).
+    vm.io_bus.insert(
+        u64::from(REPORT_PORT),
+        DEBUG_PORTS_LEN,
+        Arc::new(std::sync::Mutex::new(DebugPorts::new(vm.stats.report.clone()))),
+    )?;
     bare_metal::load(&mut vm, program)?;
     Ok(vm)
 }
@@ -100,4 +108,33 @@ pub fn run(vm: &mut Vm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Resul
     let outcome = run_loop::run(vm, pmem_faults)?;
     let report = vm.stats.report.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(RunResult { outcome, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Action;
+    use crate::debug_port::EXIT_PORT;
+
+    #[test]
+    fn debug_exit_port_is_on_bare_metal_buses_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = sparse_machine(dir.path(), 1, 64 * MIB).unwrap();
+        let platform = NvdimmPlatform::open(
+            machine.platform.clone(),
+            machine.memory_map.layout.clone(),
+            Arc::new(SystemClock::new()),
+        )
+        .unwrap();
+        // What `vnvdimm run` builds for a Linux guest: a guest must not be able to end the
+        // VMM with an exit code of its choosing (e.g. 2, "bad options").
+        let product = Vm::new(machine.clone(), platform, Box::new(std::io::sink())).unwrap();
+        assert_eq!(product.io_bus.write(u64::from(EXIT_PORT), &[2]), Action::Continue);
+        drop(product);
+        let bare_metal = boot(machine, &[0xf4], Box::new(std::io::sink())).unwrap();
+        assert_eq!(
+            bare_metal.io_bus.write(u64::from(EXIT_PORT), &[2]),
+            Action::Stop(GuestOutcome::DebugExit(2))
+        );
+    }
 }

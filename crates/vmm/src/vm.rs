@@ -23,7 +23,7 @@ use vnvdimm_machine::acpi::{COM1_IRQ, COM1_PORT};
 use vnvdimm_machine::Machine;
 
 use crate::bus::{Bus, BusError, SharedDevice};
-use crate::debug_port::{DebugPorts, Report, DEBUG_PORTS_LEN, REPORT_PORT};
+use crate::debug_port::Report;
 use crate::doorbell::Doorbell;
 use crate::flush_hint::{FlushCounters, FlushHint};
 use crate::ged::{Ged, GED_MMIO_BASE, GED_MMIO_SIZE};
@@ -181,11 +181,6 @@ impl Vm {
             AgentPort::new(|out| serial(&vm_fd, irqchip.is_ok(), AGENT_IRQ, out)).map_err(VmError::AgentPort)?,
         );
         io_bus.insert(u64::from(AGENT_PORT), SERIAL_PORT_LEN, agent.uart.clone())?;
-        io_bus.insert(
-            u64::from(REPORT_PORT),
-            DEBUG_PORTS_LEN,
-            shared(DebugPorts::new(stats.report.clone())),
-        )?;
         io_bus.insert(
             u64::from(SLEEP_CONTROL_PORT),
             POWER_PORTS_LEN,
