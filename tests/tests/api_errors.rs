@@ -26,7 +26,7 @@ fn unknown_dimm_in_the_path_is_404_and_a_non_number_400() {
     }
     refused(&vm, "PUT", "/dimms/2/health", Some(json!({"state": "fatal"})), 404, &["no nvdimm #2"]);
     refused(&vm, "PUT", "/dimms/7/shutdown-state", Some(json!({"last_shutdown_state": 1})), 404, &["#7"]);
-    for path in ["/dimms/abc", "/dimms/-1/health", "/dimms/1.5/poison"] {
+    for path in ["/dimms/abc", "/dimms/-1/health", "/dimms/1.5/poison", "/dimms/+0", "/dimms/00", "/dimms/01/health"] {
         refused(&vm, "GET", path, None, 400, &["is not a non-negative integer"]);
     }
 }
@@ -119,6 +119,9 @@ fn invalid_health_values_change_nothing() {
     put(json!({"spares_percent": 300}), &["invalid value"]);
     put(json!({"media_temperature": 30.01}), &["1/16"]);
     put(json!({"media_temperature": 5000}), &["out of range"]);
+    let msg = vm.fails("PUT", "/dimms/0/health", Some(json!({"media_temperature": 1e308})), 400);
+    assert!(msg.contains("1e308") && msg.len() < 200, "the message echoes the value briefly: {msg}");
+    put(json!({"alarm_trips": {}}), &["no field to change"]);
     put(json!({"state": "broken"}), &["unknown variant `broken`"]);
     put(json!({"vendor_data": vec![0u8; 93]}), &["92"]);
     put(json!({"valid": 0x8000_0000u32}), &["undefined bits"]);
@@ -142,6 +145,7 @@ fn query_strings_are_checked() {
     let vm = start();
     refused(&vm, "GET", "/events?since=abc", None, 400, &["since:", "abc"]);
     refused(&vm, "GET", "/events?limit=3", None, 400, &["unknown query parameter `limit=3`"]);
+    refused(&vm, "GET", "/events?since=1&since=2", None, 400, &["since: given twice"]);
     refused(&vm, "GET", "/vm?verbose=1", None, 400, &["no query parameters"]);
 }
 

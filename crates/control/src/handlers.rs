@@ -165,8 +165,14 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
 
 fn path_index(req: &Request<'_>, p: &NvdimmPlatform) -> Result<usize, Reply> {
     let raw = req.index.unwrap_or("");
-    let index: usize =
-        raw.parse().map_err(|_| bad_request(format!("DIMM index `{raw}` is not a non-negative integer")))?;
+    // Decimal digits only, no sign, no leading zeros: one spelling per DIMM (`/dimms/+0`
+    // and `/dimms/00` are not `/dimms/0`).
+    let canonical = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) && (raw == "0" || !raw.starts_with('0'));
+    let index: usize = raw.parse().ok().filter(|_| canonical).ok_or_else(|| {
+        bad_request(format!(
+            "DIMM index `{raw}` is not a non-negative integer (decimal digits, no sign or leading zeros)"
+        ))
+    })?;
     let count = p.dimms().len();
     if index >= count {
         return Err(Reply::error(404, format!("no nvdimm #{index}: the VM has {count} nvdimms, numbered from 0")));
@@ -500,7 +506,8 @@ fn apply_health_update(u: &HealthUpdate, h: &mut SmartHealth, t: &mut SmartThres
         h.life_used_percent = v;
         set(valid::LIFE_USED);
     }
-    if let Some(v) = &u.alarm_trips {
+    // `{"alarm_trips": {}}` names no alarm: not a change (the thresholds' alarms alike, below).
+    if let Some(v) = u.alarm_trips.as_ref().filter(|v| !v.is_empty()) {
         v.apply(&mut h.alarm_trips);
         set(valid::ALARM_TRIPS);
     }
@@ -585,16 +592,20 @@ fn ars_response(p: &NvdimmPlatform) -> ArsResponse {
 }
 
 fn events_since(query: &str) -> Result<u64, Reply> {
-    let mut since = 0;
+    let mut since = None;
     for pair in query.split('&').filter(|s| !s.is_empty()) {
         match pair.split_once('=') {
+            Some(("since", _)) if since.is_some() => {
+                return Err(bad_request("since: given twice; give it once"));
+            }
             Some(("since", v)) => {
-                since = v
+                let n: u64 = v
                     .parse()
                     .map_err(|_| bad_request(format!("since: `{v}` is not a non-negative integer sequence number")))?;
+                since = Some(n);
             }
             _ => return Err(bad_request(format!("unknown query parameter `{pair}`; /events takes since=N"))),
         }
     }
-    Ok(since)
+    Ok(since.unwrap_or(0))
 }

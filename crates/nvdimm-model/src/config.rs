@@ -71,6 +71,7 @@ const DIMM_KEYS: &[&str] = &[
     "health",
     "flags",
     "readonly",
+    "prealloc",
 ];
 
 /// Where data is safe once it leaves the CPU (NFIT platform capabilities).
@@ -205,6 +206,12 @@ pub struct DimmConfig {
     pub health: HealthState,
     pub memdev_flags: MemdevFlags,
     pub readonly: bool,
+    /// `prealloc=on`: allocate the whole backing file at start (as QEMU's
+    /// memory-backend-file `prealloc=on`), so a full file system is a refused start
+    /// rather than guest writes that cannot be stored. Off by default: sparse files
+    /// start in milliseconds whatever their size.
+    #[serde(default)]
+    pub prealloc: bool,
 }
 
 impl DimmConfig {
@@ -221,6 +228,7 @@ impl DimmConfig {
             health: HealthState::Ok,
             memdev_flags: MemdevFlags::default(),
             readonly: false,
+            prealloc: false,
         }
     }
 
@@ -269,6 +277,7 @@ impl DimmConfig {
                 "health" => dimm.health = value.parse().map_err(|r: String| invalid(key, value, &r))?,
                 "flags" => dimm.memdev_flags = MemdevFlags::parse(value).map_err(|r| invalid(key, value, &r))?,
                 "readonly" => dimm.readonly = parse_bool(value).map_err(|r| invalid(key, value, &r))?,
+                "prealloc" => dimm.prealloc = parse_bool(value).map_err(|r| invalid(key, value, &r))?,
                 _ => unreachable!("key list and match arms agree"),
             }
         }

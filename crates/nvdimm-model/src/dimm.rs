@@ -42,6 +42,21 @@ pub enum DimmError {
     ReadOnly { handle: u32 },
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(
+        "backing file {path}: cannot allocate its {size} bytes (prealloc=on): {source}; free space or drop prealloc=on"
+    )]
+    Prealloc {
+        path: PathBuf,
+        size: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("backing file {path}: the guest's writes could not all be stored ({source}); what it wrote since the last successful flush may be lost")]
+    BackingWrite {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(transparent)]
     Persist(#[from] PersistError),
     #[error(transparent)]
@@ -137,6 +152,13 @@ impl Dimm {
         }
         // Before the sidecars are read: they belong to whoever holds the lock.
         let lock = BackingLock::acquire(&config.path, config.readonly)?;
+        if config.prealloc && !config.readonly {
+            preallocate(lock.file(), config.size).map_err(|source| DimmError::Prealloc {
+                path: config.path.clone(),
+                size: config.size,
+                source,
+            })?;
+        }
         let paths = SidecarPaths::for_backing_file(&config.path);
         let labels = if config.label_size == 0 {
             Vec::new()
@@ -235,6 +257,14 @@ impl Dimm {
     /// Records a clean stop: the next open will not count an unsafe shutdown. Call it
     /// last, after the guest memory mapping has been flushed.
     pub fn close_clean(&mut self) -> Result<(), DimmError> {
+        // The guest's stores reached the backing file through the page cache; an error
+        // writing them back (a full file system under a sparse file, an I/O error) is
+        // reported to the next fsync of any descriptor opened before it. If there was
+        // one, the stop was not clean: say so, and leave the DIMM marked running so the
+        // next start counts the loss as a dirty shutdown.
+        if let (Some(file), false) = (self.backing_file(), self.config.readonly) {
+            file.sync_data().map_err(|source| DimmError::BackingWrite { path: self.config.path.clone(), source })?;
+        }
         self.state.running = false;
         self.compact()
     }
@@ -374,6 +404,20 @@ impl Dimm {
 fn bump_on_unsafe_shutdown_injection(state: &mut DimmState, inject: bool) {
     if inject && !state.injection.unsafe_shutdown {
         state.health.unsafe_shutdown_count = state.health.unsafe_shutdown_count.saturating_add(1);
+    }
+}
+
+/// Allocates `[0, size)` of `file` (regular files; a block device is allocated already).
+fn preallocate(file: &File, size: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if !file.metadata()?.is_file() {
+        return Ok(());
+    }
+    let len = libc::off_t::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: posix_fallocate on a descriptor we own; it returns the error number.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
     }
 }
 

@@ -180,7 +180,9 @@ impl Temperature {
     pub fn from_celsius_f64(degrees: f64) -> Result<Self, HealthError> {
         let sixteenths = degrees * 16.0;
         if !sixteenths.is_finite() || sixteenths.abs() > f64::from(Self::MAX_SIXTEENTHS) {
-            return Err(HealthError::TemperatureRange(format!("{degrees} degC")));
+            // `{degrees}` of 1e308 is a 309-digit number; a value this far out reads better short.
+            let shown = if degrees.abs() < 1e6 { format!("{degrees}") } else { format!("{degrees:e}") };
+            return Err(HealthError::TemperatureRange(format!("{shown} degC")));
         }
         if sixteenths.fract() != 0.0 {
             return Err(HealthError::TemperatureResolution(degrees.to_string()));

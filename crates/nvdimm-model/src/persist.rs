@@ -84,13 +84,18 @@ pub fn write_atomic_until(path: &Path, data: &[u8], crash: Option<CrashPoint>) -
         move |source| PersistError::Io { op, path: p.to_path_buf(), source }
     }
     let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(data).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("fsync", &tmp))?;
+    // A failed write (a full disk) must not leave a partial temp file behind for good.
+    let discard = |e: PersistError| {
+        let _ = fs::remove_file(&tmp);
+        e
+    };
+    file.write_all(data).map_err(io("write", &tmp)).map_err(discard)?;
+    file.sync_all().map_err(io("fsync", &tmp)).map_err(discard)?;
     drop(file);
     if crash == Some(CrashPoint::BeforeRename) {
         return Ok(());
     }
-    fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+    fs::rename(&tmp, path).map_err(io("rename into place", path)).map_err(discard)?;
     sync_parent(path)
 }
 
@@ -152,6 +157,16 @@ mod tests {
         let p = SidecarPaths::for_backing_file(Path::new("/data/nvdimm0.img"));
         assert_eq!(p.labels, PathBuf::from("/data/nvdimm0.img.labels"));
         assert_eq!(p.state, PathBuf::from("/data/nvdimm0.img.state.json"));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory in the way makes the rename fail, even as root.
+        let path = dir.path().join("f");
+        fs::create_dir_all(path.join("blocker")).unwrap();
+        assert!(write_atomic(&path, b"data").is_err());
+        assert!(!temp_path(&path).exists(), "the temp file was left behind");
     }
 
     #[test]
