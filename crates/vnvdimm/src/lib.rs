@@ -11,3 +11,4 @@ pub mod run;
 pub mod run_tcg;
 pub mod selftest;
 pub mod stop_signals;
+pub mod work_dir;

@@ -73,10 +73,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         check_api_socket(sock)?;
     }
     let GuestBoot { kernel, initramfs: initrd, cmdline } = guest_boot(args)?;
-    let work = tempfile::Builder::new()
-        .prefix("vnvdimm-tcg-")
-        .tempdir()
-        .map_err(|e| Failure::start_host(format!("creating a work directory: {e}")))?;
+    let work = crate::work_dir::create().map_err(|e| Failure::start_host(format!("creating a work directory: {e}")))?;
     // Last: the first step that writes the user's files (the DIMMs' state sidecars).
     let platform =
         NvdimmPlatform::open(config, layout.platform_layout(), Arc::new(SystemClock::new())).map_err(|e| {
