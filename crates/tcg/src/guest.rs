@@ -181,8 +181,8 @@ impl Guest {
         );
         std::fs::write(&initrd, &bytes).map_err(io("writing initrd", &initrd))?;
 
-        let (low, high, ram_fds) = create_ram_files(&spec.layout)?;
-        let mailbox = high.map_mailbox(0)?;
+        let (ram, ram_fds) = create_ram_file(&spec.layout)?;
+        let mailbox = ram.map_mailbox(spec.layout.mailbox)?;
 
         let console_log = dir.join("console.log");
         let results_log = dir.join("results.log");
@@ -190,8 +190,7 @@ impl Guest {
             qemu: spec.qemu.clone(),
             kernel: spec.image.vmlinux.clone(),
             initrd: Some(initrd),
-            low_ram_file: low.path().to_path_buf(),
-            high_ram_file: high.path().to_path_buf(),
+            ram_file: ram.path().to_path_buf(),
             dimms: dimms.into_iter().map(|(d, _)| d).collect(),
             cpus: 1,
             acpi_tables: tables,
@@ -333,15 +332,12 @@ pub fn write_tables(
     Ok(paths)
 }
 
-/// Creates the low and high guest RAM of `layout` as memfds (see `ram.rs`), and
-/// returns them with the descriptors QEMU must inherit.
-pub fn create_ram_files(layout: &TcgLayout) -> Result<(RamFile, RamFile, Vec<RawFd>), GuestError> {
-    let low = layout.low_node();
-    let high = layout.high_node();
-    let low = RamFile::create_memfd("vnvdimm-guest-ram-low", low.end - low.start)?;
-    let high = RamFile::create_memfd("vnvdimm-guest-ram-high", high.end - high.start)?;
-    let fds = [&low, &high].iter().filter_map(|r| r.inherited_fd()).collect();
-    Ok((low, high, fds))
+/// Creates the guest RAM of `layout` (node 0, everything below 4 GiB) as a memfd (see
+/// `ram.rs`), and returns it with the descriptors QEMU must inherit.
+pub fn create_ram_file(layout: &TcgLayout) -> Result<(RamFile, Vec<RawFd>), GuestError> {
+    let ram = RamFile::create_memfd("vnvdimm-guest-ram", layout.below_4g)?;
+    let fds = ram.inherited_fd().into_iter().collect();
+    Ok((ram, fds))
 }
 
 fn file_contains(path: &Path, needle: &str) -> bool {

@@ -1,29 +1,33 @@
 //! Guest physical memory layout for the TCG backend.
 //!
-//! QEMU's `pc` machine with less than 3.5 GiB of RAM maps all of it below 4 GiB, as
-//! guest physical `[0, ram_size)`. The RAM is made of one QEMU memory backend per NUMA
-//! node, laid out contiguously in node order, so every piece lands at a known address:
+//! The guest's memory is one QEMU memory backend per NUMA node, laid out back to back
+//! in node order as QEMU's "RAM" (`numa_init_memdev_container`). QEMU's `pc` machine
+//! maps the first `max-ram-below-4g` bytes of that RAM at guest physical 0 and the rest
+//! at 4 GiB (`ram-above-4g`). We make node 0 exactly the below-4G part, so every DIMM
+//! node lands above 4 GiB:
 //!
 //! ```text
-//! node 0 (low RAM file)                          node 1..=N (DIMM backing files)     node N+1 (high RAM file)
-//! 0         0x9fc00  1 MiB         low_end       window 0 | window 1 | ...          mailbox (2 MiB) | Linux RAM | firmware
-//! | Linux RAM | legacy | Linux RAM | (unused) |  (hidden)                            (hidden)        |           |          |
+//! node 0: one memfd, guest physical [0, below_4g)                       nodes 1..=N: the DIMM backing files
+//! 0 .. 0x9fc00 | 1 MiB .. low_ram_end | (unused) | mailbox | high RAM | firmware    4 GiB: window 0 | window 1 | ...
+//! Linux RAM    | Linux RAM            | hidden   | hidden  | Linux RAM| reserved    hidden
 //! ```
 //!
 //! The windows are the users' backing files themselves (`memory-backend-file,share=on`),
 //! so guest stores land in them with no copy. Linux only learns RAM from
-//! `memmap=exactmap` + explicit ranges, so the windows and the mailbox are absent from
-//! its memory map; its nfit driver then claims the windows from the NFIT. QEMU loads
-//! the initramfs right below the firmware area at the top (SeaBIOS keeps its ACPI
-//! tables in the last 128 KiB and marks them reserved), so Linux needs RAM there: that
-//! is the "high RAM" node, which must come after the DIMMs (a DIMM at the top would get
-//! the initramfs and the ACPI tables written into the user's file). Flush hint pages go
-//! in the PCI hole above RAM where no QEMU device lives (`-nodefaults`): TCG ignores
-//! stores there, and Linux's request_mem_region on them succeeds.
+//! `memmap=exactmap` + explicit ranges, so the windows, the mailbox and the unused gap
+//! are absent from its memory map; its nfit driver then claims the windows from the
+//! NFIT. QEMU loads the initramfs right below the top of the below-4G RAM and SeaBIOS
+//! keeps its ACPI and SMBIOS tables there ([`FIRMWARE_TOP`], reserved), so Linux needs
+//! RAM at the top of node 0: that is the "high RAM". The gap pads node 0 to a whole GiB:
+//! QEMU warns about a `max-ram-below-4g` that is not a GiB multiple, and never maps more
+//! than 3 GiB below 4 GiB once RAM continues above (`gigabyte_align`). Untouched, the gap
+//! costs no host memory. Flush hint pages go in the PCI hole below 4 GiB where no QEMU
+//! device lives (`-nodefaults`): TCG ignores stores there, and Linux's
+//! request_mem_region on them succeeds.
 
 use std::ops::Range;
 
-use nvdimm_model::config::{PlatformConfig, MIB};
+use nvdimm_model::config::{PlatformConfig, GIB, MIB};
 use nvdimm_model::layout::{DimmPlacement, LayoutError, PlatformLayout, PAGE_SIZE};
 use nvdimm_model::mailbox::{DOORBELL_SLOT, MAILBOX_SIZE};
 use thiserror::Error;
@@ -31,27 +35,55 @@ use thiserror::Error;
 /// Conventional memory as SeaBIOS reports it (the EBDA starts at 0x9fc00).
 pub const LEGACY_RAM_END: u64 = 0x9_fc00;
 pub const HIGH_MEMORY_START: u64 = MIB;
-/// SeaBIOS's high table zone (ACPI tables, reserved in its e820), measured with QEMU 7.2.
-pub const FIRMWARE_TOP: u64 = 128 * 1024;
-/// At or above this, QEMU's `pc` machine splits RAM around the PCI hole.
-pub const MAX_RAM_BELOW_4G: u64 = 0xE000_0000;
+/// Kept from Linux at the top of the RAM below 4 GiB: QEMU 7.2 places the initramfs
+/// below this (`acpi_data_size` in `pc_memory_init`: 128 KiB of ACPI tables + 32 KiB),
+/// and SeaBIOS allocates its high zone downward from the top: the 128 KiB ACPI blob,
+/// then the SMBIOS tables, which grow with the RAM size (one memory device per 16 GiB,
+/// the DIMM nodes included: with four 64 GiB DIMMs SeaBIOS kept 132 KiB and the DSDT
+/// started below the last 128 KiB).
+pub const FIRMWARE_TOP: u64 = 160 * 1024;
+/// QEMU's `pc` machine maps at most this much RAM below 4 GiB when RAM continues above
+/// (`pc_init1`: with `gigabyte_align` the split moves to 3 GiB).
+pub const MAX_RAM_BELOW_4G: u64 = 3 * GIB;
+/// Where QEMU's `pc` machine maps the RAM beyond `max-ram-below-4g` (Intel vendor: the
+/// AMD 1 TiB relocation does not apply).
+pub const ABOVE_4G_START: u64 = 4 * GIB;
+/// TCG's guest physical address width (QEMU's `TCG_PHYS_ADDR_BITS`, the default
+/// `phys-bits` of `qemu64`, reported to the guest in CPUID 0x80000008).
+pub const PHYS_ADDR_BITS: u32 = 40;
+/// QEMU's i440FX puts a 64-bit PCI hole of this size right after the RAM above 4 GiB (on a
+/// GiB boundary) and refuses to start when its end exceeds `phys-bits`.
+pub const PCI_HOLE64_SIZE: u64 = 2 * GIB;
 /// The IO-APIC and the rest of the fixed platform MMIO start here.
 pub const PLATFORM_MMIO_START: u64 = 0xFEC0_0000;
 /// Space reserved for the mailbox: its own 2 MiB so nothing else shares its large page.
 pub const MAILBOX_AREA: u64 = 2 * MIB;
+
+/// The highest end of the DIMM windows QEMU accepts: the 64-bit PCI hole after them,
+/// rounded as QEMU rounds it, must end within `phys-bits`.
+pub const fn max_window_end() -> u64 {
+    (1u64 << PHYS_ADDR_BITS) - PCI_HOLE64_SIZE
+}
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TcgLayoutError {
     #[error("TCG layout: {what} {value:#x} must be a multiple of {align:#x}")]
     Misaligned { what: &'static str, value: u64, align: u64 },
     #[error(
-        "TCG layout needs {needed:#x} bytes of guest RAM, but QEMU's pc machine keeps only \
-         {max:#x} below 4 GiB: use smaller or fewer DIMMs, or less Linux RAM"
+        "TCG layout needs {needed:#x} bytes of guest RAM below 4 GiB (Linux RAM plus the 2 MiB DSM \
+         mailbox, on a GiB boundary), but QEMU's pc machine maps at most {max:#x} there once the \
+         DIMMs continue above 4 GiB: give less --memory (at most 3070M)"
     )]
-    TooLarge { needed: u64, max: u64 },
+    RamTooLarge { needed: u64, max: u64 },
     #[error(
-        "TCG layout: flush hint pages [{start:#x}, {end:#x}) must lie between the RAM file end \
-         {ram_end:#x} and the platform MMIO at {PLATFORM_MMIO_START:#x}"
+        "TCG layout: the DIMM windows would end at {end:#x}, but QEMU's pc machine under TCG \
+         addresses guest memory only up to {max:#x} ({PHYS_ADDR_BITS} physical address bits, less \
+         its 2 GiB 64-bit PCI hole after RAM): use smaller or fewer DIMMs"
+    )]
+    AddressSpace { end: u64, max: u64 },
+    #[error(
+        "TCG layout: flush hint pages [{start:#x}, {end:#x}) must lie between the end of RAM below \
+         4 GiB {ram_end:#x} and the platform MMIO at {PLATFORM_MMIO_START:#x}"
     )]
     HintsOutOfHole { start: u64, end: u64, ram_end: u64 },
     #[error("TCG layout: Linux needs at least {min:#x} bytes of high RAM for the initramfs, {got:#x} given")]
@@ -63,14 +95,11 @@ pub enum TcgLayoutError {
 /// Choices for [`TcgLayout::new`]. The defaults suit a test guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcgLayoutOptions {
-    /// End of the first Linux RAM range (which starts at 1 MiB); the windows follow it.
+    /// End of the first Linux RAM range (which starts at 1 MiB).
     pub low_ram_end: u64,
-    /// Linux RAM after the mailbox; QEMU puts the initramfs at its top.
+    /// Linux RAM after the mailbox, at the top of the RAM below 4 GiB; QEMU puts the
+    /// initramfs at its top.
     pub high_ram: u64,
-    /// Alignment of the first DIMM window (128 MiB = one memory section). Later windows
-    /// follow their predecessor directly (QEMU packs NUMA node memories), so they are
-    /// aligned to the DIMM sizes' 2 MiB granularity.
-    pub window_align: u64,
     /// First flush hint page, in the PCI hole.
     pub hint_base: u64,
 }
@@ -80,39 +109,40 @@ impl Default for TcgLayoutOptions {
         TcgLayoutOptions {
             low_ram_end: 1024 * MIB,
             high_ram: 256 * MIB,
-            window_align: 128 * MIB,
             hint_base: 0xF000_0000,
         }
     }
 }
 
-/// Everything placed in guest physical memory, plus the size of the RAM file.
+/// Everything placed in guest physical memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcgLayout {
-    /// Size of the RAM file and QEMU's `-m`; a multiple of 2 MiB.
+    /// QEMU's `-m`: node 0 plus every DIMM.
     pub ram_size: u64,
+    /// Node 0's size, the RAM file's size and QEMU's `max-ram-below-4g`: guest physical
+    /// `[0, below_4g)`. A whole number of GiB, at most [`MAX_RAM_BELOW_4G`].
+    pub below_4g: u64,
     /// The ranges Linux may use as RAM, ascending.
     pub linux_ram: Vec<Range<u64>>,
-    /// Top of RAM kept for the firmware's ACPI tables; reserved in the kernel's map.
+    /// Top of the RAM below 4 GiB kept for the firmware's ACPI tables; reserved in the
+    /// kernel's map.
     pub firmware: Range<u64>,
-    /// One persistent-memory window per DIMM, in configuration order, back to back:
-    /// NUMA node `i + 1` backed by DIMM `i`'s file.
+    /// One persistent-memory window per DIMM, in configuration order, back to back from
+    /// 4 GiB: NUMA node `i + 1` backed by DIMM `i`'s file.
     pub windows: Vec<Range<u64>>,
     /// Flush hint page addresses per DIMM.
     pub hints: Vec<Vec<u64>>,
-    /// Base of the DSM mailbox: the start of the high RAM node (hidden from Linux).
+    /// Base of the DSM mailbox (in node 0, hidden from Linux, right below high RAM).
     pub mailbox: u64,
 }
 
 /// One NUMA node's memory: what backs it and where it lies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeMemory {
-    /// Low RAM (node 0): its own sparse file.
-    LowRam,
+    /// Node 0: all RAM below 4 GiB (Linux RAM, mailbox, firmware), its own sparse memfd.
+    Ram,
     /// DIMM `index`'s backing file.
     Dimm(usize),
-    /// Mailbox, high RAM and firmware (the last node): its own sparse file.
-    HighRam,
 }
 
 fn check_align(what: &'static str, value: u64, align: u64) -> Result<(), TcgLayoutError> {
@@ -124,7 +154,6 @@ fn check_align(what: &'static str, value: u64, align: u64) -> Result<(), TcgLayo
 
 impl TcgLayout {
     pub fn new(config: &PlatformConfig, opts: TcgLayoutOptions) -> Result<Self, TcgLayoutError> {
-        check_align("window alignment", opts.window_align, 2 * MIB)?;
         check_align("low RAM end", opts.low_ram_end, 2 * MIB)?;
         check_align("high RAM size", opts.high_ram, 2 * MIB)?;
         check_align("flush hint base", opts.hint_base, PAGE_SIZE)?;
@@ -134,31 +163,33 @@ impl TcgLayout {
                 min: 64 * MIB,
             });
         }
-        let too_large = |needed| TcgLayoutError::TooLarge {
-            needed,
-            max: MAX_RAM_BELOW_4G - 1,
-        };
+        let low_ram_end = opts.low_ram_end.max(HIGH_MEMORY_START);
+        let needed = low_ram_end
+            .checked_add(MAILBOX_AREA + opts.high_ram)
+            .and_then(|n| n.checked_next_multiple_of(GIB))
+            .unwrap_or(u64::MAX);
+        if needed > MAX_RAM_BELOW_4G {
+            return Err(TcgLayoutError::RamTooLarge { needed, max: MAX_RAM_BELOW_4G });
+        }
+        let below_4g = needed;
+        let high_start = below_4g - opts.high_ram;
+        let mailbox = high_start - MAILBOX_AREA;
 
-        let mut cursor = opts
-            .low_ram_end
-            .max(HIGH_MEMORY_START)
-            .checked_next_multiple_of(opts.window_align)
-            .ok_or(too_large(u64::MAX))?;
+        let too_far = |end| TcgLayoutError::AddressSpace { end, max: max_window_end() };
+        let mut cursor = ABOVE_4G_START;
         let mut windows = Vec::with_capacity(config.dimms.len());
         for dimm in &config.dimms {
             // QEMU places node memories back to back, and each node's size must be
             // a whole number of pages; the config already requires 2 MiB multiples.
             check_align("DIMM size", dimm.size, 2 * MIB)?;
-            let start = cursor;
-            let end = start.checked_add(dimm.size).ok_or(too_large(u64::MAX))?;
-            windows.push(start..end);
+            let end = cursor.checked_add(dimm.size).ok_or(too_far(u64::MAX))?;
+            windows.push(cursor..end);
             cursor = end;
         }
-        let mailbox = cursor;
-        let high_start = mailbox + MAILBOX_AREA;
-        let ram_size = high_start.checked_add(opts.high_ram).ok_or(too_large(u64::MAX))?;
-        if ram_size >= MAX_RAM_BELOW_4G {
-            return Err(too_large(ram_size));
+        // QEMU starts the 64-bit PCI hole on the next GiB after RAM.
+        let rounded = cursor.checked_next_multiple_of(GIB).unwrap_or(u64::MAX);
+        if rounded > max_window_end() {
+            return Err(too_far(cursor));
         }
 
         let mut hint = opts.hint_base;
@@ -175,22 +206,23 @@ impl TcgLayout {
                     .collect()
             })
             .collect();
-        if opts.hint_base < ram_size || hint > PLATFORM_MMIO_START {
+        if opts.hint_base < below_4g || hint > PLATFORM_MMIO_START {
             return Err(TcgLayoutError::HintsOutOfHole {
                 start: opts.hint_base,
                 end: hint,
-                ram_end: ram_size,
+                ram_end: below_4g,
             });
         }
 
-        let firmware = ram_size - FIRMWARE_TOP..ram_size;
+        let firmware = below_4g - FIRMWARE_TOP..below_4g;
         let linux_ram = vec![
             0..LEGACY_RAM_END,
-            HIGH_MEMORY_START..opts.low_ram_end,
+            HIGH_MEMORY_START..low_ram_end,
             high_start..firmware.start,
         ];
         let layout = TcgLayout {
-            ram_size,
+            ram_size: cursor - ABOVE_4G_START + below_4g,
+            below_4g,
             linux_ram,
             firmware,
             windows,
@@ -220,27 +252,21 @@ impl TcgLayout {
         }
     }
 
-    /// The mailbox's guest physical range (it starts the high RAM file, at offset 0).
+    /// The mailbox's guest physical range (in the RAM file, at file offset = address).
     pub fn mailbox_range(&self) -> Range<u64> {
         self.mailbox..self.mailbox + MAILBOX_SIZE
     }
 
-    /// Node 0: guest physical `[0, first window)`, backed by the low RAM file.
-    pub fn low_node(&self) -> Range<u64> {
-        0..self.windows.first().map_or(self.mailbox, |w| w.start)
-    }
-
-    /// The last node: mailbox, high RAM and firmware, backed by the high RAM file
-    /// (file offset = guest physical address - `mailbox`).
-    pub fn high_node(&self) -> Range<u64> {
-        self.mailbox..self.ram_size
+    /// Node 0: guest physical `[0, below_4g)`, backed by the RAM file (file offset =
+    /// guest physical address).
+    pub fn ram_node(&self) -> Range<u64> {
+        0..self.below_4g
     }
 
     /// The NUMA nodes in id order (node id = index), with their guest physical ranges.
     pub fn nodes(&self) -> Vec<(NodeMemory, Range<u64>)> {
-        let mut nodes = vec![(NodeMemory::LowRam, self.low_node())];
+        let mut nodes = vec![(NodeMemory::Ram, self.ram_node())];
         nodes.extend(self.windows.iter().enumerate().map(|(i, w)| (NodeMemory::Dimm(i), w.clone())));
-        nodes.push((NodeMemory::HighRam, self.high_node()));
         nodes
     }
 
@@ -250,7 +276,8 @@ impl TcgLayout {
     }
 
     /// The kernel arguments that replace the firmware's memory map: only the Linux RAM
-    /// ranges as usable, the firmware tables as reserved; windows and mailbox are absent.
+    /// ranges as usable, the firmware tables as reserved; windows, mailbox and the gap
+    /// are absent.
     pub fn exactmap(&self) -> String {
         let mut args = vec!["memmap=exactmap".to_string()];
         for r in &self.linux_ram {
@@ -264,9 +291,14 @@ impl TcgLayout {
         args.join(" ")
     }
 
-    /// QEMU's `-m` / memory backend size in MiB.
+    /// QEMU's `-m` in MiB.
     pub fn ram_mib(&self) -> u64 {
         self.ram_size / MIB
+    }
+
+    /// QEMU's `-machine` value: node 0 exactly below 4 GiB, the DIMMs above.
+    pub fn machine_arg(&self) -> String {
+        format!("pc,accel=tcg,max-ram-below-4g={}M", self.below_4g / MIB)
     }
 }
 
@@ -288,18 +320,44 @@ mod tests {
         PlatformConfig::new(dimms, PersistenceDomain::CpuCache).unwrap()
     }
 
+    /// What `vnvdimm run` gives for `--memory` (crates/vnvdimm/src/run_tcg.rs).
+    fn for_memory(memory: u64) -> TcgLayoutOptions {
+        let high_ram = (memory / 4).clamp(64 * MIB, 256 * MIB);
+        TcgLayoutOptions { low_ram_end: memory - high_ram, high_ram, ..Default::default() }
+    }
+
     fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
         a.start < b.end && b.start < a.end
     }
 
-    #[test]
-    fn windows_and_mailbox_stay_out_of_linux_ram_and_firmware() {
-        let cfg = config(&[512 * MIB, 256 * MIB + 2 * MIB], 2);
-        let l = TcgLayout::new(&cfg, TcgLayoutOptions::default()).unwrap();
+    /// The ranges the kernel's memory map gets from `exactmap()`, parsed back from the
+    /// string (so a wrong argument fails here, not only a wrong field).
+    fn exactmap_ranges(map: &str) -> Vec<(char, Range<u64>)> {
+        let mut words = map.split(' ');
+        assert_eq!(words.next(), Some("memmap=exactmap"));
+        words
+            .map(|w| {
+                let w = w.strip_prefix("memmap=").unwrap();
+                let kind = if w.contains('@') { '@' } else { '$' };
+                let (size, start) = w.split_once(kind).unwrap();
+                let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+                (kind, hex(start)..hex(start) + hex(size))
+            })
+            .collect()
+    }
+
+    /// Everything the guest must never use as RAM: DIMM windows, the mailbox, the gap
+    /// between low RAM and the mailbox, the PCI hole.
+    fn check_layout(l: &TcgLayout, cfg: &PlatformConfig) {
         let mut hidden: Vec<Range<u64>> = l.windows.clone();
         hidden.push(l.mailbox..l.mailbox + MAILBOX_AREA);
+        let hole = l.below_4g..ABOVE_4G_START;
+        hidden.push(hole.clone());
+        for w in &l.windows {
+            assert!(w.start >= ABOVE_4G_START, "{w:x?} must be above 4 GiB");
+            assert!(w.end <= max_window_end(), "{w:x?} beyond phys-bits");
+        }
         for h in &hidden {
-            assert!(h.end <= l.ram_size, "{h:x?} must be inside the RAM file");
             assert!(!overlaps(h, &l.firmware), "{h:x?} overlaps firmware");
             for r in &l.linux_ram {
                 assert!(!overlaps(h, r), "{h:x?} overlaps Linux RAM {r:x?}");
@@ -310,68 +368,117 @@ mod tests {
                 assert!(!overlaps(a, b), "{a:x?} overlaps {b:x?}");
             }
         }
-        assert_eq!(l.windows[0].start % (128 * MIB), 0);
-        // QEMU packs node memories: the nodes must tile [0, ram_size) exactly, in order.
-        let nodes = l.nodes();
-        assert_eq!(nodes.len(), 2 + l.windows.len());
-        assert_eq!(nodes[0].1.start, 0);
-        assert_eq!(nodes.last().unwrap().1.end, l.ram_size);
-        for pair in nodes.windows(2) {
-            assert_eq!(pair[0].1.end, pair[1].1.start, "{pair:x?}");
+        // The exact map lists exactly the Linux RAM (usable) and the firmware (reserved).
+        let map = exactmap_ranges(&l.exactmap());
+        let usable: Vec<Range<u64>> = map.iter().filter(|(k, _)| *k == '@').map(|(_, r)| r.clone()).collect();
+        assert_eq!(usable, l.linux_ram);
+        assert_eq!(map.last().unwrap(), &('$', l.firmware.clone()));
+        for (_, r) in &map {
+            assert!(r.end <= l.below_4g, "{r:x?} listed beyond the RAM below 4 GiB");
+            for h in &hidden {
+                assert!(!overlaps(h, r), "exactmap shows {h:x?} to Linux as {r:x?}");
+            }
         }
-        assert_eq!(nodes[2], (NodeMemory::Dimm(1), l.windows[1].clone()));
-        assert_eq!(l.high_node().start, l.mailbox);
-        // Windows keep their configured size and order.
-        assert_eq!(l.windows[0].end - l.windows[0].start, 512 * MIB);
-        assert_eq!(l.windows[1].end - l.windows[1].start, 258 * MIB);
-        assert!(l.windows[0].end <= l.windows[1].start);
+        // Node 0 is exactly the RAM below 4 GiB, on a GiB boundary and within what the
+        // pc machine maps there; QEMU's -m is every node.
+        assert_eq!(l.below_4g % GIB, 0);
+        assert!(l.below_4g <= MAX_RAM_BELOW_4G);
+        assert!(l.linux_ram.iter().all(|r| r.end <= l.below_4g));
+        let nodes = l.nodes();
+        assert_eq!(nodes[0], (NodeMemory::Ram, 0..l.below_4g));
+        assert_eq!(nodes.len(), 1 + l.windows.len());
+        let total: u64 = nodes.iter().map(|(_, r)| r.end - r.start).sum();
+        assert_eq!(total, l.ram_size);
+        // QEMU packs the DIMM nodes from 4 GiB on, in node order.
+        let mut at = ABOVE_4G_START;
+        for (i, (what, r)) in nodes[1..].iter().enumerate() {
+            assert_eq!(*what, NodeMemory::Dimm(i));
+            assert_eq!(r.start, at, "{r:x?}");
+            assert_eq!(r.end - r.start, cfg.dimms[i].size);
+            at = r.end;
+        }
         // QEMU puts the initramfs right below the firmware area: that must be Linux RAM.
-        let top_ram = l.linux_ram.last().unwrap();
-        assert_eq!(top_ram.end, l.firmware.start);
-        assert_eq!(l.firmware.end, l.ram_size);
-        assert!(l.ram_size < MAX_RAM_BELOW_4G);
-        // Hint pages: distinct, in the PCI hole, not in the RAM file.
+        assert_eq!(l.linux_ram.last().unwrap().end, l.firmware.start);
+        assert_eq!(l.firmware.end, l.below_4g);
+        // Hint pages: distinct, in the PCI hole.
         let all: Vec<u64> = l.hints.iter().flatten().copied().collect();
-        assert_eq!(all.len(), 4);
         for (i, &h) in all.iter().enumerate() {
-            assert!(h >= l.ram_size && h + PAGE_SIZE <= PLATFORM_MMIO_START);
+            assert!(h >= l.below_4g && h + PAGE_SIZE <= PLATFORM_MMIO_START);
             assert!(!all[i + 1..].contains(&h));
         }
         assert_eq!(l.platform_layout().doorbell, l.mailbox + 0x28);
-        l.platform_layout().validate(&cfg).unwrap();
+        l.platform_layout().validate(cfg).unwrap();
+    }
+
+    #[test]
+    fn two_2g_dimms_with_1g_of_memory_sit_above_4g() {
+        // The command issue 9 found refused: --memory 1G, two 2 GiB DIMMs.
+        let cfg = config(&[2 * GIB, 2 * GIB], 1);
+        let l = TcgLayout::new(&cfg, for_memory(GIB)).unwrap();
+        check_layout(&l, &cfg);
+        assert_eq!(l.below_4g, 2 * GIB);
+        assert_eq!(l.windows, vec![0x1_0000_0000..0x1_8000_0000, 0x1_8000_0000..0x2_0000_0000]);
+        assert_eq!(l.mailbox, 2 * GIB - 256 * MIB - 2 * MIB);
+        assert_eq!(l.ram_size, 6 * GIB);
+        assert_eq!(l.machine_arg(), "pc,accel=tcg,max-ram-below-4g=2048M");
+        assert_eq!(l.linux_ram_bytes(), GIB - MIB + LEGACY_RAM_END - FIRMWARE_TOP);
+    }
+
+    #[test]
+    fn four_sparse_64g_dimms_are_gib_aligned_windows() {
+        let cfg = config(&[64 * GIB; 4], 2);
+        let l = TcgLayout::new(&cfg, for_memory(2 * GIB)).unwrap();
+        check_layout(&l, &cfg);
+        assert_eq!(l.below_4g, 3 * GIB);
+        let starts: Vec<u64> = l.windows.iter().map(|w| w.start / GIB).collect();
+        assert_eq!(starts, [4, 68, 132, 196]);
+        assert_eq!(l.ram_mib(), (3 + 256) * 1024);
+    }
+
+    #[test]
+    fn odd_sizes_pack_windows_at_2m() {
+        let cfg = config(&[512 * MIB, 256 * MIB + 2 * MIB, 64 * MIB], 2);
+        let l = TcgLayout::new(&cfg, TcgLayoutOptions::default()).unwrap();
+        check_layout(&l, &cfg);
+        assert_eq!(l.windows[1].start, ABOVE_4G_START + 512 * MIB);
+        assert_eq!(l.windows[2].start, ABOVE_4G_START + 770 * MIB);
     }
 
     #[test]
     fn exactmap_lists_exactly_linux_ram_and_reserves_firmware() {
         let cfg = config(&[256 * MIB, 256 * MIB], 1);
-        let l = TcgLayout::new(&cfg, TcgLayoutOptions::default()).unwrap();
-        // windows at 1 GiB and 1.25 GiB, mailbox at 1.5 GiB, high RAM 1.5 GiB + 2 MiB .. + 256 MiB
-        assert_eq!(l.windows, vec![0x4000_0000..0x5000_0000, 0x5000_0000..0x6000_0000]);
-        assert_eq!(l.mailbox, 0x6000_0000);
-        assert_eq!(l.ram_size, 0x6000_0000 + 2 * MIB + 256 * MIB);
-        let top = l.ram_size - FIRMWARE_TOP;
-        let expected = format!(
-            "memmap=exactmap memmap=0x9fc00@0x0 memmap=0x3ff00000@0x100000 memmap={:#x}@0x60200000 memmap=0x20000${:#x}",
-            top - 0x6020_0000,
-            top
-        );
+        let l = TcgLayout::new(&cfg, for_memory(512 * MIB)).unwrap();
+        // low RAM to 384 MiB, gap, mailbox at 1 GiB - 130 MiB, high RAM to 1 GiB - 160 KiB
+        assert_eq!(l.below_4g, GIB);
+        assert_eq!(l.mailbox, 0x37e0_0000);
+        let expected = "memmap=exactmap memmap=0x9fc00@0x0 memmap=0x17f00000@0x100000 \
+                        memmap=0x7fd8000@0x38000000 memmap=0x28000$0x3ffd8000";
         assert_eq!(l.exactmap(), expected);
-        assert_eq!(l.ram_mib() * MIB, l.ram_size);
+        assert_eq!(l.ram_size, GIB + 512 * MIB);
     }
 
     #[test]
-    fn refuses_what_qemu_pc_cannot_map_below_4g() {
-        let cfg = config(&[1536 * MIB, 1024 * MIB], 1);
-        let err = TcgLayout::new(&cfg, TcgLayoutOptions::default()).unwrap_err();
-        assert!(matches!(err, TcgLayoutError::TooLarge { .. }), "{err}");
-        let err = TcgLayout::new(
-            &cfg,
-            TcgLayoutOptions {
-                low_ram_end: 64 * MIB,
-                ..Default::default()
-            },
-        );
-        assert!(err.is_ok(), "{err:?}");
+    fn refuses_ram_the_pc_machine_cannot_map_below_4g() {
+        let cfg = config(&[GIB], 1);
+        // 3070 MiB of --memory + 2 MiB mailbox = 3 GiB: the most there is.
+        assert_eq!(TcgLayout::new(&cfg, for_memory(3070 * MIB)).unwrap().below_4g, 3 * GIB);
+        let err = TcgLayout::new(&cfg, for_memory(3072 * MIB)).unwrap_err();
+        assert_eq!(err, TcgLayoutError::RamTooLarge { needed: 4 * GIB, max: 3 * GIB });
+        assert!(err.to_string().contains("--memory"), "{err}");
+    }
+
+    #[test]
+    fn refuses_windows_beyond_the_guest_physical_address_width() {
+        // 4 GiB + 1018 GiB of windows + the 2 GiB PCI hole = 2^40: just fits.
+        let mut sizes = vec![63 * GIB; 16];
+        sizes.push(10 * GIB);
+        let cfg = config(&sizes, 0);
+        let l = TcgLayout::new(&cfg, TcgLayoutOptions::default()).unwrap();
+        assert_eq!(l.windows.last().unwrap().end, (1 << 40) - 2 * GIB);
+        *sizes.last_mut().unwrap() += 2 * MIB;
+        let err = TcgLayout::new(&config(&sizes, 0), TcgLayoutOptions::default()).unwrap_err();
+        assert!(matches!(err, TcgLayoutError::AddressSpace { end, .. } if end == (1 << 40) - 2 * GIB + 2 * MIB), "{err}");
+        assert!(err.to_string().contains("smaller or fewer DIMMs"), "{err}");
     }
 
     #[test]
@@ -394,7 +501,7 @@ mod tests {
             Err(TcgLayoutError::HighRamTooSmall { .. })
         ));
         let opts = TcgLayoutOptions {
-            window_align: 4096,
+            low_ram_end: 4096 + 2 * MIB,
             ..Default::default()
         };
         assert!(matches!(

@@ -264,7 +264,7 @@ mod tests {
             })
         };
         let dir = tempfile::tempdir().unwrap();
-        let ram = RamFile::create(&dir.path().join("ram"), layout.ram_size).unwrap();
+        let ram = RamFile::create(&dir.path().join("ram"), layout.below_4g).unwrap();
         let platform = Arc::new(Mutex::new(platform));
         let poller = MailboxPoller::start(ram.map_mailbox(layout.mailbox).unwrap(), platform.clone(), None).unwrap();
 
@@ -329,7 +329,7 @@ mod tests {
     fn nothing_is_served_without_a_new_doorbell() {
         let (_config, layout, platform) = platform();
         let dir = tempfile::tempdir().unwrap();
-        let ram = RamFile::create(&dir.path().join("ram"), layout.ram_size).unwrap();
+        let ram = RamFile::create(&dir.path().join("ram"), layout.below_4g).unwrap();
         let platform = Mutex::new(platform);
         let mut mb = ram.map_mailbox(layout.mailbox).unwrap();
         assert!(!serve_pending(&mut mb, &platform), "doorbell 0 must not be served");

@@ -30,10 +30,8 @@ pub struct QemuCommand {
     pub qemu: PathBuf,
     pub kernel: PathBuf,
     pub initrd: Option<PathBuf>,
-    /// Node 0's memory (guest physical `[0, first window)`).
-    pub low_ram_file: PathBuf,
-    /// The last node's memory (mailbox, high RAM, firmware).
-    pub high_ram_file: PathBuf,
+    /// Node 0's memory: guest physical `[0, layout.below_4g)` (Linux RAM, mailbox, firmware).
+    pub ram_file: PathBuf,
     /// The DIMM backing files, in platform order.
     pub dimms: Vec<DimmBacking>,
     pub cpus: u32,
@@ -107,13 +105,13 @@ impl QemuCommand {
         push(&mut a, "-display");
         push(&mut a, "none");
         push(&mut a, "-machine");
-        push(&mut a, "pc,accel=tcg");
+        // max-ram-below-4g = node 0: the DIMM nodes after it are mapped from 4 GiB on.
+        push(&mut a, &layout.machine_arg());
         // One memory backend per NUMA node; QEMU lays them out back to back in node order.
         for (id, (what, range)) in layout.nodes().into_iter().enumerate() {
             let size = format!("{}k", (range.end - range.start) / 1024);
             let (path, readonly) = match what {
-                NodeMemory::LowRam => (self.low_ram_file.as_path(), false),
-                NodeMemory::HighRam => (self.high_ram_file.as_path(), false),
+                NodeMemory::Ram => (self.ram_file.as_path(), false),
                 NodeMemory::Dimm(i) => match self.dimms.get(i) {
                     Some(d) => (d.path.as_path(), d.readonly),
                     None => (Path::new("/missing-dimm-backing-file"), false),
@@ -286,8 +284,7 @@ mod tests {
             qemu: "qemu-system-x86_64".into(),
             kernel: "/k/vmlinux".into(),
             initrd: Some("/k/initrd".into()),
-            low_ram_file: "/run/a,b/low".into(),
-            high_ram_file: "/run/high".into(),
+            ram_file: "/run/a,b/ram".into(),
             dimms: vec![
                 DimmBacking { path: "/data/d0".into(), readonly: false },
                 DimmBacking { path: "/data/d1".into(), readonly: true },
@@ -323,27 +320,23 @@ mod tests {
         let mib = layout.ram_mib();
         assert_eq!(after("-m"), vec![format!("{mib}M")]);
         let k = |r: &std::ops::Range<u64>| (r.end - r.start) / 1024;
-        let (low, high) = (layout.low_node(), layout.high_node());
+        let ram = layout.ram_node();
         assert_eq!(
             after("-object"),
             vec![
-                format!("memory-backend-file,id=mem0,share=on,size={}k,mem-path=/run/a,,b/low", k(&low)),
+                format!("memory-backend-file,id=mem0,share=on,size={}k,mem-path=/run/a,,b/ram", k(&ram)),
                 format!("memory-backend-file,id=mem1,share=on,size={}k,mem-path=/data/d0", 256 * 1024),
                 format!("memory-backend-file,id=mem2,share=on,size={}k,mem-path=/data/d1,readonly=on", 128 * 1024),
-                format!("memory-backend-file,id=mem3,share=on,size={}k,mem-path=/run/high", k(&high)),
             ]
         );
         assert_eq!(
             after("-numa"),
-            vec![
-                "node,nodeid=0,memdev=mem0,cpus=0-1",
-                "node,nodeid=1,memdev=mem1",
-                "node,nodeid=2,memdev=mem2",
-                "node,nodeid=3,memdev=mem3"
-            ]
+            vec!["node,nodeid=0,memdev=mem0,cpus=0-1", "node,nodeid=1,memdev=mem1", "node,nodeid=2,memdev=mem2"]
         );
-        // The node sizes add up to -m: QEMU refuses the line otherwise.
-        assert_eq!(k(&low) + 384 * 1024 + k(&high), mib * 1024);
+        // The node sizes add up to -m: QEMU refuses the line otherwise. Node 0 is the
+        // whole RAM below 4 GiB, so the DIMMs start at 4 GiB.
+        assert_eq!(k(&ram) + 384 * 1024, mib * 1024);
+        assert_eq!(after("-machine"), vec![format!("pc,accel=tcg,max-ram-below-4g={}M", ram.end / MIB)]);
         let append = after("-append")[0];
         assert!(append.starts_with(&format!("{TCG_CMDLINE_PREFIX} {HARNESS_CMDLINE}")), "{append}");
         assert!(append.contains(&layout.exactmap()), "{append}");

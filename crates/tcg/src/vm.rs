@@ -14,7 +14,7 @@ use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
 use vnvdimm_control::VmState;
 
-use crate::guest::{create_ram_files, write_tables, GuestError};
+use crate::guest::{create_ram_file, write_tables, GuestError};
 use crate::layout::TcgLayout;
 use crate::poller::{MailboxPoller, PollerError};
 use crate::qemu::{DimmBacking, QemuCommand, SerialTarget};
@@ -160,14 +160,13 @@ impl TcgVm {
             let p = spec.platform.lock().unwrap_or_else(|e| e.into_inner());
             p.config().dimms.iter().map(|d| DimmBacking { path: d.path.clone(), readonly: d.readonly }).collect()
         };
-        let (low, high, ram_fds) = create_ram_files(&spec.layout)?;
+        let (ram, ram_fds) = create_ram_file(&spec.layout)?;
         let qmp_socket = dir.join("qmp.sock");
         let q = QemuCommand {
             qemu: spec.qemu.clone(),
             kernel: spec.kernel.clone(),
             initrd: spec.initrd.clone(),
-            low_ram_file: low.path().to_path_buf(),
-            high_ram_file: high.path().to_path_buf(),
+            ram_file: ram.path().to_path_buf(),
             dimms,
             cpus: spec.cpus,
             acpi_tables: tables,
@@ -186,8 +185,8 @@ impl TcgVm {
         let cmdline_path = dir.join("qemu.cmdline");
         std::fs::write(&cmdline_path, &command_line).map_err(io("writing", &cmdline_path))?;
 
-        let poller = MailboxPoller::start(high.map_mailbox(0)?, spec.platform.clone(), q.dsm_kick_socket.clone())?;
-        let mailbox = high.map_mailbox(0)?;
+        let poller = MailboxPoller::start(ram.map_mailbox(spec.layout.mailbox)?, spec.platform.clone(), q.dsm_kick_socket.clone())?;
+        let mailbox = ram.map_mailbox(spec.layout.mailbox)?;
         let created = Instant::now();
         let stdout = match spec.console {
             SerialTarget::Stdio => Stdio::piped(),

@@ -1,7 +1,8 @@
 //! `vnvdimm run --backend tcg` (and `--backend auto` where KVM cannot run Linux): the
 //! guest under QEMU TCG on the user's DIMM backing files, console on stdout, control
 //! API on `--api-socket`. Options were validated by `run::validate`; what only TCG
-//! imposes (RAM below 3.5 GiB) is checked here, still before QEMU starts.
+//! imposes (RAM below 3 GiB, DIMM windows within 40 address bits) is checked here, still
+//! before QEMU starts.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::FileTypeExt;
