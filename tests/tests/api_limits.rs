@@ -208,3 +208,17 @@ fn a_dropped_server_lets_go_of_the_vm_and_answers_late_requests_503() {
     let (status, body) = answer_of(&mut late);
     assert_eq!(status, 503, "{body}");
 }
+
+/// Point 4: a power-off whose client was killed while the API was busy still powered the
+/// VM off later. A request that never arrived in full is never acted on.
+#[test]
+fn a_request_cut_off_midway_is_never_acted_on() {
+    let vm = start();
+    let server = vm.server.as_ref().unwrap();
+    let cut = connect(&vm.socket, b"PUT /api/v1/vm/power-off HTTP/1.1\r\nContent-Length: 2\r\n\r\n{");
+    wait_for_connections(server, 1);
+    drop(cut);
+    wait_for_connections(server, 0);
+    assert!(vm.backend.calls().is_empty(), "{:?}", vm.backend.calls());
+    assert_eq!(vm.get("/vm").body["state"], "running");
+}
