@@ -1191,10 +1191,11 @@ pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
     let work = Work::new("kmem", backend);
     // 512 MiB: after the namespace's own metadata, whole 128 MiB memory blocks remain.
     let a = work.dimm("a.img", 512 * MIB);
-    let mut vm = boot(&work, &[nvdimm(&a, ",label-size=0,handle=1")], &[]);
+    let mut vm = boot(&work, &[format!("path={},size=512M,label-size=0,handle=1", a.display())], &[]);
     // The DIMM's range is its own proximity domain (SRAT / QEMU -numa): node 1.
-    let regions = vm.json("ndctl list -R");
-    let region = &as_list(&regions)[0];
+    let regions = vm.json("ndctl list -R -v");
+    // With -v one region prints as `{"regions":[...]}`.
+    let region = &as_list(regions.get("regions").unwrap_or(&regions))[0];
     assert_eq!(region["target_node"], 1, "the pmem's own node: {regions}");
     assert_eq!(
         region["numa_node"], 0,
@@ -1205,7 +1206,8 @@ pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
         .as_str()
         .unwrap_or_else(|| panic!("no dax device in {ns}"))
         .to_string();
-    let ram = vm.json(&format!("daxctl reconfigure-device -m system-ram {dax}"));
+    vm.ok(&format!("daxctl reconfigure-device -m system-ram {dax}"));
+    let ram = vm.json(&format!("daxctl list -d {dax} 2>/dev/null"));
     let dev = &as_list(&ram)[0];
     assert_eq!(dev["mode"], "system-ram", "{ram}");
     assert_eq!(dev["target_node"], 1, "{ram}");
@@ -1254,7 +1256,9 @@ pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
         "the 32 MiB file is in node 1's memory: {out}"
     );
     vm.ok("rm /dev/shm/n1");
-    let back = vm.json(&format!("daxctl reconfigure-device -m devdax {dax}"));
+    // Back: the memory goes offline first (it was onlined movable, so it can).
+    vm.ok(&format!("daxctl offline-memory {dax} && daxctl reconfigure-device -m devdax {dax}"));
+    let back = vm.json(&format!("daxctl list -d {dax} 2>/dev/null"));
     assert_eq!(as_list(&back)[0]["mode"], "devdax", "{back}");
     let wall = vm.stop();
     println!("[kmem] {blocks} blocks of 128 MiB to node 1 and back; total {wall:?}");
