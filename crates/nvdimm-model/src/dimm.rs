@@ -9,6 +9,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -21,6 +22,7 @@ use crate::layout::DimmPlacement;
 use crate::persist::{self, PersistError, SidecarPaths};
 use crate::poison::PoisonSet;
 use crate::poison_journal::{PoisonJournal, PoisonOp};
+use crate::writeback::WritebackProbe;
 
 #[derive(Debug, Error)]
 pub enum DimmError {
@@ -115,6 +117,8 @@ pub struct Dimm {
     state_before_open: Option<Vec<u8>>,
     /// Poison changes since the state file was last written; `None` for an ephemeral DIMM.
     journal: Option<PoisonJournal>,
+    /// A write-back failure a [`WritebackProbe`] saw (`writeback.rs`).
+    writeback_failure: Arc<Mutex<Option<String>>>,
 }
 
 /// The journal is folded into the state file once it holds more records than this or
@@ -127,7 +131,17 @@ impl Dimm {
     pub fn ephemeral(config: DimmConfig, placement: DimmPlacement) -> Self {
         let labels = vec![0; config.label_size as usize];
         let state = DimmState { health: SmartHealth::with_state(config.health), ..DimmState::default() };
-        Dimm { config, placement, state, labels, storage: None, lock: None, state_before_open: None, journal: None }
+        Dimm {
+            config,
+            placement,
+            state,
+            labels,
+            storage: None,
+            lock: None,
+            state_before_open: None,
+            journal: None,
+            writeback_failure: Arc::default(),
+        }
     }
 
     /// Opens a persistent DIMM: checks the backing file's size (without touching its
@@ -205,6 +219,7 @@ impl Dimm {
             lock: Some(lock),
             state_before_open,
             journal: Some(journal),
+            writeback_failure: Arc::default(),
         })
     }
 
@@ -237,6 +252,18 @@ impl Dimm {
         self.lock.as_ref().map(BackingLock::file)
     }
 
+    /// A probe for failed write-back of the guest's stores (`writeback.rs`), for a
+    /// writable persistent DIMM; it shares this DIMM's open file description, so an
+    /// error it sees is the one `close_clean` would see, and is remembered for it. (It
+    /// also shares the backing-file lock: drop it with the DIMM.)
+    pub fn writeback_probe(&self) -> Option<WritebackProbe> {
+        if self.config.readonly {
+            return None;
+        }
+        let file = self.backing_file()?.try_clone().ok()?;
+        Some(WritebackProbe::new(self.config.path.clone(), file, self.writeback_failure.clone()))
+    }
+
     /// Whether state and label changes reach disk.
     pub fn is_persistent(&self) -> bool {
         self.storage.is_some()
@@ -262,6 +289,10 @@ impl Dimm {
         // reported to the next fsync of any descriptor opened before it. If there was
         // one, the stop was not clean: say so, and leave the DIMM marked running so the
         // next start counts the loss as a dirty shutdown.
+        let seen = self.writeback_failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(message) = seen {
+            return Err(DimmError::BackingWrite { path: self.config.path.clone(), source: io::Error::other(message) });
+        }
         if let (Some(file), false) = (self.backing_file(), self.config.readonly) {
             file.sync_data().map_err(|source| DimmError::BackingWrite { path: self.config.path.clone(), source })?;
         }

@@ -25,6 +25,7 @@ pub mod platform_open;
 pub mod platform_poison;
 pub mod poison;
 pub mod poison_journal;
+pub mod writeback;
 
 pub use config::{DimmConfig, PersistenceDomain, PlatformConfig};
 pub use layout::{DimmPlacement, PlatformLayout};

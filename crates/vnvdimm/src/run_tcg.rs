@@ -132,6 +132,22 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
     };
     let stopper = vm.clone();
     crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(stopper.power_off()));
+    let probes: Vec<_> = {
+        let platform = prepared.spec.platform.lock().unwrap_or_else(|e| e.into_inner());
+        platform.dimms().iter().filter_map(|d| d.writeback_probe()).collect()
+    };
+    let stopper = vm.clone();
+    let watch = crate::writeback_watch::start(
+        crate::writeback_watch::checks(probes),
+        crate::writeback_watch::INTERVAL,
+        move |path, e| {
+            eprintln!(
+                "vnvdimm: backing file {}: the guest's writes could not be stored ({e}); powering the guest off",
+                path.display()
+            );
+            let _ = stopper.power_off();
+        },
+    );
     if let Some(mut console) = vm.take_console() {
         let mut buf = [0u8; 4096];
         loop {
@@ -147,6 +163,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
             }
         }
     }
+    // QEMU has ended; the final check is close_clean's own (a watch check racing it
+    // could take the error away from it).
+    drop(watch);
     let exit = vm.wait(None).map_err(|e| Failure::other(format!("--backend tcg: {e}")))?;
     // Always say how QEMU itself ended: a guest power-off and a QEMU killed by a signal
     // after it can look alike otherwise.
