@@ -23,8 +23,8 @@ use crate::run::RunArgs;
 /// Smallest `--memory` the TCG layout accepts: 64 MiB high RAM (initramfs) + 64 MiB low.
 pub const MIN_MEMORY: u64 = 128 * MIB;
 
-/// Splits `--memory` into low RAM (node 0, from 1 MiB) and high RAM (the node after
-/// the DIMMs, where QEMU puts the initramfs): a quarter high, between 64 and 256 MiB.
+/// Splits `--memory` into low RAM (from 1 MiB) and high RAM (at the top of the RAM below
+/// 4 GiB, where QEMU puts the initramfs): a quarter high, between 64 and 256 MiB.
 pub fn layout_options(memory: u64) -> Result<TcgLayoutOptions, Failure> {
     if memory < MIN_MEMORY {
         return Err(Failure::usage(format!(
