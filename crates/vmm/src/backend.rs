@@ -9,19 +9,16 @@
 //! (`poison_changed`) are made directly from the API thread: KVM allows
 //! KVM_SET_USER_MEMORY_REGION while a vCPU runs (see pmem_slots.rs).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kvm_ioctls::VmFd;
-use nvdimm_model::event_log::{EventKind, MachineCheckKind};
+use nvdimm_model::event_log::MachineCheckKind;
 use nvdimm_model::NvdimmPlatform;
 use vnvdimm_agent::{AgentClient, AgentError};
 use vnvdimm_control::backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
 
 use crate::flush_hint::FlushCounters;
-use crate::ged::{Ged, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
-use crate::guest_memory::GuestMemory;
+use crate::notifications::NotificationPath;
 use crate::pmem_slots::PmemSlots;
 use crate::vcpu_control::{Request, RunState, VcpuControl};
 use crate::vm::Vm;
@@ -41,10 +38,7 @@ pub struct KvmBackend {
     platform: Arc<Mutex<NvdimmPlatform>>,
     pmem: Arc<PmemSlots>,
     control: Arc<VcpuControl>,
-    ged: Arc<Ged>,
-    vm_fd: Arc<VmFd>,
-    memory: Arc<GuestMemory>,
-    mailbox: u64,
+    notifications: NotificationPath,
     flushes: Arc<FlushCounters>,
     memory_bytes: u64,
     cpus: u32,
@@ -63,10 +57,7 @@ impl KvmBackend {
             platform: vm.platform.clone(),
             pmem: vm.pmem.clone(),
             control: vm.control.clone(),
-            ged: vm.ged.clone(),
-            vm_fd: vm.vm_fd.clone(),
-            memory: vm.memory.clone(),
-            mailbox: vm.machine.memory_map.layout.mailbox,
+            notifications: NotificationPath::of(vm),
             flushes: vm.stats.flushes.clone(),
             memory_bytes: vm.machine.config.memory,
             cpus: u32::from(vm.machine.config.cpus),
@@ -92,28 +83,6 @@ impl KvmBackend {
             )),
             e => BackendError::Failed(e.to_string()),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, NvdimmPlatform> {
-        self.platform.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// ORs `bits` into the mailbox word at `offset`, atomically: the guest's `NEVT`
-    /// may be clearing the same word on a vCPU.
-    fn increment_mailbox_word(&self, offset: usize) -> bool {
-        let gpa = self.mailbox + offset as u64;
-        let Some(block) = self.memory.ram.iter().find(|b| gpa >= b.gpa && gpa + 4 <= b.gpa + b.mapping.size()) else {
-            return false;
-        };
-        if gpa % 4 != 0 {
-            return false;
-        }
-        // SAFETY: inside a live RAM mapping owned by `memory` (kept alive by self),
-        // 4-byte aligned; guest RAM is shared with the guest, hence the atomic access.
-        let word = unsafe { AtomicU32::from_ptr(block.mapping.as_ptr().add((gpa - block.gpa) as usize).cast()) };
-        // Only the host writes a raised counter; the guest writes the seen ones.
-        word.fetch_add(1, Ordering::SeqCst);
-        true
     }
 }
 
@@ -145,31 +114,9 @@ impl Backend for KvmBackend {
         &self.platform
     }
 
-    /// Increments the mailbox notification counters `\_SB.NVDR.NEVT` compares, logs
-    /// each notification, then sets the GED's NVDIMM bit and pulses GSI 5 on the
-    /// in-kernel IO APIC. Where KVM refused the irqchip (`Vm::irqchip`) there is no line
-    /// to pulse: the counters and the GED bit stay set for the guest to find.
+    /// Posts the pending notifications and pulses the GED (`notifications`).
     fn raise_notifications(&self) -> Result<(), BackendError> {
-        let mut platform = self.lock();
-        let pending = platform.take_notifications();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        for n in &pending {
-            let posted = platform.notify_counter(n).is_some_and(|c| self.increment_mailbox_word(c.raised));
-            if !posted {
-                return Err(BackendError::Failed(format!(
-                    "cannot post notification {n:?}: the mailbox at {:#x} is not in guest RAM",
-                    self.mailbox
-                )));
-            }
-            platform.log_event(EventKind::Notify(*n));
-        }
-        drop(platform);
-        if let Err(e) = self.ged.raise(GED_EVENT_NVDIMM, &KvmIrqLine::new(&self.vm_fd, GED_GSI)) {
-            crate::debug_log!("GED interrupt not raised ({e}): is there an in-kernel interrupt controller? the bits stay pending");
-        }
-        Ok(())
+        self.notifications.deliver(&self.platform).map(|_| ()).map_err(|e| BackendError::Failed(e.to_string()))
     }
 
     fn machine_check(&self, gpa: u64, kind: MachineCheckKind) -> Result<(), BackendError> {

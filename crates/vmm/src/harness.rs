@@ -70,6 +70,9 @@ pub fn boot(machine: Machine, program: &[u8], console: Box<dyn Write + Send>) ->
         DEBUG_PORTS_LEN,
         Arc::new(std::sync::Mutex::new(DebugPorts::new(vm.stats.report.clone()))),
     )?;
+    // The bare-metal programs read machine checks where QEMU reports them on any host
+    // (bank 9, Intel's layout); the vendor layouts are for what Linux expects.
+    vm.mca_vendor = crate::mce::McaVendor::Intel;
     bare_metal::load(&mut vm, program)?;
     Ok(vm)
 }

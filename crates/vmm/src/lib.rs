@@ -26,6 +26,7 @@ pub mod mce;
 pub mod long_mode;
 pub mod memslots;
 pub mod mmap;
+pub mod notifications;
 pub mod outcome;
 pub mod page_tables;
 pub mod pmem_slots;

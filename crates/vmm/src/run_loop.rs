@@ -159,6 +159,7 @@ fn run_vcpu(
                         let action = vm.mmio_bus.write(gpa, data);
                         if gpa == vm.machine.memory_map.layout.doorbell {
                             resync_poison(vm);
+                            deliver_notifications(vm);
                         }
                         action
                     }
@@ -229,6 +230,14 @@ fn deliver(vm: &Vm, vcpu: &VcpuFd, gpa: u64, kind: MachineCheckKind) {
 /// A guest load hit a poisoned page: SRAR for that address, raised at the next KVM_RUN.
 fn consume_poison(vm: &Vm, vcpu: &VcpuFd, gpa: u64) {
     deliver(vm, vcpu, gpa, MachineCheckKind::ActionRequired);
+}
+
+/// A `_DSM` call may have queued notifications (an error injection with its notify
+/// flag): the guest gets them now, as the host's own do.
+fn deliver_notifications(vm: &Vm) {
+    if let Err(e) = crate::notifications::NotificationPath::of(vm).deliver(&vm.platform) {
+        crate::debug_log!("{e}");
+    }
 }
 
 fn resync_poison(vm: &Vm) {

@@ -447,7 +447,8 @@ fn list_scenario(backend: GuestBackend, domain: &str, want_domain: &str) {
             "one namespace per region: {r}"
         );
     }
-    let dmesg = vm.ok("dmesg");
+    // Filtered in the guest: the agent's line is a UART, slow to move a whole log.
+    let dmesg = vm.ok("dmesg | grep -i -E 'nfit|nd_|libnvdimm|acpi0012' || true");
     let bad: Vec<&str> = dmesg
         .lines()
         .filter(|l| {
@@ -771,7 +772,7 @@ pub fn s5_bad_block_read_is_eio_and_guest_survives(backend: GuestBackend) {
     ));
     let up = vm.ok("cat /proc/uptime && echo alive");
     assert!(up.contains("alive"));
-    let dmesg = vm.ok("dmesg");
+    let dmesg = vm.ok("dmesg | grep -E 'Kernel panic|BUG:|Oops' || true");
     assert!(
         !dmesg.contains("Kernel panic") && !dmesg.contains("BUG:") && !dmesg.contains("Oops"),
         "{dmesg}"
@@ -1138,6 +1139,24 @@ pub fn s8_machine_check_on_a_dax_mapped_page_is_recovered(backend: GuestBackend)
         .map(|e| e & ((1 << 55) - 1))
         .unwrap_or_else(|| panic!("no present page in the text mapping: {words}"));
     let gpa = pfn * 4096;
+    // A KVM guest on an AMD CPU has no action-optional machine check
+    // (docs/poison-consumption.md): the VM says so, and the API refuses the request
+    // without recording anything. tests/kvm_platform.rs proves the AMD path that exists
+    // (poison consumed by a load).
+    let info = vm.api("GET", "/vm", None);
+    if info["capabilities"]["action_optional_machine_check"] == false {
+        let r = vm
+            .api
+            .post("/poison", &json!({ "spa": gpa, "length": 4096, "machine_check": "action_optional" }))
+            .unwrap();
+        assert_eq!(r.status, 501, "{}", r.body);
+        assert_eq!(vm.host_poison(0), vec![], "a refused request recorded poison");
+        let cpu = vm.ok("grep -m1 vendor_id /proc/cpuinfo");
+        assert!(cpu.contains("AuthenticAMD"), "only AMD guests lack it: {cpu}");
+        println!("[mce] action-optional refused for this AMD guest CPU, as documented");
+        vm.stop();
+        return;
+    }
     // The page is pmem: the API accepts it as an address inside DIMM 0's window.
     let answer = vm.api(
         "POST",
@@ -1148,7 +1167,7 @@ pub fn s8_machine_check_on_a_dax_mapped_page_is_recovered(backend: GuestBackend)
     let want = format!("{pfn:#x}: recovery action for dax page");
     let mut dmesg = String::new();
     for _ in 0..20 {
-        dmesg = vm.ok("dmesg");
+        dmesg = vm.ok("dmesg | grep -E 'recovery action|Machine check events|Sending SIGBUS|mce' || true");
         if dmesg.contains(&want) {
             break;
         }
