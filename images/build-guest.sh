@@ -34,7 +34,8 @@ TOP_PKGS="busybox-static kmod ndctl daxctl e2fsprogs xfsprogs numactl libc6"
 MODULES="nfit nd_pmem nd_btt dax_pmem device_dax kmem ext4 xfs crc32c_generic pvpanic_mmio"
 # The same initramfs boots the nested test host (images/nested-init, docs/nested-host.md):
 # KVM for an emulated AMD CPU with SVM, and 9p over virtio to reach the host's files.
-MODULES="$MODULES kvm_amd virtio_pci 9pnet_virtio 9p"
+# They are listed apart (CACHE_DIR/.../nested-modules): a test guest's CPU has no SVM.
+NESTED_MODULES="kvm_amd virtio_pci 9pnet_virtio 9p"
 
 # --- fast path -------------------------------------------------------------
 # Asking apt costs seconds; skip it while neither the apt lists nor the recipe changed.
@@ -182,10 +183,15 @@ ln -sfn /proc/mounts "$root/etc/mtab"
 # --- initramfs: modules --------------------------------------------------------
 kmods=$work/kroot/lib/modules/$krel
 stage_run depmod "$stage/bin/kmod" -b "$work/kroot" "$krel" || die "depmod over $kpkg failed"
-list=$(for m in $MODULES; do
+# The .ko files (with dependencies) of the modules named.
+module_files() {
+    for m in "$@"; do
         stage_run modprobe "$stage/bin/kmod" -C /dev/null -d "$work/kroot" -S "$krel" --show-depends "$m" \
             || echo "MISSING $m"
-    done | awk '$1 == "MISSING" {print "MISSING:" $2} $1 == "insmod" {print $2}' | sort -u)
+    done | awk '$1 == "MISSING" {print "MISSING:" $2} $1 == "insmod" {print $2}' | sort -u
+}
+guest_list=$(module_files $MODULES)
+list=$(module_files $MODULES $NESTED_MODULES)
 case $list in *MISSING:*) die "$kpkg lacks modules: $(echo "$list" | grep MISSING: | tr '\n' ' ')" ;; esac
 for ko in $list; do
     install -D -m 0644 "$ko" "$root${ko#"$work/kroot"}"
@@ -210,7 +216,11 @@ mkdir -p "$out"
 mv "$work/vmlinux" "$work/bzImage" "$work/initramfs.cpio.gz" "$out/"
 echo "$krel" >"$out/kernel-release"
 echo "$versions" >"$out/packages"
-for ko in $list; do basename "$ko" .ko; done >"$out/modules"
+for ko in $guest_list; do basename "$ko" .ko; done >"$out/modules"
+guest_words=" $(echo $guest_list) "
+for ko in $list; do
+    case $guest_words in *" $ko "*) ;; *) basename "$ko" .ko ;; esac
+done >"$out/nested-modules"
 (cd "$root" && find . ! -type d | sort) >"$out/contents"
 publish_current
 # Older builds are dead weight (~50 MB each); the recipe can always rebuild them.
