@@ -1206,6 +1206,8 @@ pub fn s8_machine_check_on_a_dax_mapped_page_is_recovered(backend: GuestBackend)
 // (10) Persistent memory as system RAM: a devdax namespace onlined in its own NUMA node
 // ---------------------------------------------------------------------------------
 
+// Not yet run by scenarios_kvm.rs (see there).
+#[allow(dead_code)]
 pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
     let work = Work::new("kmem", backend);
     // 512 MiB: after the namespace's own metadata, whole 128 MiB memory blocks remain.
