@@ -7,7 +7,7 @@
  *     Signature        "DSDT"
  *     Length           0x000000FD (253)
  *     Revision         0x02
- *     Checksum         0xC4
+ *     Checksum         0xCE
  *     OEM ID           "VNVDMM"
  *     OEM Table ID     "VNVDDSDT"
  *     OEM Revision     0x00000001 (1)
@@ -37,7 +37,7 @@ DefinitionBlock ("", "DSDT", 2, "VNVDMM", "VNVDDSDT", 0x00000001)
                     0x01,               // Alignment
                     0x08,               // Length
                     )
-                Interrupt (ResourceConsumer, Edge, ActiveHigh, Shared, ,, )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )
                 {
                     0x00000004,
                 }
@@ -75,9 +75,9 @@ DefinitionBlock ("", "DSDT", 2, "VNVDMM", "VNVDDSDT", 0x00000001)
                     0x01,               // Alignment
                     0x08,               // Length
                     )
-                Interrupt (ResourceConsumer, Edge, ActiveHigh, Shared, ,, )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )
                 {
-                    0x00000004,
+                    0x0000000A,
                 }
             })
         }

@@ -1,5 +1,5 @@
-//! COM3 (ttyS2, 0x3E8, IRQ 4 shared with COM1, the legacy PC assignment; described in
-//! the DSDT, as Linux cannot open it otherwise on this hardware-reduced machine) carries the guest agent's byte stream
+//! COM3 (ttyS2, 0x3E8, GSI 10; described in the DSDT, as Linux cannot open it otherwise
+//! on this hardware-reduced machine, and not sharing COM1's edge-triggered IRQ 4) carries the guest agent's byte stream
 //! (docs/guest-agent.md). Its host side is one end of an in-process Unix socket pair:
 //! `vnvdimm_agent::AgentClient` (or a test) uses the other end, taken once with
 //! [`AgentPort::take_host_end`].
@@ -20,8 +20,8 @@ use std::time::Duration;
 use crate::bus::{Action, BusDevice};
 use crate::serial::SerialDevice;
 
-/// COM3, where the image's init starts the agent (`/dev/ttyS2`), and its IRQ (shared
-/// with COM1); the DSDT describes both.
+/// COM3, where the image's init starts the agent (`/dev/ttyS2`), and its IRQ; the DSDT
+/// describes both.
 pub use vnvdimm_machine::acpi::{COM3_IRQ as AGENT_IRQ, COM3_PORT as AGENT_PORT};
 /// COM2 (ttyS1): the image's step results; printed on the console.
 pub use vnvdimm_machine::acpi::{COM2_IRQ as RESULTS_IRQ, COM2_PORT as RESULTS_PORT};

@@ -1,5 +1,5 @@
 //! DSDT: the fixed devices of the machine — COM1 (a 16550 at 0x3F8, IRQ 4), COM2
-//! (0x2F8, IRQ 3: the image's step results) and COM3 (0x3E8, IRQ 4 shared with COM1: the
+//! (0x2F8, IRQ 3: the image's step results) and COM3 (0x3E8, GSI 10 of its own: the
 //! guest agent's line), and the
 //! pvpanic port (`QEMU0001` at 0x505, the device QEMU describes the same way, so Linux's
 //! `pvpanic-mmio` driver reports a kernel panic to the VMM) — and
@@ -20,8 +20,12 @@ pub const COM1_IRQ: u32 = 4;
 pub const COM2_PORT: u16 = 0x2F8;
 pub const COM2_IRQ: u32 = 3;
 pub const COM3_PORT: u16 = 0x3E8;
-/// COM3 shares COM1's line, as on a PC; Linux's 8250 driver chains ports on one IRQ.
-pub const COM3_IRQ: u32 = COM1_IRQ;
+/// COM3 has a line of its own, not COM1's IRQ 4 as on a PC: the VMM's UART interrupts
+/// are edges (one irqfd write per event), and on a shared edge-triggered line an edge
+/// from one port while the driver serves the other can be lost, which stalled the
+/// agent's transmit whenever the kernel printed on the console at the same moment.
+/// GSI 10 is free on this machine (COM2 3, COM1 4, GED 5).
+pub const COM3_IRQ: u32 = 10;
 /// QEMU's ISA pvpanic port; Linux finds it through the `QEMU0001` device.
 pub const PVPANIC_PORT: u16 = 0x505;
 /// DSDT revision 2: AML integers are 64 bits wide.
@@ -56,9 +60,9 @@ impl Aml for Uart {
 }
 
 pub fn build() -> Vec<u8> {
-    let com1 = Uart { name: "COM1", uid: 0, port: COM1_PORT, irq: COM1_IRQ, shared: true };
+    let com1 = Uart { name: "COM1", uid: 0, port: COM1_PORT, irq: COM1_IRQ, shared: false };
     let com2 = Uart { name: "COM2", uid: 1, port: COM2_PORT, irq: COM2_IRQ, shared: false };
-    let com3 = Uart { name: "COM3", uid: 2, port: COM3_PORT, irq: COM3_IRQ, shared: true };
+    let com3 = Uart { name: "COM3", uid: 2, port: COM3_PORT, irq: COM3_IRQ, shared: false };
     let panic_io = IO::new(PVPANIC_PORT, PVPANIC_PORT, 1, 1);
     let panic_crs = ResourceTemplate::new(vec![&panic_io]);
     let panic_hid = Name::new("_HID".into(), &"QEMU0001");
