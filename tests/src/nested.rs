@@ -90,7 +90,16 @@ impl NestedHost {
             shell_quote(&exe),
             shell_quote(Path::new(name))
         );
-        let run = Self::boot(&image, &script)?;
+        // L1 itself, not the guest or the VMM under test, can wedge (its own kernel's
+        // soft-lockup watchdog fires: TCG emulating SVM starved on a loaded host). That
+        // is the test host failing, so it gets one fresh L1, and the output says so.
+        let run = match Self::boot(&image, &script) {
+            Err(e) if e.starts_with(L1_HUNG) => {
+                println!("{e}\nretrying once in a fresh L1");
+                Self::boot(&image, &script)?
+            }
+            other => other?,
+        };
         let output = run.prefixed_output();
         let rc = run.exit_code().ok_or_else(|| {
             format!(
@@ -168,7 +177,18 @@ impl NestedHost {
                     let _ = child.wait();
                     break None;
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+                Ok(None) if l1_wedged(&console) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let text = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
+                    let tail: Vec<&str> = text.lines().rev().take(10).collect();
+                    return Err(format!(
+                        "{L1_HUNG} after {:.0} s (its kernel's lockup watchdog fired):\n{}",
+                        started.elapsed().as_secs_f64(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(500)),
                 Err(e) => return Err(format!("waiting for QEMU: {e}")),
             }
         };
@@ -238,6 +258,18 @@ impl NestedRun {
     }
 }
 
+/// How a wedged L1 is reported (and recognised for the one retry).
+const L1_HUNG: &str = "the nested host (L1) hung";
+
+/// Whether L1's own kernel reports being stuck: its console is quiet (`quiet`), so these
+/// lines stand out and the file stays small.
+fn l1_wedged(console: &Path) -> bool {
+    std::fs::read(console).is_ok_and(|c| {
+        let text = String::from_utf8_lossy(&c);
+        text.contains("soft lockup - CPU#") || text.contains("rcu_preempt detected stalls")
+    })
+}
+
 /// QEMU's messages less its warnings about CPUID bits TCG does not emulate (harmless).
 fn qemu_errors(stderr: &str) -> String {
     stderr
@@ -282,6 +314,17 @@ mod tests {
     fn inner_summary_lines_are_prefixed() {
         let out = run("test result: ok. 1 passed; 0 failed\n").prefixed_output();
         assert_eq!(out, "L1| test result: ok. 1 passed; 0 failed\n");
+    }
+
+    #[test]
+    fn a_lockup_in_l1s_console_marks_it_wedged() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = dir.path().join("c.log");
+        std::fs::write(&console, "[ 1.0] kvm: loaded\n").unwrap();
+        assert!(!l1_wedged(&console));
+        std::fs::write(&console, "[ 99.1] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [x:1]\n").unwrap();
+        assert!(l1_wedged(&console));
+        assert!(!l1_wedged(&dir.path().join("missing")));
     }
 
     #[test]
