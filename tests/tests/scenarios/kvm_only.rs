@@ -65,17 +65,7 @@ fn probe(
     assert_ne!(phys, 0, "pagemap gave no frame (not root?): {started}");
     between(vm, phys);
     vm.ok("touch /tmp/go");
-    let done = {
-        let mut out = String::new();
-        for _ in 0..100 {
-            out = vm.ok("cat /tmp/probe.out");
-            if out.contains("read ok") || out.contains("SIGBUS") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        out
-    };
+    let done = wait_for(vm, "read ok");
     let outcome = done.lines().last().unwrap_or_default().to_string();
     ProbeResult {
         phys,
