@@ -1272,8 +1272,12 @@ pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
         .and_then(|l| l.split_whitespace().rev().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no Shmem line: {out}"));
+    // Node counters are per-CPU deltas folded in lazily (up to a vmstat threshold of pages
+    // per CPU), so node 1's Shmem may trail the file by a few pages (4088 kB was seen); the
+    // file is in node 1 when nearly all of it is counted there (node 0 cannot supply it:
+    // the process is bound to node 1).
     assert!(
-        shmem_kb >= 4 * 1024,
+        shmem_kb >= 4 * 1024 - 256,
         "the 4 MiB file is in node 1's memory: {out}"
     );
     vm.ok("rm /dev/shm/n1");
