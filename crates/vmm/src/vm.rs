@@ -135,7 +135,17 @@ impl Vm {
         platform: NvdimmPlatform,
         console: Box<dyn Write + Send>,
     ) -> Result<Self, VmError> {
-        if platform.layout() != &machine.memory_map.layout {
+        Self::with_shared_platform(machine, Arc::new(Mutex::new(platform)), console)
+    }
+
+    /// As [`Vm::new`], with the platform shared with the caller, who keeps it when the
+    /// VM cannot be built (to put the DIMMs' state back: a start that failed).
+    pub fn with_shared_platform(
+        machine: Machine,
+        platform: Arc<Mutex<NvdimmPlatform>>,
+        console: Box<dyn Write + Send>,
+    ) -> Result<Self, VmError> {
+        if platform.lock().unwrap_or_else(|p| p.into_inner()).layout() != &machine.memory_map.layout {
             return Err(VmError::LayoutMismatch);
         }
         let kvm = Kvm::new().map_err(VmError::Kvm)?;
@@ -149,7 +159,6 @@ impl Vm {
         let slots = register_memslots(&vm_fd, &memory)?;
         copy_acpi(&machine, &memory)?;
 
-        let platform = Arc::new(Mutex::new(platform));
         // The windows are installed by the first sync, with any poison the DIMMs
         // already carry (from their sidecar files) left out.
         let pmem = Arc::new(PmemSlots::new(

@@ -12,4 +12,3 @@ pub mod run_tcg;
 pub mod selftest;
 pub mod stop_signals;
 pub mod work_dir;
-pub mod writeback_watch;

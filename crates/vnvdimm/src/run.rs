@@ -4,12 +4,15 @@
 //! the command stops and points to `--backend tcg`.
 
 use std::io::Write;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use nvdimm_model::config::parse_size;
 use nvdimm_model::PlatformConfig;
 use vnvdimm_machine::{Machine, MachineConfig};
+
+use vnvdimm_vmm::launch::FailureKind;
 
 use crate::cli::Failure;
 
@@ -63,6 +66,25 @@ fn must_be_file(option: &str, path: &Path) -> Result<u64, Failure> {
     Ok(meta.len())
 }
 
+/// The API socket path must be free for a socket (an old socket is replaced) in an
+/// existing directory.
+fn check_api_socket(path: &Path) -> Result<(), Failure> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => Err(Failure::usage(format!(
+            "--api-socket {}: the path exists and is not a socket; choose another path or remove it",
+            path.display()
+        ))),
+        _ => match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(Failure::usage(format!(
+                "--api-socket {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            ))),
+            _ => Ok(()),
+        },
+    }
+}
+
 pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
     if let Some(kernel) = &args.kernel {
         must_be_file("--kernel", kernel)?;
@@ -70,6 +92,9 @@ pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
     }
     if let Some(initramfs) = &args.initramfs {
         must_be_file("--initramfs", initramfs)?;
+    }
+    if let Some(socket) = &args.api_socket {
+        check_api_socket(socket)?;
     }
     let memory = parse_size(&args.memory).map_err(|e| Failure::usage(format!("--memory: {}: {e}", args.memory)))?;
     let config = MachineConfig::new(memory, args.cpus).map_err(|e| Failure::usage(e.to_string()))?;
@@ -111,7 +136,14 @@ fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn 
         })
     })
     .map_err(|e| Failure::other(format!("--backend kvm: cannot set up the console pipe: {e}")))?
-    .map_err(|e| Failure::other(format!("--backend kvm: {e}")))?;
+    .map_err(|e| {
+        let message = format!("--backend kvm: {e}");
+        match e.kind() {
+            FailureKind::Usage => Failure::usage(message),
+            FailureKind::StartHost => Failure::start_host(message),
+            FailureKind::Run => Failure::other(message),
+        }
+    })?;
     let _ = writeln!(err, "vnvdimm: {outcome}");
     Ok(u8::try_from(outcome.exit_status()).unwrap_or(crate::cli::EXIT_FAILURE))
 }

@@ -5,8 +5,7 @@
 //! before QEMU starts.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use nvdimm_model::clock::SystemClock;
@@ -45,23 +44,6 @@ pub struct Prepared {
     pub work: tempfile::TempDir,
 }
 
-fn check_api_socket(path: &Path) -> Result<(), Failure> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_socket() => Err(Failure::usage(format!(
-            "--api-socket {}: the path exists and is not a socket; choose another path or remove it",
-            path.display()
-        ))),
-        _ => match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(Failure::usage(format!(
-                "--api-socket {}: directory {} does not exist",
-                path.display(),
-                dir.display()
-            ))),
-            _ => Ok(()),
-        },
-    }
-}
-
 /// Checks what TCG adds to the shared validation, opens the device model on the
 /// backing files (sidecars next to them) and builds the spec. Nothing is started.
 pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
@@ -70,9 +52,6 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         .map_err(|e| Failure::usage(format!("--nvdimm/--persistence-domain: {e}")))?;
     let layout = TcgLayout::new(&config, layout_options(memory)?)
         .map_err(|e| Failure::usage(format!("--memory/--nvdimm (--backend tcg): {e}")))?;
-    if let Some(sock) = &args.api_socket {
-        check_api_socket(sock)?;
-    }
     let GuestBoot { kernel, initramfs: initrd, cmdline } = guest_boot(args)?;
     let work = crate::work_dir::create().map_err(|e| Failure::start_host(format!("creating a work directory: {e}")))?;
     // Last: the first step that writes the user's files (the DIMMs' state sidecars).
@@ -137,9 +116,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
         platform.dimms().iter().filter_map(|d| d.writeback_probe()).collect()
     };
     let stopper = vm.clone();
-    let watch = crate::writeback_watch::start(
-        crate::writeback_watch::checks(probes),
-        crate::writeback_watch::INTERVAL,
+    let watch = nvdimm_model::writeback_watch::start(
+        nvdimm_model::writeback_watch::checks(probes),
+        nvdimm_model::writeback_watch::INTERVAL,
         move |path, e| {
             eprintln!(
                 "vnvdimm: backing file {}: the guest's writes could not be stored ({e}); powering the guest off",

@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nvdimm_model::writeback::WritebackProbe;
+use crate::writeback::WritebackProbe;
 
 /// How often the backing files are checked. Each check also writes back what the guest
 /// stored since the last one (the kernel would within 30 s anyway).
