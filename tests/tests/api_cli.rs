@@ -47,6 +47,46 @@ fn poison_add_list_clear() {
 }
 
 #[test]
+fn poison_add_batch_sends_a_file_of_ranges_in_batches() {
+    let vm = start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad-blocks.txt");
+    let mut text = String::from("# 1000 ranges on DIMM 0, one on DIMM 1 by address\n");
+    for i in 0..1000u64 {
+        text.push_str(&format!("dimm=0 offset={:#x} length=512\n", i * 8192));
+    }
+    text.push_str(&format!("spa={:#x} length=4K\n", DIMM1_SPA + 0x2000));
+    std::fs::write(&file, text).unwrap();
+    let summary = ok(&vm, &["poison", "add-batch", "--file", file.to_str().unwrap(), "--notify"]);
+    assert_eq!((summary["ranges_added"].as_u64(), summary["requests"].as_u64()), (Some(1001), Some(3)), "{summary}");
+    assert_eq!(ok(&vm, &["poison", "list", "0"])["ranges"].as_array().unwrap().len(), 1000);
+    assert_eq!(ok(&vm, &["poison", "list", "1"])["ranges"][0]["offset"], 0x2000);
+}
+
+#[test]
+fn poison_add_batch_checks_every_line_first_and_says_what_a_refused_batch_left() {
+    let vm = start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ranges.txt");
+    std::fs::write(&file, "dimm=0 offset=0 length=512\ndimm=0 length=512\n").unwrap();
+    let (code, _, err) = ctl(&vm.socket, &["poison", "add-batch", "--file", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 2: give either dimm= with offset=, or spa= alone"), "{err}");
+    assert_eq!(ok(&vm, &["poison", "list", "0"])["ranges"].as_array().unwrap().len(), 0, "a bad file sent nothing");
+    // Line 450 is outside DIMM 0: the second batch (401..500) is refused whole.
+    let mut text = String::new();
+    for i in 0..500u64 {
+        let offset = if i == 449 { 1u64 << 50 } else { i * 8192 };
+        text.push_str(&format!("dimm=0 offset={offset} length=512\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let (code, _, err) = ctl(&vm.socket, &["poison", "add-batch", "--file", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ranges 401..500 refused") && err.contains("the 400 ranges before it were recorded"), "{err}");
+    assert_eq!(ok(&vm, &["poison", "list", "0"])["ranges"].as_array().unwrap().len(), 400);
+}
+
+#[test]
 fn health_get_set_and_shutdown_state() {
     let vm = start();
     let h = ok(

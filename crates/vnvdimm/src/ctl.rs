@@ -79,6 +79,19 @@ pub enum PoisonCommand {
     Add(PoisonAddArgs),
     /// Make a range good again (DELETE /poison).
     Clear(PoisonRangeArgs),
+    /// Mark many ranges bad, one per line of a file: `dimm=N offset=BYTES length=BYTES`
+    /// or `spa=ADDR length=BYTES` (POST /poison batches; every line checked first).
+    AddBatch(PoisonBatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoisonBatchArgs {
+    /// The ranges, one per line (`#` starts a comment); `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Raise Notify(root, 0x81) once, after the last range, so the guest rescans.
+    #[arg(long)]
+    pub notify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +258,7 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
         CtlCommand::Dimm { index } => client.get(&format!("/dimms/{index}")),
         CtlCommand::Poison(PoisonCommand::List { index }) => client.get(&format!("/dimms/{index}/poison")),
         CtlCommand::Poison(PoisonCommand::Add(a)) => client.post("/poison", &poison_request(a)),
+        CtlCommand::Poison(PoisonCommand::AddBatch(a)) => return poison_batch(&client, a, out),
         CtlCommand::Poison(PoisonCommand::Clear(r)) => {
             let (dimm, offset, spa, length) = address(r);
             client.delete("/poison", &ClearPoisonRequest { dimm, offset, spa, length })
@@ -269,6 +283,15 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
         CtlCommand::Exec(a) => return exec(&client, a, out),
     };
     print_answer(answer, out)
+}
+
+fn poison_batch(client: &ApiClient, a: &PoisonBatchArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let text = crate::ctl_poison_batch::read(&a.file)
+        .map_err(|e| Failure::usage(format!("--file {}: {e}", a.file.display())))?;
+    let ranges = crate::ctl_poison_batch::parse(&text)
+        .map_err(|e| Failure::usage(format!("--file {}: {e}", a.file.display())))?;
+    crate::ctl_poison_batch::send(client, ranges, a.notify, out).map_err(Failure::other)?;
+    Ok(EXIT_OK)
 }
 
 /// Room on top of the guest's timeout for the agent's transfer and the HTTP round trip.

@@ -4,6 +4,7 @@ pub mod acpi_dump;
 pub mod cli;
 mod console_pipe;
 pub mod ctl;
+pub mod ctl_poison_batch;
 pub mod demo;
 pub mod guest_boot;
 pub mod kernel_check;
