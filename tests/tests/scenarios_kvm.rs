@@ -80,9 +80,8 @@ kvm_linux_test! {
     }
 }
 
-// s10 (devdax as system-ram and back) is not in this list yet: under KVM the namespace
-// goes online in node 1 (target_node 1, every memory block online), but the next guest
-// command, a process writing 4 MiB bound to node 1, got no answer through the agent
-// within two minutes in the nested host, while the same steps typed into the guest's
-// /test.sh finish in seconds (docs/scenarios.md, "Not covered yet"). It runs under TCG
-// in scenarios_tcg.rs.
+kvm_linux_test! {
+    fn s10_devdax_as_system_ram_and_back() {
+        scenarios::s10_devdax_as_system_ram_and_back(Kvm);
+    }
+}

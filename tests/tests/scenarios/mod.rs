@@ -1206,8 +1206,6 @@ pub fn s8_machine_check_on_a_dax_mapped_page_is_recovered(backend: GuestBackend)
 // (10) Persistent memory as system RAM: a devdax namespace onlined in its own NUMA node
 // ---------------------------------------------------------------------------------
 
-// Not yet run by scenarios_kvm.rs (see there).
-#[allow(dead_code)]
 pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
     let work = Work::new("kmem", backend);
     // 512 MiB: after the namespace's own metadata, whole 128 MiB memory blocks remain.
@@ -1255,10 +1253,15 @@ pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
         "node 1 holds the onlined blocks"
     );
     // Memory a process bound to node 1 allocates really lives there, and works.
-    let out = vm.ok(
-        "numactl --membind=1 sh -c 'dd if=/dev/urandom of=/dev/shm/n1 bs=1M count=4 2>/dev/null; \
-         md5sum /dev/shm/n1; grep -E \"Shmem:\" /sys/devices/system/node/node1/meminfo'; md5sum /dev/shm/n1",
+    // Three guest commands, not one: under KVM the agent's answer to the single command
+    // `numactl --membind=1 sh -c 'dd ...; md5sum ...; grep ...'; md5sum ...` never reached
+    // the host (reproduced three times in the nested host, while each part, and every
+    // other pair of them, answered at once; docs/guest-agent.md, "Known defects").
+    let mut out = vm.ok(
+        "numactl --membind=1 sh -c 'dd if=/dev/urandom of=/dev/shm/n1 bs=1M count=4 2>/dev/null; md5sum /dev/shm/n1'",
     );
+    out += &vm.ok("grep -E 'Shmem:' /sys/devices/system/node/node1/meminfo");
+    out += &vm.ok("md5sum /dev/shm/n1");
     let sums: Vec<&str> = out
         .lines()
         .filter(|l| l.contains("/dev/shm/n1"))
