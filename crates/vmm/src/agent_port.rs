@@ -50,8 +50,21 @@ impl AgentUart {
     }
 }
 
+/// Interrupt identification register; reading it tells the driver why it was interrupted.
+const IIR: u64 = 2;
+
 impl BusDevice for AgentUart {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
+        // A real 16550 reports "received data" in IIR for as long as its FIFO holds
+        // bytes. vm-superio forgets the condition at the first RBR read and raises it
+        // again only when new bytes arrive, while Linux's 8250 handler takes at most 256
+        // bytes per interrupt and comes back for the rest through IIR: a request line
+        // longer than that stayed in the FIFO, unread, until the host's next request
+        // arrived, and the agent then saw the two as one line and ran only the second
+        // (an s10 command under KVM). Asking IIR re-asserts the condition first.
+        if offset == IIR && self.uart.rx_pending() {
+            self.uart.reassert_interrupts();
+        }
         self.uart.read(offset, data);
         // A read of RBR may have made room: move queued host bytes in.
         self.refill();
@@ -224,6 +237,36 @@ mod tests {
             }
         }
         assert_eq!(received, sent);
+    }
+
+    #[test]
+    fn received_data_stays_in_iir_while_the_fifo_holds_bytes() {
+        let port = AgentPort::new(SerialDevice::new).unwrap();
+        let mut host = port.take_host_end().unwrap();
+        host.write_all(&[b'x'; 300]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while port.uart.lock().unwrap().queued.len() + 64 < 300 - 64 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut dev = port.uart.lock().unwrap();
+        dev.write(1, &[0x01]); // IER: received-data interrupt on
+        // Linux's 8250 handler: IIR, then at most 256 bytes while LSR says data ready.
+        assert_eq!(reg_read(&mut dev, IIR) & 0x0f, 0x04, "received data reported");
+        let mut taken = 0;
+        while taken < 256 && reg_read(&mut dev, 5) & 1 != 0 {
+            reg_read(&mut dev, 0);
+            taken += 1;
+        }
+        assert_eq!(taken, 256);
+        // The handler runs again for the rest: IIR must still say received data.
+        assert_eq!(reg_read(&mut dev, IIR) & 0x0f, 0x04, "44 bytes still in the FIFO must be reported");
+        while reg_read(&mut dev, 5) & 1 != 0 {
+            reg_read(&mut dev, 0);
+            taken += 1;
+        }
+        assert_eq!(taken, 300);
+        assert_eq!(reg_read(&mut dev, IIR) & 0x0f, 0x01, "nothing pending once the FIFO is empty");
     }
 
     #[test]

@@ -15,6 +15,10 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::bus::{Action, BusDevice};
 
+/// vm-superio's receive FIFO.
+const RX_FIFO_SIZE: usize = 64;
+const IER_OFFSET: u8 = 1;
+
 /// Eight registers from the base port.
 pub const SERIAL_PORT_LEN: u64 = 8;
 
@@ -80,6 +84,20 @@ impl SerialDevice {
     /// Room left in the receive FIFO (64 bytes in all).
     pub fn rx_room(&self) -> usize {
         self.uart.fifo_capacity()
+    }
+
+    /// Whether received bytes wait in the FIFO.
+    pub fn rx_pending(&self) -> bool {
+        self.rx_room() < RX_FIFO_SIZE
+    }
+
+    /// Raises again every interrupt whose condition holds and that the guest enabled
+    /// (received data waiting, transmitter empty), as writing IER does on a 16550.
+    pub fn reassert_interrupts(&mut self) {
+        let enabled = self.uart.read(IER_OFFSET);
+        if let Err(e) = self.uart.write(IER_OFFSET, enabled) {
+            crate::debug_log!("serial: {e:?}");
+        }
     }
 
     /// Puts host bytes into the receive FIFO (raising the guest's receive interrupt when
