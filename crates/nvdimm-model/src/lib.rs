@@ -26,6 +26,7 @@ pub mod platform_poison;
 pub mod poison;
 pub mod poison_journal;
 pub mod writeback;
+pub mod volatile_mailbox;
 pub mod writeback_watch;
 
 pub use config::{DimmConfig, PersistenceDomain, PlatformConfig};

@@ -65,6 +65,26 @@ pub fn start(
     Watch { stop: Some(stop), thread }
 }
 
+/// The watch both backends run: every writable DIMM of `platform` checked; at the first
+/// failure the operator is told which file lost the guest's writes and `power_off` runs
+/// (a guest that goes on writing into a file that cannot store them loses data silently).
+pub fn power_off_on_loss(
+    platform: &std::sync::Mutex<crate::NvdimmPlatform>,
+    power_off: impl FnOnce() + Send + 'static,
+) -> Watch {
+    let probes = {
+        let platform = platform.lock().unwrap_or_else(|p| p.into_inner());
+        platform.dimms().iter().filter_map(|d| d.writeback_probe()).collect()
+    };
+    start(checks(probes), INTERVAL, move |path, e| {
+        log::error!(
+            "backing file {}: the guest's writes could not be stored ({e}); powering the guest off",
+            path.display()
+        );
+        power_off();
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

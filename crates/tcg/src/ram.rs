@@ -14,11 +14,11 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::ptr;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use memmap2::{MmapOptions, MmapRaw};
 use nvdimm_model::mailbox::{MailboxMemory, MAILBOX_SIZE};
+use nvdimm_model::volatile_mailbox::VolatileMailbox;
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{FileOffset, MmapRegion, VolatileMemory};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -207,94 +207,53 @@ impl RamFile {
     /// Maps the mailbox (`MAILBOX_SIZE` bytes at `offset`) shared with QEMU.
     pub fn map_mailbox(&self, offset: u64) -> Result<MailboxMapping, RamError> {
         self.check(offset, MAILBOX_SIZE)?;
-        let map = MmapOptions::new()
-            .offset(offset)
-            .len(MAILBOX_SIZE as usize)
-            .map_raw(&self.file)
-            .map_err(|source| RamError::Map {
-                path: self.path.clone(),
-                offset,
-                source,
-            })?;
-        Ok(MailboxMapping { map })
+        let map_err = |source| RamError::Map { path: self.path.clone(), offset, source };
+        let file = self.file.try_clone().map_err(map_err)?;
+        let region = MmapRegionBuilder::new(MAILBOX_SIZE as usize)
+            .with_file_offset(FileOffset::new(file, offset))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_SHARED)
+            .build()
+            .map_err(|e| map_err(io::Error::other(e.to_string())))?;
+        Ok(MailboxMapping { region })
     }
 }
 
-/// The mailbox as the host sees it. The guest writes it concurrently, so every access
-/// is a volatile (or atomic) access through the raw mapping, never a Rust reference.
+/// The mailbox as the host sees it: QEMU's guest writes it concurrently, so every
+/// access goes through the device model's [`VolatileMailbox`].
 pub struct MailboxMapping {
-    map: MmapRaw,
+    region: MmapRegion,
 }
 
 impl MailboxMapping {
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    fn word(&self, offset: usize) -> Option<&AtomicU32> {
-        if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len() {
-            return None;
-        }
-        // SAFETY: in bounds, 4-aligned (the mapping is page aligned), and the memory
-        // stays mapped as long as `self`; AtomicU32 has u32's layout, and atomics are
-        // the right tool for a word another process writes.
-        Some(unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU32) })
+    fn view(&self) -> VolatileMailbox<'_> {
+        VolatileMailbox::new(self.region.as_volatile_slice())
     }
 
     /// Atomic load of a 32-bit mailbox word (doorbell, completion).
     pub fn load_u32(&self, offset: usize) -> u32 {
-        self.word(offset).map_or(0, |w| w.load(Ordering::Acquire))
+        self.view().load_u32(offset)
     }
 
     /// Atomic store of a 32-bit mailbox word.
     pub fn store_u32(&self, offset: usize, value: u32) {
-        if let Some(w) = self.word(offset) {
-            w.store(value, Ordering::Release);
-        }
+        self.view().store_u32(offset, value)
     }
 
     /// Atomic increment (wrapping) of a 32-bit mailbox word: a notification's raised
     /// counter, which only the host writes.
     pub fn increment_u32(&self, offset: usize) {
-        if let Some(w) = self.word(offset) {
-            w.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    fn in_bounds(&self, offset: usize, len: usize) -> bool {
-        offset.checked_add(len).is_some_and(|end| end <= self.len())
+        self.view().increment_u32(offset);
     }
 }
 
-// SAFETY: the mapping is plain shared memory; all accesses go through volatile or
-// atomic operations on raw pointers.
-unsafe impl Send for MailboxMapping {}
-unsafe impl Sync for MailboxMapping {}
-
 impl MailboxMemory for MailboxMapping {
-    /// Out-of-range reads (a device-model bug, never guest-controlled) read zeros.
     fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
-        if !self.in_bounds(offset, buf.len()) {
-            buf.fill(0);
-            return;
-        }
-        let base = self.map.as_ptr();
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: bounds checked above; the mapping outlives this call.
-            *b = unsafe { ptr::read_volatile(base.add(offset + i)) };
-        }
+        self.view().read_bytes(offset, buf)
     }
 
-    /// Out-of-range writes are dropped.
     fn write_bytes(&mut self, offset: usize, data: &[u8]) {
-        if !self.in_bounds(offset, data.len()) {
-            return;
-        }
-        let base = self.map.as_mut_ptr();
-        for (i, &b) in data.iter().enumerate() {
-            // SAFETY: bounds checked above; the mapping outlives this call.
-            unsafe { ptr::write_volatile(base.add(offset + i), b) };
-        }
+        self.view().write_bytes(offset, data)
     }
 }
 

@@ -11,7 +11,7 @@ use std::io;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use kvm_ioctls::Kvm;
 use nvdimm_model::poison::PoisonSet;
-use vnvdimm_vmm::kvm_check::longmode::AnonMemory;
+use vm_memory::MmapRegion;
 use vnvdimm_vmm::memslots::{plan, DimmWindow, KvmSlots, PoisonSlots, SlotRegion, SlotSink, PAGE_SIZE};
 
 const BASE: u64 = 8 << 30;
@@ -38,7 +38,7 @@ fn poisoned(pages: u64) -> PoisonSet {
 }
 
 fn window(host: u64) -> DimmWindow {
-    // SAFETY: the no-op benchmarks never touch the host range; the KVM one maps `AnonMemory`.
+    // SAFETY: the no-op benchmarks never touch the host range; the KVM one maps a vm-memory `MmapRegion`.
     unsafe { DimmWindow::new(BASE, WINDOW, host, false) }
 }
 
@@ -84,7 +84,7 @@ fn real_kvm(c: &mut Criterion) {
         return;
     };
     let set = poisoned(PAGES);
-    let mem = AnonMemory::new(WINDOW as usize).expect("1 GiB NORESERVE mapping");
+    let mem = MmapRegion::<()>::new(WINDOW as usize).expect("1 GiB NORESERVE mapping");
     let nr = kvm.get_nr_memslots();
     let mut group = c.benchmark_group("memslots_10000_pages_kvm");
     group.sample_size(10);
@@ -93,7 +93,7 @@ fn real_kvm(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let vm = kvm.create_vm().unwrap();
-                let mut slots = PoisonSlots::new(vec![window(mem.host_addr())], nr - 1);
+                let mut slots = PoisonSlots::new(vec![window(mem.as_ptr() as u64)], nr - 1);
                 let mut kvm_slots = KvmSlots::new(1, nr as u32);
                 slots.update(&[&PoisonSet::new()], &mut kvm_slots.bind(&vm)).unwrap();
                 (vm, slots, kvm_slots)

@@ -187,7 +187,7 @@ fn agent_link(vm: &Vm) -> Option<Mutex<AgentLink>> {
     let reader = match host.try_clone() {
         Ok(r) => r,
         Err(e) => {
-            crate::debug_log!("agent line not usable: {e}");
+            log::debug!("agent line not usable: {e}");
             return None;
         }
     };

@@ -36,7 +36,7 @@ pub enum BareMetalError {
 fn mapped_ranges(vm: &Vm) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = vec![(0, 4 << 30)];
     ranges.extend(vm.machine.memory_map.ram_blocks.iter().copied());
-    ranges.extend(vm.memory.pmem.iter().map(|w| (w.gpa, w.mapping.size().min(page_tables::WINDOW_MAP_LIMIT))));
+    ranges.extend(vm.memory.pmem.iter().map(|w| (w.gpa, w.size().min(page_tables::WINDOW_MAP_LIMIT))));
     ranges
 }
 

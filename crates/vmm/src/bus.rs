@@ -104,7 +104,7 @@ impl Bus {
         match self.find(addr, data.len()) {
             Some((entry, offset)) => lock(&entry.device).read(offset, data),
             None => {
-                crate::debug_log!(
+                log::debug!(
                     "{} bus: read of {} bytes at {addr:#x} hits no device",
                     self.name,
                     data.len()
@@ -118,7 +118,7 @@ impl Bus {
         match self.find(addr, data.len()) {
             Some((entry, offset)) => lock(&entry.device).write(offset, data),
             None => {
-                crate::debug_log!(
+                log::debug!(
                     "{} bus: write of {} bytes at {addr:#x} hits no device",
                     self.name,
                     data.len()

@@ -44,7 +44,7 @@ impl BusDevice for DebugPorts {
             }
             (EXIT, &[code]) => Action::Stop(GuestOutcome::DebugExit(code)),
             _ => {
-                crate::debug_log!(
+                log::debug!(
                     "debug port: ignored {}-byte write at offset {offset}",
                     data.len()
                 );

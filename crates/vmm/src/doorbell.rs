@@ -45,18 +45,21 @@ impl BusDevice for Doorbell {
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Action {
         let &[a, b, c, d] = data else {
-            crate::debug_log!(
+            log::debug!(
                 "doorbell: ignored {}-byte write (the doorbell is a 32-bit word)",
                 data.len()
             );
             return Action::Continue;
         };
         if offset != 0 {
-            crate::debug_log!("doorbell: ignored write at offset {offset:#x}");
+            log::debug!("doorbell: ignored write at offset {offset:#x}");
             return Action::Continue;
         }
         let sequence = u32::from_le_bytes([a, b, c, d]);
-        let mut mailbox = self.memory.mailbox(self.mailbox);
+        let Some(mut mailbox) = self.memory.mailbox(self.mailbox) else {
+            log::debug!("doorbell: the mailbox at {:#x} is not inside one RAM block", self.mailbox);
+            return Action::Continue;
+        };
         self.platform
             .lock()
             .unwrap_or_else(|p| p.into_inner())

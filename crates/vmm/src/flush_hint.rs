@@ -107,10 +107,7 @@ impl BusDevice for FlushHint {
         };
         if let Err(e) = result {
             // The guest cannot be told; the host operator must be.
-            eprintln!(
-                "vnvdimm: flush of nvdimm #{} failed: {e}; its data may not be durable",
-                self.dimm
-            );
+            vnvdimm_host_log::warn_limited!("flush of nvdimm #{} failed: {e}; its data may not be durable", self.dimm);
         }
         self.counters.bump(self.dimm);
         self.platform

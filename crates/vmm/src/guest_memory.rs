@@ -1,133 +1,134 @@
-//! Guest physical memory: anonymous RAM blocks and the NVDIMM windows, which are
-//! the DIMMs' backing files mapped shared (guest stores land in the files).
+//! Guest physical memory on vm-memory: RAM as a `GuestMemoryMmap` of anonymous
+//! regions, and the NVDIMM windows, which are the DIMMs' backing files mapped shared
+//! (guest stores land in the files). Every copy the VMM makes goes through vm-memory's
+//! volatile accessors: vCPUs may write the same bytes at the same time.
+//!
+//! Mapping never reads or touches a page: a terabyte sparse file maps instantly
+//! (`MAP_NORESERVE`, as vm-memory maps anonymous RAM too).
 
 use std::fs::File;
 use std::path::PathBuf;
 
-use nvdimm_model::mailbox::MailboxMemory;
+use nvdimm_model::mailbox::MAILBOX_SIZE;
+use nvdimm_model::volatile_mailbox::VolatileMailbox;
 use thiserror::Error;
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{
+    Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MmapRegion,
+};
 use vnvdimm_machine::MemoryMap;
-
-use crate::mmap::{Mapping, MmapError};
 
 #[derive(Debug, Error)]
 pub enum GuestMemoryError {
-    #[error(transparent)]
-    Mmap(#[from] MmapError),
+    #[error("cannot map {size:#x} bytes of guest RAM: {reason}")]
+    Ram { size: u64, reason: String },
     #[error("--nvdimm #{index}: cannot open backing file {path}: {source}")]
     Open {
         index: usize,
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("--nvdimm #{index}: cannot map {size:#x} bytes of backing file {path}: {reason}")]
+    MapWindow {
+        index: usize,
+        path: PathBuf,
+        size: u64,
+        reason: String,
+    },
     #[error("guest write of {len} bytes at {gpa:#x} is outside guest RAM")]
     OutsideRam { gpa: u64, len: usize },
-}
-
-pub struct RamBlock {
-    pub gpa: u64,
-    pub mapping: Mapping,
 }
 
 /// One DIMM's persistent-memory window.
 pub struct PmemWindow {
     pub dimm: usize,
     pub gpa: u64,
-    pub mapping: Mapping,
+    /// The backing file mapped shared (read-only for `readonly=on`), unmapped on drop.
+    pub region: MmapRegion,
     /// Kept open for fdatasync when the guest stores to a flush hint.
     pub file: File,
     pub readonly: bool,
 }
 
+impl PmemWindow {
+    pub fn size(&self) -> u64 {
+        self.region.size() as u64
+    }
+
+    pub fn host_addr(&self) -> u64 {
+        self.region.as_ptr() as u64
+    }
+}
+
 pub struct GuestMemory {
-    pub ram: Vec<RamBlock>,
+    pub ram: GuestMemoryMmap,
     pub pmem: Vec<PmemWindow>,
 }
 
 impl GuestMemory {
     /// Maps RAM and every DIMM's backing file; reads no byte of either.
-    pub fn new(
-        map: &MemoryMap,
-        platform: &nvdimm_model::PlatformConfig,
-    ) -> Result<Self, GuestMemoryError> {
-        let ram = map
+    pub fn new(map: &MemoryMap, platform: &nvdimm_model::PlatformConfig) -> Result<Self, GuestMemoryError> {
+        let ranges = map
             .ram_blocks
             .iter()
             .map(|&(gpa, size)| {
-                Ok(RamBlock {
-                    gpa,
-                    mapping: Mapping::anonymous(size, "guest RAM")?,
-                })
+                usize::try_from(size)
+                    .map(|len| (GuestAddress(gpa), len))
+                    .map_err(|_| GuestMemoryError::Ram { size, reason: "larger than this host's address space".into() })
             })
-            .collect::<Result<Vec<_>, GuestMemoryError>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let total = map.ram_blocks.iter().map(|&(_, size)| size).sum();
+        let ram = GuestMemoryMmap::from_ranges(&ranges)
+            .map_err(|e| GuestMemoryError::Ram { size: total, reason: e.to_string() })?;
         let mut pmem = Vec::with_capacity(platform.dimms.len());
         for (index, (dimm, place)) in platform.dimms.iter().zip(&map.layout.dimms).enumerate() {
             let file = File::options()
                 .read(true)
                 .write(!dimm.readonly)
                 .open(&dimm.path)
-                .map_err(|source| GuestMemoryError::Open {
-                    index,
-                    path: dimm.path.clone(),
-                    source,
-                })?;
-            let what = format!("--nvdimm #{index} backing file {}", dimm.path.display());
-            let mapping = Mapping::shared_file(&file, dimm.size, !dimm.readonly, &what)?;
-            pmem.push(PmemWindow {
-                dimm: index,
-                gpa: place.spa_base,
-                mapping,
-                file,
-                readonly: dimm.readonly,
-            });
+                .map_err(|source| GuestMemoryError::Open { index, path: dimm.path.clone(), source })?;
+            let map_err = |reason: String| GuestMemoryError::MapWindow {
+                index,
+                path: dimm.path.clone(),
+                size: dimm.size,
+                reason,
+            };
+            let len = usize::try_from(dimm.size).map_err(|_| map_err("larger than this host's address space".into()))?;
+            let prot = if dimm.readonly { libc::PROT_READ } else { libc::PROT_READ | libc::PROT_WRITE };
+            let mapped = file.try_clone().map_err(|e| map_err(e.to_string()))?;
+            let region = MmapRegionBuilder::new(len)
+                .with_file_offset(FileOffset::new(mapped, 0))
+                .with_mmap_prot(prot)
+                .with_mmap_flags(libc::MAP_SHARED | libc::MAP_NORESERVE)
+                .build()
+                .map_err(|e| map_err(e.to_string()))?;
+            pmem.push(PmemWindow { dimm: index, gpa: place.spa_base, region, file, readonly: dimm.readonly });
         }
         Ok(GuestMemory { ram, pmem })
     }
 
-    /// The RAM block holding all of `gpa..gpa + len` and the offset of `gpa` in it.
-    fn ram_block(&self, gpa: u64, len: usize) -> Result<(&RamBlock, u64), GuestMemoryError> {
-        gpa.checked_add(len as u64)
-            .and_then(|end| {
-                self.ram
-                    .iter()
-                    .find(|b| gpa >= b.gpa && end <= b.gpa + b.mapping.size())
-            })
-            .map(|b| (b, gpa - b.gpa))
-            .ok_or(GuestMemoryError::OutsideRam { gpa, len })
-    }
-
     pub fn write_ram(&self, gpa: u64, data: &[u8]) -> Result<(), GuestMemoryError> {
-        let (block, offset) = self.ram_block(gpa, data.len())?;
-        block.mapping.write(offset, data);
-        Ok(())
+        self.ram
+            .write_slice(data, GuestAddress(gpa))
+            .map_err(|_| GuestMemoryError::OutsideRam { gpa, len: data.len() })
     }
 
     pub fn read_ram(&self, gpa: u64, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
-        let (block, offset) = self.ram_block(gpa, buf.len())?;
-        block.mapping.read(offset, buf);
-        Ok(())
+        let len = buf.len();
+        self.ram.read_slice(buf, GuestAddress(gpa)).map_err(|_| GuestMemoryError::OutsideRam { gpa, len })
     }
 
-    /// The mailbox at `base` as the device model's `MailboxMemory`.
-    pub fn mailbox(&self, base: u64) -> GuestMailbox<'_> {
-        GuestMailbox { mem: self, base }
+    /// Each RAM region as (guest address, size, host address), for KVM memslots.
+    pub fn ram_regions(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.ram.iter().map(|r| (r.start_addr().0, r.len(), r.as_ptr() as u64))
+    }
+
+    /// The `_DSM` mailbox at `base` (in one RAM block, as the memory map places it);
+    /// None if it is not, which is a layout bug.
+    pub fn mailbox(&self, base: u64) -> Option<VolatileMailbox<'_>> {
+        self.ram.get_slice(GuestAddress(base), MAILBOX_SIZE as usize).ok().map(VolatileMailbox::new)
     }
 }
 
-/// The `_DSM` mailbox in guest RAM. Offsets come from the device model's fixed ABI,
-/// so an out-of-range access is a bug: it reads zeros and writes nothing.
-pub struct GuestMailbox<'a> {
-    mem: &'a GuestMemory,
-    base: u64,
-}
-
-impl MailboxMemory for GuestMailbox<'_> {
-    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
-        if self.mem.read_ram(self.base + offset as u64, buf).is_err() {
-            buf.fill(0);
-        }
-    }
-    fn write_bytes(&mut self, offset: usize, data: &[u8]) {
-        let _ = self.mem.write_ram(self.base + offset as u64, data);
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -85,7 +85,9 @@ pub fn run(
         Err(e) => return Err(undo_start(&platform, e)),
     };
     running(backend.clone());
-    let watch = watch_writeback(&platform, backend);
+    let watch = writeback_watch::power_off_on_loss(&platform, move || {
+        let _ = backend.power_off();
+    });
     let outcome = crate::run_loop::run(&mut vm, None);
     // A guest command still waiting on the agent sees the line close (409, not a timeout).
     vm.agent.hang_up();
@@ -138,20 +140,6 @@ fn undo_start(platform: &Arc<Mutex<NvdimmPlatform>>, start: LaunchError) -> Laun
     }
 }
 
-/// Powers the guest off, naming the file, when a backing file reports failed write-back.
-fn watch_writeback(platform: &Arc<Mutex<NvdimmPlatform>>, backend: Arc<KvmBackend>) -> writeback_watch::Watch {
-    let probes = {
-        let platform = platform.lock().unwrap_or_else(|p| p.into_inner());
-        platform.dimms().iter().filter_map(|d| d.writeback_probe()).collect()
-    };
-    writeback_watch::start(writeback_watch::checks(probes), writeback_watch::INTERVAL, move |path, e| {
-        eprintln!(
-            "vnvdimm: backing file {}: the guest's writes could not be stored ({e}); powering the guest off",
-            path.display()
-        );
-        let _ = backend.power_off();
-    })
-}
 
 /// KVM_RUN fails with EFAULT when the host cannot give the guest a page of a backing
 /// file (a sparse file on a full file system: the page cannot be allocated). KVM does

@@ -3,7 +3,6 @@
 //! guest's port and MMIO exits (serial console, `_DSM` doorbell, flush hints,
 //! power off).
 
-pub mod debug_log;
 
 pub mod agent_port;
 pub mod backend;
@@ -25,7 +24,6 @@ pub mod linux_boot;
 pub mod mce;
 pub mod long_mode;
 pub mod memslots;
-pub mod mmap;
 pub mod notifications;
 pub mod outcome;
 pub mod page_tables;

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use kvm_ioctls::VcpuFd;
 use linux_loader::loader::{self, BzImage, Elf, KernelLoader, PvhBootCapability};
 use thiserror::Error;
-use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use vm_memory::GuestAddress;
 use vnvdimm_machine::memory_map::RSDP_ADDR;
 use vnvdimm_machine::MemoryMap;
 
@@ -100,8 +100,6 @@ pub enum LinuxBootError {
     PageTables(#[from] PageTableError),
     #[error("guest RAM: {0}")]
     Memory(#[from] GuestMemoryError),
-    #[error("cannot describe guest RAM to linux-loader: {0}")]
-    GuestMap(String),
     #[error("KVM refused {what} for the boot vCPU: {source}")]
     Vcpu { what: &'static str, source: kvm_ioctls::Error },
 }
@@ -122,12 +120,13 @@ pub fn load(memory: &GuestMemory, map: &MemoryMap, spec: &BootSpec) -> Result<Lo
         .map_err(kernel_err)?
         .ok_or_else(|| LinuxBootError::UnknownFormat { path: spec.kernel.clone() })?;
 
-    let vmem = loader_view(memory)?;
+    // linux-loader writes the kernel straight into guest RAM.
+    let vmem = &memory.ram;
     let loader_err = |source| LinuxBootError::Loader { path: spec.kernel.clone(), source };
     let high = Some(GuestAddress(HIGH_MEMORY_START));
     let result = match format {
-        KernelFormat::Elf => Elf::load(&vmem, None, &mut file, high),
-        KernelFormat::BzImage => BzImage::load(&vmem, None, &mut file, high),
+        KernelFormat::Elf => Elf::load(vmem, None, &mut file, high),
+        KernelFormat::BzImage => BzImage::load(vmem, None, &mut file, high),
     }
     .map_err(loader_err)?;
     let kernel_load = result.kernel_load.0;
@@ -223,32 +222,6 @@ fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Guest RAM as a vm-memory view over the VM's own mappings (no copy, no new mapping):
-/// linux-loader writes the kernel straight into guest RAM.
-fn loader_view(memory: &GuestMemory) -> Result<GuestMemoryMmap, LinuxBootError> {
-    let regions = memory
-        .ram
-        .iter()
-        .map(|block| {
-            // SAFETY: the block's mapping is a live private anonymous read/write mapping
-            // of exactly this size, owned by `memory`, which outlives the view (dropped
-            // at the end of `load`). build_raw does not unmap on drop.
-            let region = unsafe {
-                MmapRegion::build_raw(
-                    block.mapping.as_ptr(),
-                    block.mapping.size() as usize,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                )
-            }
-            .map_err(|e| LinuxBootError::GuestMap(e.to_string()))?;
-            GuestRegionMmap::new(region, GuestAddress(block.gpa))
-                .ok_or_else(|| LinuxBootError::GuestMap(format!("RAM block at {:#x} overflows", block.gpa)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    GuestMemoryMmap::from_regions(regions).map_err(|e| LinuxBootError::GuestMap(e.to_string()))
 }
 
 fn load_initramfs(

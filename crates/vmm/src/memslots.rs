@@ -20,7 +20,7 @@
 //! How the VMM uses it (instead of registering the NVDIMM windows itself):
 //! ```ignore
 //! // At start: one DimmWindow per mapped backing file; the slot range is the VMM's to give.
-//! let windows = pmem.iter().map(|w| unsafe { DimmWindow::new(w.gpa, w.mapping.size(), w.mapping.addr(), w.readonly) });
+//! let windows = pmem.iter().map(|w| unsafe { DimmWindow::new(w.gpa, w.size(), w.host_addr(), w.readonly) });
 //! let mut slots = PoisonSlots::new(windows.collect(), caps.nr_memslots - FIRST_PMEM_SLOT as usize);
 //! let mut kvm_slots = KvmSlots::new(FIRST_PMEM_SLOT, caps.nr_memslots as u32);
 //! slots.update(&platform.poison_sets(), &mut kvm_slots.bind(&vm_fd))?;    // installs the windows
@@ -100,6 +100,15 @@ impl DimmWindow {
 
     fn contains(&self, gpa: u64) -> bool {
         gpa >= self.gpa && gpa - self.gpa < self.size
+    }
+
+    /// `len` bytes of the mapping at `offset`, accessed volatile: vCPUs may write the
+    /// same bytes through their memslots meanwhile. The caller keeps the range inside.
+    fn bytes(&self, offset: u64, len: usize) -> vm_memory::VolatileSlice<'_> {
+        debug_assert!(offset + len as u64 <= self.size);
+        // SAFETY: the range is inside the window (callers clip to it), and the
+        // DimmWindow::new contract keeps the mapping alive while `self` is borrowed.
+        unsafe { vm_memory::VolatileSlice::new((self.host_addr + offset) as *mut u8, len) }
     }
 }
 
@@ -510,15 +519,7 @@ impl PoisonSlots {
             return Some(WindowAccess::Poisoned { dimm, offset });
         }
         let served = self.served(gpa, len, dimm, offset);
-        // SAFETY: `clip` keeps the range inside the window, whose mapping the
-        // DimmWindow::new contract keeps alive and readable.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (w.host_addr + offset) as *const u8,
-                data.as_mut_ptr(),
-                len,
-            )
-        };
+        w.bytes(offset, len).copy_to(&mut data[..len]);
         data[len..].fill(0xFF);
         Some(served)
     }
@@ -542,10 +543,8 @@ impl PoisonSlots {
             return Some(WindowAccess::ReadOnly { dimm, offset });
         }
         let len = clip(w, offset, data.len());
-        // SAFETY: as in on_mmio_read; writable because the window is not read-only.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), (w.host_addr + offset) as *mut u8, len)
-        };
+        // Writable: the window is not read-only (checked above).
+        w.bytes(offset, len).copy_from(&data[..len]);
         if self.touches_hole(gpa, len) {
             Some(WindowAccess::Poisoned { dimm, offset })
         } else {
@@ -573,6 +572,8 @@ fn apply_error(action: &'static str, region: &SlotRegion, source: io::Error) -> 
     }
 }
 
+#[cfg(test)]
+mod test_memory;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! answers with a scrub). The API delivers after each request; the run loop after each
 //! doorbell ring.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+
 use std::sync::{Arc, Mutex};
 
 use kvm_ioctls::VmFd;
@@ -63,25 +63,14 @@ impl NotificationPath {
         }
         drop(platform);
         if let Err(e) = self.ged.raise(GED_EVENT_NVDIMM, &KvmIrqLine::new(&self.vm_fd, GED_GSI)) {
-            crate::debug_log!("GED interrupt not raised ({e}): is there an in-kernel interrupt controller? the bits stay pending");
+            log::debug!("GED interrupt not raised ({e}): is there an in-kernel interrupt controller? the bits stay pending");
         }
         Ok(pending.len())
     }
 
     /// Increments the mailbox word at `offset` (a notification's "raised" counter).
     fn increment_mailbox_word(&self, offset: usize) -> bool {
-        let gpa = self.mailbox + offset as u64;
-        let Some(block) = self.memory.ram.iter().find(|b| gpa >= b.gpa && gpa + 4 <= b.gpa + b.mapping.size()) else {
-            return false;
-        };
-        if gpa % 4 != 0 {
-            return false;
-        }
-        // SAFETY: inside a live RAM mapping owned by `memory` (kept alive by self),
-        // 4-byte aligned; guest RAM is shared with the guest, hence the atomic access.
-        let word = unsafe { AtomicU32::from_ptr(block.mapping.as_ptr().add((gpa - block.gpa) as usize).cast()) };
         // Only the host writes a raised counter; the guest writes the seen ones.
-        word.fetch_add(1, Ordering::SeqCst);
-        true
+        self.memory.mailbox(self.mailbox).is_some_and(|m| m.increment_u32(offset))
     }
 }

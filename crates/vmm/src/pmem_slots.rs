@@ -116,7 +116,7 @@ impl PmemSlots {
             .iter()
             .map(|w| {
                 // SAFETY: the mapping is owned by `memory`, which this value keeps alive.
-                unsafe { DimmWindow::new(w.gpa, w.mapping.size(), w.mapping.as_ptr() as u64, w.readonly) }
+                unsafe { DimmWindow::new(w.gpa, w.size(), w.host_addr(), w.readonly) }
             })
             .collect();
         let max = nr_memslots.saturating_sub(first_slot) as usize;
@@ -222,8 +222,8 @@ impl PmemSlots {
             Err(e) => {
                 a.failures += 1;
                 if a.failures == 1 {
-                    eprintln!(
-                        "vnvdimm: registering the NVDIMM window piece at {gpa:#x} failed: {e}; \
+                    log::warn!(
+                        "registering the NVDIMM window piece at {gpa:#x} failed: {e}; \
                          accesses there are served by the VMM (slowly) from now on"
                     );
                 }

@@ -44,7 +44,7 @@ impl BusDevice for PowerPorts {
             (STATUS_OFFSET, &[_]) => Action::Continue,
             (RESET_OFFSET, &[RESET_VALUE]) => Action::Stop(GuestOutcome::Reset),
             _ => {
-                crate::debug_log!("power: ignored write {data:?} at offset {offset}");
+                log::debug!("power: ignored write {data:?} at offset {offset}");
                 Action::Continue
             }
         }

@@ -30,7 +30,7 @@ impl BusDevice for PvPanic {
                 Action::Stop(GuestOutcome::Crashed("kernel panic (pvpanic)".into()))
             }
             Some(&events) if events & CRASH_LOADED != 0 => {
-                crate::debug_log!("pvpanic: the guest loads its crash kernel");
+                log::debug!("pvpanic: the guest loads its crash kernel");
                 Action::Continue
             }
             _ => Action::Continue,

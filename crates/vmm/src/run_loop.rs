@@ -223,7 +223,7 @@ fn deliver(vm: &Vm, vcpu: &VcpuFd, gpa: u64, kind: MachineCheckKind) {
         Ok(())
     };
     if let Err(e) = result {
-        crate::debug_log!("machine check for {gpa:#x} not delivered: {e}");
+        log::debug!("machine check for {gpa:#x} not delivered: {e}");
     }
 }
 
@@ -236,7 +236,7 @@ fn consume_poison(vm: &Vm, vcpu: &VcpuFd, gpa: u64) {
 /// flag): the guest gets them now, as the host's own do.
 fn deliver_notifications(vm: &Vm) {
     if let Err(e) = crate::notifications::NotificationPath::of(vm).deliver(&vm.platform) {
-        crate::debug_log!("{e}");
+        log::debug!("{e}");
     }
 }
 
@@ -244,7 +244,7 @@ fn resync_poison(vm: &Vm) {
     // The poison stays recorded in the device model; only the trapping of the changed
     // pages lags until a later sync succeeds (each doorbell ring retries).
     if let Err(e) = vm.pmem.sync(&vm.platform) {
-        eprintln!("vnvdimm: re-planning the NVDIMM memslots after a _DSM call failed: {e}");
+        vnvdimm_host_log::warn_limited!("re-planning the NVDIMM memslots after a _DSM call failed: {e}");
     }
 }
 

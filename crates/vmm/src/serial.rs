@@ -96,7 +96,7 @@ impl SerialDevice {
     pub fn reassert_interrupts(&mut self) {
         let enabled = self.uart.read(IER_OFFSET);
         if let Err(e) = self.uart.write(IER_OFFSET, enabled) {
-            crate::debug_log!("serial: {e:?}");
+            log::debug!("serial: {e:?}");
         }
     }
 
@@ -109,7 +109,7 @@ impl SerialDevice {
         match self.uart.enqueue_raw_bytes(bytes) {
             Ok(n) => n,
             Err(e) => {
-                crate::debug_log!("serial: receive: {e:?}");
+                log::debug!("serial: receive: {e:?}");
                 0
             }
         }
@@ -148,7 +148,7 @@ impl BusDevice for SerialDevice {
         // UART registers are bytes; wider accesses are a guest bug and are dropped.
         if let (Ok(offset), [byte]) = (u8::try_from(offset), data) {
             if let Err(e) = self.uart.write(offset, *byte) {
-                crate::debug_log!("serial: {e:?}");
+                log::debug!("serial: {e:?}");
             }
         }
         Action::Continue

@@ -76,7 +76,7 @@ fn kick_signal() -> libc::c_int {
     let signal = vmm_sys_util::signal::SIGRTMIN();
     INSTALL.call_once(|| {
         if let Err(e) = vmm_sys_util::signal::register_signal_handler(signal, on_kick) {
-            crate::debug_log!("cannot install the vCPU kick signal handler: {e}");
+            log::debug!("cannot install the vCPU kick signal handler: {e}");
         }
     });
     signal

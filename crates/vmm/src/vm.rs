@@ -153,7 +153,7 @@ impl Vm {
         // Before any vCPU exists: KVM gives each vCPU created after it a local APIC.
         let irqchip = create_irqchip(&vm_fd);
         if let Err(e) = &irqchip {
-            crate::debug_log!("no in-kernel interrupt controller ({e}): vCPU 0 only, no guest interrupts");
+            log::debug!("no in-kernel interrupt controller ({e}): vCPU 0 only, no guest interrupts");
         }
         let memory = Arc::new(GuestMemory::new(&machine.memory_map, &machine.platform)?);
         let slots = register_memslots(&vm_fd, &memory)?;
@@ -281,7 +281,7 @@ impl Vm {
         self.memory
             .pmem
             .iter()
-            .find(|w| gpa >= w.gpa && gpa - w.gpa < w.mapping.size())
+            .find(|w| gpa >= w.gpa && gpa - w.gpa < w.size())
             .map(|w| (w.dimm, gpa - w.gpa))
     }
 }
@@ -302,7 +302,7 @@ fn serial(vm_fd: &VmFd, irqchip: bool, irq: u32, console: Box<dyn Write + Send>)
         match SerialDevice::with_irq(vm_fd, irq, console) {
             Ok(device) => return device,
             Err((e, console)) => {
-                crate::debug_log!("UART interrupt {irq} not wired ({e}): the guest must poll the UART");
+                log::debug!("UART interrupt {irq} not wired ({e}): the guest must poll the UART");
                 return SerialDevice::new(console);
             }
         }
@@ -330,16 +330,15 @@ impl crate::bus::BusDevice for GedDevice {
 
 /// RAM only: the NVDIMM windows are `PmemSlots`'s.
 fn register_memslots(vm_fd: &VmFd, memory: &GuestMemory) -> Result<Vec<SlotInfo>, VmError> {
-    let ram = memory.ram.iter().map(|b| (b.gpa, &b.mapping, false, None));
     let mut slots = Vec::new();
-    for (slot, (gpa, mapping, readonly, dimm)) in ram.enumerate() {
+    for (slot, (gpa, size, host_addr)) in memory.ram_regions().enumerate() {
         let info = SlotInfo {
             slot: slot as u32,
             gpa,
-            size: mapping.size(),
-            host_addr: mapping.as_ptr() as u64,
-            readonly,
-            dimm,
+            size,
+            host_addr,
+            readonly: false,
+            dimm: None,
         };
         set_slot(vm_fd, &info)?;
         slots.push(info);

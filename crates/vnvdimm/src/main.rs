@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
         vnvdimm::stop_signals::block_in_main();
     }
+    vnvdimm_host_log::init();
     let code = vnvdimm::cli::run(std::env::args_os(), &mut std::io::stdout(), &mut std::io::stderr());
     ExitCode::from(code)
 }

@@ -111,22 +111,10 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
     };
     let stopper = vm.clone();
     crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(stopper.power_off()));
-    let probes: Vec<_> = {
-        let platform = prepared.spec.platform.lock().unwrap_or_else(|e| e.into_inner());
-        platform.dimms().iter().filter_map(|d| d.writeback_probe()).collect()
-    };
     let stopper = vm.clone();
-    let watch = nvdimm_model::writeback_watch::start(
-        nvdimm_model::writeback_watch::checks(probes),
-        nvdimm_model::writeback_watch::INTERVAL,
-        move |path, e| {
-            eprintln!(
-                "vnvdimm: backing file {}: the guest's writes could not be stored ({e}); powering the guest off",
-                path.display()
-            );
-            let _ = stopper.power_off();
-        },
-    );
+    let watch = nvdimm_model::writeback_watch::power_off_on_loss(&prepared.spec.platform, move || {
+        let _ = stopper.power_off();
+    });
     if let Some(mut console) = vm.take_console() {
         let mut buf = [0u8; 4096];
         loop {

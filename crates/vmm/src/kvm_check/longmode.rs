@@ -21,7 +21,7 @@
 //! | `0x10000` | top of the stack |
 
 use std::io;
-use std::ptr::NonNull;
+use vm_memory::{MmapRegion, VolatileMemory};
 
 use kvm_bindings::{kvm_regs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
@@ -56,57 +56,6 @@ pub const VECTOR_DE: u8 = 0;
 pub const VECTOR_BP: u8 = 3;
 pub const VECTOR_UD: u8 = 6;
 pub const VECTOR_MC: u8 = 18;
-
-/// An anonymous, zeroed host mapping used as guest memory.
-pub struct AnonMemory {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// The mapping is plain memory owned by this value.
-unsafe impl Send for AnonMemory {}
-
-impl AnonMemory {
-    pub fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh private anonymous mapping; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(AnonMemory { ptr, len })
-    }
-
-    pub fn host_addr(&self) -> u64 {
-        self.ptr.as_ptr() as u64
-    }
-
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, readable and writable, owned by self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for AnonMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `new` mapped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
 
 /// What one KVM_RUN returned, owned so it can cross threads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +131,8 @@ pub fn run_until_final(vcpu: &mut VcpuFd, max_exits: usize) -> io::Result<Vec<Ex
 pub struct LongModeVm {
     pub vcpu: VcpuFd,
     pub vm: VmFd,
-    pub low: AnonMemory,
+    /// Private anonymous memory (vm-memory's), unmapped on drop.
+    pub low: MmapRegion,
 }
 
 pub struct LongModeSetup<'a> {
@@ -206,22 +156,22 @@ impl LongModeVm {
             ));
         }
         let vm = kvm.create_vm().map_err(io::Error::from)?;
-        let mut low = AnonMemory::new(LOW_MEM_SIZE as usize)?;
-        write_tables(low.as_mut_slice());
+        let low = MmapRegion::new(LOW_MEM_SIZE as usize).map_err(|e| io::Error::other(e.to_string()))?;
+        write_tables(&low);
         for (i, (vector, handler)) in setup.handlers.iter().enumerate() {
             let addr = HANDLER_AREA + i as u64 * HANDLER_SLOT;
-            put(low.as_mut_slice(), addr, handler);
+            put(&low, addr, handler);
             let (lo, hi) = interrupt_gate(addr, CODE_SELECTOR);
-            put_u64(low.as_mut_slice(), IDT + u64::from(*vector) * 16, lo);
-            put_u64(low.as_mut_slice(), IDT + u64::from(*vector) * 16 + 8, hi);
+            put_u64(&low, IDT + u64::from(*vector) * 16, lo);
+            put_u64(&low, IDT + u64::from(*vector) * 16 + 8, hi);
         }
-        put(low.as_mut_slice(), CODE_ADDR, setup.code);
+        put(&low, CODE_ADDR, setup.code);
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
             guest_phys_addr: 0,
             memory_size: LOW_MEM_SIZE,
-            userspace_addr: low.host_addr(),
+            userspace_addr: low.as_ptr() as u64,
         };
         // SAFETY: `low` outlives the VM (see the struct's drop order) and is LOW_MEM_SIZE long.
         unsafe { vm.set_user_memory_region(region) }.map_err(io::Error::from)?;
@@ -231,16 +181,18 @@ impl LongModeVm {
     }
 }
 
-fn put(mem: &mut [u8], addr: u64, bytes: &[u8]) {
-    let start = addr as usize;
-    mem[start..start + bytes.len()].copy_from_slice(bytes);
+/// Writes the probe's fixed layout; every address is a constant inside the slot.
+fn put(mem: &MmapRegion, addr: u64, bytes: &[u8]) {
+    mem.get_slice(addr as usize, bytes.len())
+        .expect("the long-mode layout fits in its 64 KiB slot")
+        .copy_from(bytes);
 }
 
-fn put_u64(mem: &mut [u8], addr: u64, value: u64) {
+fn put_u64(mem: &MmapRegion, addr: u64, value: u64) {
     put(mem, addr, &value.to_le_bytes());
 }
 
-fn write_tables(mem: &mut [u8]) {
+fn write_tables(mem: &MmapRegion) {
     put_u64(mem, PML4, PDPT | PTE_P | PTE_W);
     for gib in 0..4u64 {
         let pd = PD + gib * 0x1000;
@@ -381,10 +333,12 @@ mod tests {
 
     #[test]
     fn page_tables_identity_map_four_gib() {
-        let mut mem = vec![0u8; LOW_MEM_SIZE as usize];
-        write_tables(&mut mem);
+        let mem = MmapRegion::new(LOW_MEM_SIZE as usize).unwrap();
+        write_tables(&mem);
         let read = |addr: u64| {
-            u64::from_le_bytes(mem[addr as usize..addr as usize + 8].try_into().unwrap())
+            let mut word = [0u8; 8];
+            mem.get_slice(addr as usize, 8).unwrap().copy_to(&mut word);
+            u64::from_le_bytes(word)
         };
         // Walk 0xC000_1000 by hand.
         let va: u64 = 0xC000_1000;

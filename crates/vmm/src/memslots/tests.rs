@@ -1,5 +1,5 @@
 use super::*;
-use crate::kvm_check::longmode::AnonMemory;
+use super::test_memory::TestMemory;
 
 const GIB: u64 = 1 << 30;
 const P: u64 = PAGE_SIZE;
@@ -345,9 +345,8 @@ fn too_many_slots_changes_nothing() {
 
 #[test]
 fn mmio_reads_and_writes_inside_windows() {
-    let mut mem = AnonMemory::new(8 * P as usize).unwrap();
-    mem.as_mut_slice()[3 * P as usize..3 * P as usize + 8]
-        .copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    let mem = TestMemory::new(8 * P as usize);
+    mem.write(3 * P, &[1, 2, 3, 4, 5, 6, 7, 8]);
     // SAFETY: `mem` outlives `slots`.
     let w = unsafe { DimmWindow::new(BASE, 8 * P, mem.host_addr(), false) };
     let mut slots = PoisonSlots::new(vec![w], 100);
@@ -389,18 +388,18 @@ fn mmio_reads_and_writes_inside_windows() {
             offset: 5 * P
         })
     );
-    assert_eq!(&mem.as_slice()[5 * P as usize..5 * P as usize + 8], &value);
+    assert_eq!(mem.read(5 * P, 8), value);
     // The last bytes of the window: the part past the end is dropped.
     assert!(matches!(
         slots.on_mmio_write(BASE + 8 * P - 4, &value),
         Some(WindowAccess::Served { .. })
     ));
-    assert_eq!(&mem.as_slice()[8 * P as usize - 4..], &value[..4]);
+    assert_eq!(mem.read(8 * P - 4, 4), &value[..4]);
 }
 
 #[test]
 fn read_only_windows_drop_writes() {
-    let mem = AnonMemory::new(P as usize).unwrap();
+    let mem = TestMemory::new(P as usize);
     // SAFETY: `mem` outlives `slots`.
     let w = unsafe { DimmWindow::new(BASE, P, mem.host_addr(), true) };
     let slots = PoisonSlots::new(vec![w], 10);
@@ -408,7 +407,7 @@ fn read_only_windows_drop_writes() {
         slots.on_mmio_write(BASE, &[1; 8]),
         Some(WindowAccess::ReadOnly { dimm: 0, offset: 0 })
     );
-    assert_eq!(&mem.as_slice()[..8], &[0; 8]);
+    assert_eq!(mem.read(0, 8), [0; 8]);
 }
 
 // Lazy registration: pieces of 4 pages in a 16-page window (gpa BASE), 2 pieces per DIMM below.
@@ -565,8 +564,8 @@ fn lazy_activation_keeps_the_slot_limit() {
 
 #[test]
 fn lazy_mmio_accesses_say_unregistered_until_activated() {
-    let mut mem = AnonMemory::new(8 * P as usize).unwrap();
-    mem.as_mut_slice()[5 * P as usize..5 * P as usize + 8].copy_from_slice(&[9; 8]);
+    let mem = TestMemory::new(8 * P as usize);
+    mem.write(5 * P, &[9; 8]);
     // SAFETY: `mem` outlives `slots`.
     let w = unsafe { DimmWindow::new(BASE, 8 * P, mem.host_addr(), false) };
     let mut slots = PoisonSlots::lazy(vec![w], 100, PIECE);
@@ -598,7 +597,7 @@ fn lazy_mmio_accesses_say_unregistered_until_activated() {
             offset: 7 * P
         })
     );
-    assert_eq!(&mem.as_slice()[7 * P as usize..][..8], &[7; 8]);
+    assert_eq!(mem.read(7 * P, 8), [7; 8]);
     // An access straddling into the unregistered piece from a registered one.
     slots.activate(BASE, &mut sink).unwrap();
     assert!(matches!(

@@ -6,7 +6,8 @@ use kvm_ioctls::{Kvm, VcpuExit};
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 
 use super::*;
-use crate::kvm_check::longmode::{self, asm, AnonMemory, LongModeSetup, LongModeVm};
+use super::test_memory::TestMemory;
+use crate::kvm_check::longmode::{self, asm, LongModeSetup, LongModeVm};
 use crate::mce;
 
 const P: u64 = PAGE_SIZE;
@@ -80,7 +81,7 @@ struct Rig {
     slots: PoisonSlots,
     vm: LongModeVm,
     // Dropped last: the VM's slots point into it.
-    mem: AnonMemory,
+    mem: TestMemory,
 }
 
 fn rig(code: &[u8], handlers: &[(u8, &[u8])]) -> Rig {
@@ -94,10 +95,10 @@ fn rig(code: &[u8], handlers: &[(u8, &[u8])]) -> Rig {
         },
     )
     .unwrap();
-    let mut mem = AnonMemory::new((PAGES * P) as usize).unwrap();
-    for (i, chunk) in mem.as_mut_slice().chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&(0xA000_0000_0000_0000u64 | i as u64).to_le_bytes());
-    }
+    let mem = TestMemory::new((PAGES * P) as usize);
+    let pattern: Vec<u8> =
+        (0..PAGES * P / 8).flat_map(|i| (0xA000_0000_0000_0000u64 | i).to_le_bytes()).collect();
+    mem.write(0, &pattern);
     // SAFETY: `mem` outlives `slots` and the VM (Rig field order).
     let window = unsafe { DimmWindow::new(WINDOW, PAGES * P, mem.host_addr(), false) };
     let slots = PoisonSlots::new(vec![window], 1000);
@@ -184,7 +185,7 @@ fn a_memslot_hole_traps_loads_and_stores_until_the_poison_is_cleared() {
         ]
     );
     assert_eq!(
-        &r.mem.as_slice()[(5 * P + 8) as usize..][..8],
+        &r.mem.read(5 * P + 8, 8)[..],
         &stored.to_le_bytes()
     );
 
@@ -284,7 +285,7 @@ fn ten_thousand_holes_in_real_kvm_slots() {
     let kvm = Kvm::new().unwrap();
     let vm = kvm.create_vm().unwrap();
     let pages = 20_000u64;
-    let mem = AnonMemory::new((pages * P) as usize).unwrap();
+    let mem = TestMemory::new((pages * P) as usize);
     // SAFETY: `mem` outlives `vm` (declared before it, dropped after).
     let window = unsafe { DimmWindow::new(WINDOW, pages * P, mem.host_addr(), false) };
     let mut slots = PoisonSlots::new(vec![window], kvm.get_nr_memslots() - 1);
@@ -413,7 +414,7 @@ fn a_first_touch_reads_the_backing_data_and_registers_the_piece() {
     // A store in the registered piece goes straight to the backing memory.
     assert_eq!(run_lazy(&mut r), vec![Seen::Hlt]);
     assert_eq!(
-        &r.mem.as_slice()[(7 * P) as usize..][..8],
+        &r.mem.read(7 * P, 8)[..],
         &stored.to_le_bytes()
     );
 
@@ -463,7 +464,7 @@ fn a_first_touch_reads_the_backing_data_and_registers_the_piece() {
         ]
     );
     assert_eq!(
-        &r.mem.as_slice()[(13 * P) as usize..][..8],
+        &r.mem.read(13 * P, 8)[..],
         &stored.to_le_bytes()
     );
     assert_eq!(run_lazy(&mut r), vec![Seen::Hlt]);
