@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +11,7 @@ pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
 
 impl Write for SharedBuf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+        self.0.lock_unpoisoned().extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -21,7 +22,7 @@ impl Write for SharedBuf {
 impl SharedBuf {
     /// Everything written so far, lossily decoded.
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        String::from_utf8_lossy(&self.0.lock_unpoisoned()).into_owned()
     }
 }
 

@@ -6,6 +6,7 @@
 //! guest cannot be stopped from here (the agent protocol has no cancel); it ends at its
 //! own `timeout_secs`.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ impl ExecQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 }
 

@@ -1,6 +1,7 @@
 //! A [`Backend`] without a VM, for tests: it records every call, does what a real
 //! backend logs (notifications, machine checks, power-off) and can be told to fail.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -73,7 +74,7 @@ impl FakeBackend {
     }
 
     fn state(&self) -> MutexGuard<'_, FakeState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// Like the QEMU TCG backend: no machine checks.
@@ -92,12 +93,12 @@ impl FakeBackend {
 
     /// From now on `exec` records its call, then waits until [`FakeBackend::release_exec`].
     pub fn hold_exec(&self) {
-        *self.exec_held.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *self.exec_held.lock_unpoisoned() = true;
     }
 
     /// Lets every held and future `exec` finish.
     pub fn release_exec(&self) {
-        *self.exec_held.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        *self.exec_held.lock_unpoisoned() = false;
         self.exec_released.notify_all();
     }
 
@@ -117,7 +118,7 @@ impl FakeBackend {
 
     /// The platform, locked (to play the guest: `call_dsm`, ...).
     pub fn platform_lock(&self) -> MutexGuard<'_, NvdimmPlatform> {
-        self.platform.lock().unwrap_or_else(|e| e.into_inner())
+        self.platform.lock_unpoisoned()
     }
 
     /// A copy of the platform's configuration.
@@ -183,7 +184,7 @@ impl Backend for FakeBackend {
     /// Answers without a guest: status 0 and `fake: COMMAND` as the output.
     fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
         self.record(Call::Exec { command: command.to_string(), timeout_secs: timeout.as_secs() })?;
-        let mut held = self.exec_held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.exec_held.lock_unpoisoned();
         while *held {
             held = self.exec_released.wait(held).unwrap_or_else(|e| e.into_inner());
         }

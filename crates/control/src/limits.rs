@@ -2,6 +2,7 @@
 //! how long each part of a request may take. The defaults are what `vnvdimm run` uses;
 //! tests pass shorter ones to [`crate::ApiServer::start_with`].
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ impl Slots {
 
     /// A slot held until the guard is dropped, or `None` when all are taken.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = self.used.lock_unpoisoned();
         if *used >= self.max {
             return None;
         }
@@ -53,7 +54,7 @@ impl Slots {
     }
 
     pub fn in_use(&self) -> usize {
-        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+        *self.used.lock_unpoisoned()
     }
 }
 
@@ -65,7 +66,7 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut used = self.slots.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = self.slots.used.lock_unpoisoned();
         *used = used.saturating_sub(1);
     }
 }

@@ -4,6 +4,7 @@
 //! thread in what it promises, with threads so that one slow client waits alone.
 //! Stopped, and its socket removed, when the handle is dropped.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -127,7 +128,7 @@ impl Drop for ApiServerHandle {
         self.shared.stopping.store(true, Ordering::SeqCst);
         // Connection threads may outlive the handle by a deadline or two; they must not
         // keep the VM (its device model, its backing-file locks) alive meanwhile.
-        self.shared.backend.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.shared.backend.lock_unpoisoned().take();
         // Wakes poll(); a failed write still leaves `stopping` for the next wake-up.
         let _ = io::Write::write(&mut &self.wake, &[1]);
         if let Some(thread) = self.thread.take() {
@@ -287,7 +288,7 @@ fn linger(stream: &mut UnixStream) {
 }
 
 fn answer(request: &HttpRequest, stream: &UnixStream, shared: &Shared) -> Reply {
-    let backend = shared.backend.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let backend = shared.backend.lock_unpoisoned().clone();
     let Some(backend) = backend.filter(|_| !shared.stopping.load(Ordering::SeqCst)) else {
         return Reply::error(503, "the VMM is shutting down");
     };
@@ -305,7 +306,7 @@ fn answer(request: &HttpRequest, stream: &UnixStream, shared: &Shared) -> Reply 
         let queued = Queued { inner: backend, ticket: &ticket, client_gone: &client_gone };
         return route(&request.method, &request.target, &request.body, &queued);
     }
-    let _turn = shared.handler_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = shared.handler_lock.lock_unpoisoned();
     route(&request.method, &request.target, &request.body, backend)
 }
 

@@ -4,6 +4,7 @@
 //! here (it may be a multi-terabyte sparse file the VMM maps). Labels and state live in
 //! sidecar files next to it (see `persist.rs` and docs/labels-and-persistence.md).
 
+use crate::sync::LockUnpoisoned;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
@@ -289,7 +290,7 @@ impl Dimm {
         // reported to the next fsync of any descriptor opened before it. If there was
         // one, the stop was not clean: say so, and leave the DIMM marked running so the
         // next start counts the loss as a dirty shutdown.
-        let seen = self.writeback_failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let seen = self.writeback_failure.lock_unpoisoned().clone();
         if let Some(message) = seen {
             return Err(DimmError::BackingWrite { path: self.config.path.clone(), source: io::Error::other(message) });
         }

@@ -25,6 +25,7 @@ pub mod platform_open;
 pub mod platform_poison;
 pub mod poison;
 pub mod poison_journal;
+pub mod sync;
 pub mod writeback;
 pub mod volatile_mailbox;
 pub mod writeback_watch;

@@ -7,6 +7,7 @@
 //! remembers a failure for [`crate::dimm::Dimm::close_clean`], which then refuses to
 //! call the stop clean.
 
+use crate::sync::LockUnpoisoned;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ impl WritebackProbe {
 
     /// Remembers a write-back failure (the first one wins) for `close_clean`.
     pub fn note_failure(&self, message: &str) {
-        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failure = self.failure.lock_unpoisoned();
         failure.get_or_insert_with(|| message.to_string());
     }
 }

@@ -4,6 +4,7 @@
 //! and powers the guest off) and the watch stops. The DIMM remembers the failure, so
 //! the run then ends as a failure and the DIMM is not marked cleanly closed.
 
+use crate::sync::LockUnpoisoned;
 use std::io;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -73,7 +74,7 @@ pub fn power_off_on_loss(
     power_off: impl FnOnce() + Send + 'static,
 ) -> Watch {
     let probes = {
-        let platform = platform.lock().unwrap_or_else(|p| p.into_inner());
+        let platform = platform.lock_unpoisoned();
         platform.dimms().iter().filter_map(|d| d.writeback_probe()).collect()
     };
     start(checks(probes), INTERVAL, move |path, e| {

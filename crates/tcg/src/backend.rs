@@ -3,6 +3,7 @@
 //! notifications reach the guest within one poll of the event thermal zone, machine
 //! checks go through QEMU's monitor (`mce`), flush hint stores are not seen at all.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ impl Backend for TcgVm {
         if !out.trim().is_empty() {
             return Err(BackendError::Failed(format!("QEMU monitor `{line}`: {}", out.trim())));
         }
-        let mut platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        let mut platform = self.platform.lock_unpoisoned();
         platform.log_event(EventKind::MachineCheck { gpa, kind, delivered: true });
         Ok(())
     }
@@ -95,7 +96,7 @@ impl Backend for TcgVm {
 
     /// TCG drops stores to the flush hint pages (no device there): nothing to count.
     fn flush_counts(&self) -> Vec<u64> {
-        let platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        let platform = self.platform.lock_unpoisoned();
         vec![0; platform.dimms().len()]
     }
 
@@ -103,7 +104,7 @@ impl Backend for TcgVm {
         self.running()?;
         self.mark_shutting_down();
         {
-            let mut platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+            let mut platform = self.platform.lock_unpoisoned();
             platform.log_event(EventKind::PowerOff { reason: "control API power_off (QMP quit)".into() });
         }
         match self.qmp.execute("quit", None) {
@@ -119,7 +120,7 @@ impl Backend for TcgVm {
             return Err(BackendError::Unsupported("running guest commands: this VM was started without the agent's serial port".into()));
         };
         self.running()?;
-        let mut link = agent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut link = agent.lock_unpoisoned();
         if !link.ready {
             link.client.wait_ready(AGENT_READY_WAIT).map_err(|e| self.agent_failure(e))?;
             link.ready = true;

@@ -1,6 +1,7 @@
 //! Runs one guest: writes the tables and the RAM file, starts QEMU and the mailbox
 //! poller, waits for the guest to power off (or a timeout), and collects its output.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::fs::File;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -151,7 +152,7 @@ impl Guest {
         std::fs::create_dir_all(dir).map_err(io("creating work directory", dir))?;
         let tables = write_tables(&spec.platform, &spec.layout, dir)?;
         let dimms = {
-            let platform = spec.platform.lock().unwrap_or_else(|e| e.into_inner());
+            let platform = spec.platform.lock_unpoisoned();
             platform
                 .config()
                 .dimms
@@ -300,7 +301,7 @@ pub fn write_tables(
     dir: &Path,
 ) -> Result<Vec<PathBuf>, GuestError> {
     let (nfit, ssdt) = {
-        let platform = platform.lock().unwrap_or_else(|e| e.into_inner());
+        let platform = platform.lock_unpoisoned();
         if *platform.layout() != layout.platform_layout() {
             return Err(GuestError::LayoutMismatch);
         }

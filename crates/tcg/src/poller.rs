@@ -10,6 +10,7 @@
 //! listens, after it exits, or for tests that drive the mailbox alone) the poller falls
 //! back to short sleeps.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -124,7 +125,7 @@ pub fn serve_pending(mailbox: &mut MailboxMapping, platform: &Mutex<NvdimmPlatfo
     }
     // A poisoned lock means a host-side panic elsewhere; serving from the inner
     // state is still better than leaving the guest spinning for 20 s per call.
-    let mut platform = platform.lock().unwrap_or_else(|e| e.into_inner());
+    let mut platform = platform.lock_unpoisoned();
     platform.serve_mailbox(mailbox, doorbell);
     true
 }
@@ -133,7 +134,7 @@ pub fn serve_pending(mailbox: &mut MailboxMapping, platform: &Mutex<NvdimmPlatfo
 /// (docs/dsm-transport.md), and logs each as `EventKind::Notify` (the guest's `NEVT`
 /// picks them up, see [`crate::event_zone`]).
 pub fn post_notifications(mailbox: &MailboxMapping, platform: &Mutex<NvdimmPlatform>) -> Vec<Notification> {
-    let mut platform = platform.lock().unwrap_or_else(|e| e.into_inner());
+    let mut platform = platform.lock_unpoisoned();
     let pending = platform.take_notifications();
     for n in &pending {
         if let Some(counter) = platform.notify_counter(n) {

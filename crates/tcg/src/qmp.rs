@@ -3,6 +3,7 @@
 //! thread hands replies to the caller waiting for them and keeps the events (the
 //! `SHUTDOWN` event tells a guest power-off from a reset or a host `quit`).
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,7 @@ impl Qmp {
         if let Some(args) = arguments {
             request["arguments"] = args;
         }
-        let mut guard = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.channel.lock_unpoisoned();
         let (stream, replies) = &mut *guard;
         // Drop replies of commands whose caller gave up waiting.
         while replies.try_recv().is_ok() {}

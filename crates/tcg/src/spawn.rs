@@ -10,6 +10,7 @@
 //!   short-lived thread would be killed when that thread ends. So every child is forked
 //!   by one spawner thread that lives as long as the process.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
@@ -37,7 +38,7 @@ pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
     });
     let (reply_tx, reply_rx) = mpsc::channel();
     let gone = || io::Error::other("the thread that starts child processes has gone");
-    spawner.lock().unwrap_or_else(|e| e.into_inner()).send((command, reply_tx)).map_err(|_| gone())?;
+    spawner.lock_unpoisoned().send((command, reply_tx)).map_err(|_| gone())?;
     reply_rx.recv().map_err(|_| gone())?
 }
 

@@ -3,6 +3,7 @@
 //! the DSM mailbox polled, QMP for power and machine checks, and the guest console on
 //! a pipe the caller forwards (or a file).
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Stdio};
@@ -157,7 +158,7 @@ impl TcgVm {
         std::fs::create_dir_all(dir).map_err(io("creating work directory", dir))?;
         let tables = write_tables(&spec.platform, &spec.layout, dir)?;
         let dimms: Vec<DimmBacking> = {
-            let p = spec.platform.lock().unwrap_or_else(|e| e.into_inner());
+            let p = spec.platform.lock_unpoisoned();
             p.config().dimms.iter().map(|d| DimmBacking { path: d.path.clone(), readonly: d.readonly }).collect()
         };
         let (ram, ram_fds) = create_ram_file(&spec.layout)?;
@@ -280,9 +281,9 @@ impl TcgVm {
             Some(s) => format!("QEMU ended: {s}"),
             None => "QEMU killed at the timeout".to_string(),
         };
-        *self.qemu_ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(qemu.clone());
+        *self.qemu_ended.lock_unpoisoned() = Some(qemu.clone());
         self.state.store(STATE_STOPPED, Ordering::Release);
-        if let Some(poller) = self.poller.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(poller) = self.poller.lock_unpoisoned().take() {
             poller.stop()?;
         }
         let reason = self.qmp.shutdown_reason();
@@ -299,7 +300,7 @@ impl TcgVm {
         // page cache: a clean shutdown from the DIMMs' point of view. Every DIMM is
         // closed even when one fails, so a healthy one is not left marked running.
         let mut failures = Vec::new();
-        let mut platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        let mut platform = self.platform.lock_unpoisoned();
         for i in 0..platform.dimms().len() {
             if let Some(d) = platform.dimm_mut(i) {
                 if let Err(e) = d.close_clean() {
@@ -316,13 +317,13 @@ impl TcgVm {
     /// How QEMU ended (`QEMU ended: exit status: 0`, `... signal: 9 (SIGKILL)`), once
     /// [`TcgVm::wait`] has seen it end.
     pub fn qemu_ended(&self) -> Option<String> {
-        self.qemu_ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.qemu_ended.lock_unpoisoned().clone()
     }
 
     /// QEMU's exit status, or `None` when it was killed at `timeout`.
     fn wait_for_qemu(&self, timeout: Option<Duration>) -> Result<Option<std::process::ExitStatus>, VmError> {
         let status = loop {
-            let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self.child.lock_unpoisoned();
             let Some(child) = guard.as_mut() else {
                 return Err(VmError::Wait(std::io::Error::other("already waited for")));
             };
@@ -349,7 +350,7 @@ fn read_lossy(path: &Path) -> String {
 
 impl Drop for TcgVm {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(mut child) = self.child.lock_unpoisoned().take() {
             let _ = child.kill();
             let _ = child.wait();
         }

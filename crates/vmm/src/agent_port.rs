@@ -10,6 +10,7 @@
 //! READY line). Host → guest: a thread reads the socket into a queue that refills the
 //! 64-byte receive FIFO whenever the guest has read room into it.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -109,8 +110,7 @@ impl AgentPort {
     /// The host's end of the line, once (an `AgentClient` reads and writes it).
     pub fn take_host_end(&self) -> Option<UnixStream> {
         self.host_end
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .take()
     }
 
@@ -136,7 +136,7 @@ fn feed_guest(mut from_host: UnixStream, uart: Arc<Mutex<AgentUart>>) {
         };
         let mut rest = &buf[..n];
         while !rest.is_empty() {
-            let mut dev = uart.lock().unwrap_or_else(|p| p.into_inner());
+            let mut dev = uart.lock_unpoisoned();
             let room = MAX_QUEUED.saturating_sub(dev.queued.len());
             let take = room.min(rest.len());
             dev.queued.extend(&rest[..take]);

@@ -9,6 +9,7 @@
 //! (`poison_changed`) are made directly from the API thread: KVM allows
 //! KVM_SET_USER_MEMORY_REGION while a vCPU runs (see pmem_slots.rs).
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -171,7 +172,7 @@ impl Backend for KvmBackend {
                 "running guest commands: this VM's agent line is used by another client".into(),
             ));
         };
-        let mut link = agent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut link = agent.lock_unpoisoned();
         if !link.ready {
             link.client.wait_ready(AGENT_READY_WAIT).map_err(|e| self.agent_failure(e))?;
             link.ready = true;

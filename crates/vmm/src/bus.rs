@@ -4,6 +4,7 @@
 //! reads of nothing return all-ones (what an unclaimed PC bus reads) and writes to
 //! nothing are dropped with a debug log. Nothing here panics on guest input.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
@@ -133,8 +134,7 @@ impl Bus {
 /// state is plain data, and stopping the guest over it would be worse.
 fn lock(device: &SharedDevice) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
     device
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .lock_unpoisoned()
 }
 
 #[cfg(test)]

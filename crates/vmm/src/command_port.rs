@@ -7,6 +7,7 @@
 //! one, so the idle loop does not spin the host CPU; a vCPU kick (vcpu_control) is then
 //! served at most `IDLE_WAIT` late.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ impl GuestCommands {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// Posts `command` with `arg`, replacing one the guest has not taken yet.

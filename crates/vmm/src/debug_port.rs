@@ -2,6 +2,7 @@
 //! a 32-bit OUT to `REPORT_PORT` appends a word to the report, an 8-bit OUT to
 //! `EXIT_PORT` ends the run with that exit code.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Mutex};
 
 use crate::bus::{Action, BusDevice};
@@ -36,7 +37,7 @@ impl BusDevice for DebugPorts {
         const EXIT: u64 = (EXIT_PORT - REPORT_PORT) as u64;
         match (offset, data) {
             (REPORT, &[a, b, c, d]) => {
-                let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+                let mut report = self.report.lock_unpoisoned();
                 if report.len() < MAX_REPORT_WORDS {
                     report.push(u32::from_le_bytes([a, b, c, d]));
                 }

@@ -3,6 +3,7 @@
 //! store exits to the VMM, which serves the call before the vCPU resumes, so the
 //! guest's first completion check already sees the answer.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,8 +26,7 @@ impl Doorbell {
         rings: Arc<AtomicU64>,
     ) -> Self {
         let mailbox = platform
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .layout()
             .mailbox;
         Doorbell {
@@ -61,8 +61,7 @@ impl BusDevice for Doorbell {
             return Action::Continue;
         };
         self.platform
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .serve_mailbox(&mut mailbox, sequence);
         self.rings.fetch_add(1, Ordering::Relaxed);
         Action::Continue

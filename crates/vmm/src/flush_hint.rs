@@ -2,6 +2,7 @@
 //! guest wrote to that DIMM durable (fdatasync of the backing file) before the
 //! vCPU continues, which is what the guest's flush hint write means on hardware.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,8 +56,7 @@ impl FlushHint {
         counters: Arc<FlushCounters>,
     ) -> Self {
         let handle = platform
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .config()
             .dimms
             .get(dimm)
@@ -111,8 +111,7 @@ impl BusDevice for FlushHint {
         }
         self.counters.bump(self.dimm);
         self.platform
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .log_event(EventKind::Flush {
                 dimm: self.dimm,
                 handle: self.handle,

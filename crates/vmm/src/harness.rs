@@ -1,6 +1,7 @@
 //! Booting a bare-metal program on a given machine and collecting what it
 //! reported: used by `vnvdimm selftest`, the tests and the benchmarks.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -109,7 +110,7 @@ pub fn attach_commands(vm: &mut Vm) -> Result<Arc<GuestCommands>, HarnessError> 
 
 pub fn run(vm: &mut Vm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<RunResult, HarnessError> {
     let outcome = run_loop::run(vm, pmem_faults)?;
-    let report = vm.stats.report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let report = vm.stats.report.lock_unpoisoned().clone();
     Ok(RunResult { outcome, report })
 }
 

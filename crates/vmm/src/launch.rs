@@ -7,6 +7,7 @@
 //! runs, a watch asks the backing files for failed write-back, so guest stores that the
 //! host cannot keep end the run with the file named instead of being lost (point 7).
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -94,7 +95,7 @@ pub fn run(
     // Before closing: a check racing the final one could take the error away from it.
     drop(watch);
     drop(api);
-    let mut platform = platform.lock().unwrap_or_else(|p| p.into_inner());
+    let mut platform = platform.lock_unpoisoned();
     let outcome = outcome.map_err(|error| LaunchError::Run { diagnosis: diagnose_run_failure(&error, &platform), error })?;
     // The VMM survived, so every guest store is in the backing files' page cache: a
     // clean shutdown from the DIMMs' point of view, unless write-back failed. Every DIMM
@@ -133,7 +134,7 @@ fn start(
 }
 
 fn undo_start(platform: &Arc<Mutex<NvdimmPlatform>>, start: LaunchError) -> LaunchError {
-    let mut platform = platform.lock().unwrap_or_else(|p| p.into_inner());
+    let mut platform = platform.lock_unpoisoned();
     match platform.undo_open() {
         Ok(()) => start,
         Err(undo) => LaunchError::Undo { start: Box::new(start), undo },

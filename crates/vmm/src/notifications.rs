@@ -9,6 +9,7 @@
 //! doorbell ring.
 
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Mutex};
 
 use kvm_ioctls::VmFd;
@@ -49,7 +50,7 @@ impl NotificationPath {
     /// do (and no interrupt) when none is pending. Where KVM refused the irqchip there is
     /// no line to pulse: the counters and the GED bit stay set for the guest to find.
     pub fn deliver(&self, platform: &Mutex<NvdimmPlatform>) -> Result<usize, NotifyError> {
-        let mut platform = platform.lock().unwrap_or_else(|p| p.into_inner());
+        let mut platform = platform.lock_unpoisoned();
         let pending = platform.take_notifications();
         if pending.is_empty() {
             return Ok(0);

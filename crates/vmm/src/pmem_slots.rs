@@ -25,6 +25,7 @@
 //! `on_fetch_failure`, which registers their pieces (the instruction restarts) or names
 //! the poisoned page the fetch consumed.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -138,14 +139,14 @@ impl PmemSlots {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     /// Re-plans if the platform's poison differs from what the slots were planned for.
     /// `Ok(None)`: nothing changed. Locks the platform briefly, never together with the slots.
     pub fn sync(&self, platform: &Mutex<NvdimmPlatform>) -> Result<Option<SyncStats>, MemslotError> {
         let current: Vec<PoisonSet> = {
-            let p = platform.lock().unwrap_or_else(|e| e.into_inner());
+            let p = platform.lock_unpoisoned();
             let mut inner = self.lock();
             let same = inner.planned.as_ref().is_some_and(|planned| {
                 planned.len() == p.dimms().len() && planned.iter().zip(p.dimms()).all(|(a, d)| *a == d.state.poison)

@@ -21,6 +21,7 @@
 //! Before every KVM_RUN the loop serves `VcpuControl` requests (machine checks and
 //! power-off from the control API).
 
+use nvdimm_model::sync::LockUnpoisoned;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 
@@ -211,7 +212,7 @@ fn serve_requests(vm: &Vm, vcpu: &VcpuFd) -> Option<GuestOutcome> {
 }
 
 fn lock(vm: &Vm) -> std::sync::MutexGuard<'_, nvdimm_model::NvdimmPlatform> {
-    vm.platform.lock().unwrap_or_else(|p| p.into_inner())
+    vm.platform.lock_unpoisoned()
 }
 
 /// Injects (if this KVM can) and logs a machine check; `delivered` says whether KVM took it.

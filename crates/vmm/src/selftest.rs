@@ -1,6 +1,7 @@
 //! `vnvdimm selftest`: the firmware/ programs run under KVM on this host, each
 //! result compared with what the VMM generated or should have done.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -133,7 +134,7 @@ pub fn check_dsm(vm: &mut Vm, run: &RunResult, _machine: &Machine) -> Result<Str
     }
     want("Intel F1 SMART status", 9, 0)?;
     want("Intel F1 output length", 10, 4 + 128)?;
-    let platform = vm.platform.lock().unwrap_or_else(|p| p.into_inner());
+    let platform = vm.platform.lock_unpoisoned();
     if platform.dimms()[0].read_labels(0, 16) != Some(&firmware::LABEL_PATTERN[..]) {
         return Err("the label area of DIMM 0 does not hold what the guest wrote with F6".into());
     }
@@ -181,8 +182,7 @@ pub fn check_flush(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<St
     }
     let logged = vm
         .platform
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .lock_unpoisoned()
         .events_since(0)
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Flush { dimm: 0, .. }))
@@ -204,8 +204,7 @@ pub fn check_flush(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<St
 /// recorded in the device model and taken out of the memslots before the guest starts.
 fn poison_page(vm: &Vm) -> Result<(), HarnessError> {
     vm.platform
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .lock_unpoisoned()
         .add_poison(0, firmware::POISON_OFFSET, 8)
         .map_err(|e| HarnessError::Backing { path: "DIMM 0 poison".into(), source: std::io::Error::other(e.to_string()) })?;
     vm.pmem.sync(&vm.platform).map_err(|e| HarnessError::Vm(e.into()))?;
@@ -220,7 +219,7 @@ pub fn check_poison(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<S
     expect("MC9_ADDR in the guest's #MC handler", run.u64_at(2), gpa)?;
     expect("MC9_STATUS in the guest's #MC handler", run.u64_at(4), crate::mce::SRAR_STATUS)?;
     expect("MCG_STATUS in the guest's #MC handler", run.u64_at(6), crate::mce::SRAR_MCG_STATUS)?;
-    let logged = vm.platform.lock().unwrap_or_else(|p| p.into_inner()).events_since(0).iter().any(|e| {
+    let logged = vm.platform.lock_unpoisoned().events_since(0).iter().any(|e| {
         e.kind
             == EventKind::MachineCheck {
                 gpa,

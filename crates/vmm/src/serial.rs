@@ -6,6 +6,7 @@
 //! KVM_IRQFD on IRQ 4 (edge: one write, one interrupt, as vm-superio raises it per
 //! event); without one it goes nowhere and guests poll LSR.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io::Write;
 
 use kvm_ioctls::VmFd;
@@ -129,10 +130,10 @@ impl SharedWriter {
 
 impl Write for SharedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(buf)
+        self.0.lock_unpoisoned().write(buf)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).flush()
+        self.0.lock_unpoisoned().flush()
     }
 }
 

@@ -16,6 +16,7 @@
 //! every vCPU thread to leave its loop before its next KVM_RUN and kicks them all, so
 //! one vCPU's power-off, reset or crash ends the whole machine.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -88,7 +89,7 @@ impl VcpuControl {
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, Vec<Request>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        self.queue.lock_unpoisoned()
     }
 
     pub fn state(&self) -> RunState {
@@ -137,7 +138,7 @@ impl VcpuControl {
 
     fn kick(&self) {
         let signal = kick_signal();
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        let thread = self.thread.lock_unpoisoned();
         if let Some(thread) = *thread {
             // SAFETY: the thread is inside run_loop::run (it clears this under the same
             // lock before leaving), so the pthread_t is live.
@@ -151,7 +152,7 @@ impl VcpuControl {
         self.stopping.store(true, Ordering::SeqCst);
         self.kick();
         let signal = kick_signal();
-        for &thread in self.aps.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for &thread in self.aps.lock_unpoisoned().iter() {
             // SAFETY: registered by `enter_ap` and removed under this lock by `leave_ap`
             // before the thread ends, so the pthread_t is live.
             unsafe { libc::pthread_kill(thread, signal) };
@@ -182,7 +183,7 @@ impl VcpuControl {
         // SAFETY: forwarded from the caller.
         unsafe { enter_thread(run) };
         // SAFETY: pthread_self has no preconditions.
-        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(unsafe { libc::pthread_self() });
+        *self.thread.lock_unpoisoned() = Some(unsafe { libc::pthread_self() });
         if self.state() == RunState::Created {
             self.set_state(RunState::Running);
         }
@@ -190,7 +191,7 @@ impl VcpuControl {
 
     /// Called by the vCPU thread when `run` returns: no more kicks, later requests refused.
     pub fn leave(&self) {
-        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.thread.lock_unpoisoned() = None;
         KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
         self.set_state(RunState::Stopped);
     }
@@ -203,14 +204,14 @@ impl VcpuControl {
         // SAFETY: forwarded from the caller.
         unsafe { enter_thread(run) };
         // SAFETY: pthread_self has no preconditions.
-        self.aps.lock().unwrap_or_else(|p| p.into_inner()).push(unsafe { libc::pthread_self() });
+        self.aps.lock_unpoisoned().push(unsafe { libc::pthread_self() });
     }
 
     /// Called by an application processor's thread when its loop ends.
     pub fn leave_ap(&self) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
-        self.aps.lock().unwrap_or_else(|p| p.into_inner()).retain(|&t| t != me);
+        self.aps.lock_unpoisoned().retain(|&t| t != me);
         KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
     }
 }

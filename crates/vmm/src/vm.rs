@@ -10,6 +10,7 @@
 //! is pulsed on GSI 5 with KVM_IRQ_LINE (backend.rs). Where KVM refuses the irqchip the
 //! VM is built without one (`Vm::irqchip` says why) and runs vCPU 0 only, as before.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io::Write;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -145,7 +146,7 @@ impl Vm {
         platform: Arc<Mutex<NvdimmPlatform>>,
         console: Box<dyn Write + Send>,
     ) -> Result<Self, VmError> {
-        if platform.lock().unwrap_or_else(|p| p.into_inner()).layout() != &machine.memory_map.layout {
+        if platform.lock_unpoisoned().layout() != &machine.memory_map.layout {
             return Err(VmError::LayoutMismatch);
         }
         let kvm = Kvm::new().map_err(VmError::Kvm)?;

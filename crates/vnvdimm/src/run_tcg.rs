@@ -4,6 +4,7 @@
 //! imposes (RAM below 3 GiB, DIMM windows within 40 address bits) is checked here, still
 //! before QEMU starts.
 
+use nvdimm_model::sync::LockUnpoisoned;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -82,7 +83,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
 /// A start that failed after the DIMMs were opened leaves them as they were: no
 /// `running` marker, no shutdown counted (issue 10, point 6).
 fn undo_start(prepared: &Prepared, failure: Failure) -> Failure {
-    let mut platform = prepared.spec.platform.lock().unwrap_or_else(|e| e.into_inner());
+    let mut platform = prepared.spec.platform.lock_unpoisoned();
     match platform.undo_open() {
         Ok(()) => failure,
         Err(e) => Failure { message: format!("{}; {e}", failure.message), ..failure },
