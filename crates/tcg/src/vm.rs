@@ -22,10 +22,7 @@ use crate::qemu::{DimmBacking, QemuCommand, SerialTarget};
 use crate::qmp::{Qmp, QmpError};
 use crate::ram::{MailboxMapping, RamError};
 
-/// Exit status for a guest that crashed, as the KVM backend's `EXIT_GUEST_CRASHED`.
-pub const EXIT_GUEST_CRASHED: u8 = 3;
-/// Exit status for a failure of QEMU or of the VMM itself.
-pub const EXIT_VMM_FAILED: u8 = 1;
+use vnvdimm_control::exit_status;
 
 #[derive(Debug, Error)]
 pub enum VmError {
@@ -89,13 +86,12 @@ pub enum VmExit {
 }
 
 impl VmExit {
-    /// Same codes as the KVM backend (`vnvdimm_vmm::outcome`): clean ends 0, a crashed
-    /// guest 3, a failed VMM 1.
+    /// The codes of `vnvdimm_control::exit_status`, as the KVM backend's.
     pub fn exit_status(&self) -> u8 {
         match self {
-            VmExit::PowerOff | VmExit::Reset | VmExit::HostStopped(_) => 0,
-            VmExit::Panicked => EXIT_GUEST_CRASHED,
-            VmExit::QemuFailed(_) => EXIT_VMM_FAILED,
+            VmExit::PowerOff | VmExit::Reset | VmExit::HostStopped(_) => exit_status::OK,
+            VmExit::Panicked => exit_status::GUEST_CRASHED,
+            VmExit::QemuFailed(_) => exit_status::FAILURE,
         }
     }
 }

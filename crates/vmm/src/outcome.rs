@@ -1,7 +1,6 @@
 //! How a guest run ended, and the process exit status that stands for it.
 
-/// Exit status for a guest that crashed (triple fault, emulation failure, halted forever).
-pub const EXIT_GUEST_CRASHED: i32 = 3;
+use vnvdimm_control::exit_status;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestOutcome {
@@ -17,11 +16,11 @@ pub enum GuestOutcome {
 
 impl GuestOutcome {
     /// Power off and reset are clean ends (0); a debug exit passes its code through.
-    pub fn exit_status(&self) -> i32 {
+    pub fn exit_status(&self) -> u8 {
         match self {
-            GuestOutcome::PowerOff | GuestOutcome::Reset => 0,
-            GuestOutcome::DebugExit(code) => i32::from(*code),
-            GuestOutcome::Crashed(_) => EXIT_GUEST_CRASHED,
+            GuestOutcome::PowerOff | GuestOutcome::Reset => exit_status::OK,
+            GuestOutcome::DebugExit(code) => *code,
+            GuestOutcome::Crashed(_) => exit_status::GUEST_CRASHED,
         }
     }
 }

@@ -8,16 +8,9 @@ use clap::{Parser, Subcommand};
 
 use crate::{acpi_dump, ctl, demo, run as run_cmd, selftest};
 
-/// Exit code for success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code for failures that are not the user's input (I/O, internal errors).
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code for usage errors: bad options or values (the same code clap uses).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code of `vnvdimm run` when the options were fine but the host could not start
-/// the VM: an I/O error on a backing file or sidecar, a full disk, a backing file
-/// another VM is using. Nothing was changed (docs/running.md).
-pub const EXIT_START_HOST: u8 = 4;
+pub use vnvdimm_control::exit_status::{
+    FAILURE as EXIT_FAILURE, OK as EXIT_OK, START_HOST as EXIT_START_HOST, USAGE as EXIT_USAGE,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "vnvdimm", version, about = "A VMM with emulated NVDIMMs Linux cannot tell from real ones")]

@@ -145,7 +145,7 @@ fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn 
         }
     })?;
     let _ = writeln!(err, "vnvdimm: {outcome}");
-    Ok(u8::try_from(outcome.exit_status()).unwrap_or(crate::cli::EXIT_FAILURE))
+    Ok(outcome.exit_status())
 }
 
 pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
