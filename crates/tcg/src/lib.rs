@@ -18,6 +18,7 @@
 //!   the guest's `\_SB.NVDR.NEVT` (a polled ACPI thermal zone).
 
 pub mod backend;
+pub mod console_in;
 pub mod cpio;
 pub mod event_zone;
 pub mod guest;

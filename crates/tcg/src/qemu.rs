@@ -150,7 +150,7 @@ impl QemuCommand {
         push(&mut a, "panic=shutdown");
         // ttyS1 must exist for the agent to be ttyS2; without a results file it is a
         // second front end of the console's chardev.
-        let share_console = self.agent_socket.is_some() && self.results_log.is_none();
+        let share_console = self.console_is_multiplexed();
         let mux = if share_console { ",mux=on" } else { "" };
         match &self.console {
             SerialTarget::File(path) if !share_console => {
@@ -208,6 +208,12 @@ impl QemuCommand {
         push(&mut a, "-append");
         a.push(self.append(layout).into());
         a
+    }
+
+    /// Whether ttyS0 and ttyS1 share the console's chardev (`mux=on`): ttyS1 must
+    /// exist for the agent to be ttyS2, and without a results file it goes there.
+    pub fn console_is_multiplexed(&self) -> bool {
+        self.agent_socket.is_some() && self.results_log.is_none()
     }
 
     pub fn command(&self, layout: &TcgLayout) -> Command {

@@ -17,6 +17,7 @@ use vnvdimm_control::VmState;
 
 use crate::guest::{create_ram_file, write_tables, GuestError};
 use crate::layout::TcgLayout;
+use crate::console_in::ConsoleIn;
 use crate::poller::{MailboxPoller, PollerError};
 use crate::qemu::{DimmBacking, QemuCommand, SerialTarget};
 use crate::qmp::{Qmp, QmpError};
@@ -64,6 +65,9 @@ pub struct TcgVmSpec {
     pub work_dir: PathBuf,
     /// `Stdio`: the console is a pipe the caller takes with [`TcgVm::take_console`].
     pub console: SerialTarget,
+    /// With `Stdio`: QEMU reads the console's input from a pipe the caller takes with
+    /// [`TcgVm::take_console_input`] (else QEMU's stdin is /dev/null).
+    pub console_input: bool,
     /// The guest agent's serial port (ttyS2) on this Unix socket; the VM keeps the one
     /// connection QEMU accepts and serves [`vnvdimm_control::Backend::exec`] through it.
     pub agent_socket: Option<PathBuf>,
@@ -126,6 +130,7 @@ pub struct TcgVm {
     state: AtomicU8,
     child: Mutex<Option<Child>>,
     console: Mutex<Option<ChildStdout>>,
+    console_input: Mutex<Option<ConsoleIn>>,
     poller: Mutex<Option<MailboxPoller>>,
     stderr_log: PathBuf,
     command_line: String,
@@ -190,10 +195,15 @@ impl TcgVm {
             SerialTarget::File(_) => Stdio::null(),
         };
         let mut command = q.command(&spec.layout);
-        command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        let stdin = match (&spec.console, spec.console_input) {
+            (SerialTarget::Stdio, true) => Stdio::piped(),
+            _ => Stdio::null(),
+        };
+        command.stdin(stdin).stdout(stdout).stderr(stderr);
         let mut child = crate::spawn::spawn_tied(command)
             .map_err(|source| GuestError::QemuMissing { qemu: spec.qemu.clone(), source })?;
         let console = child.stdout.take();
+        let console_input = child.stdin.take().map(|stdin| ConsoleIn::new(stdin, q.console_is_multiplexed()));
         // A QEMU that refuses its options or kernel exits before it creates the QMP
         // socket; say so at once instead of waiting out the connect timeout.
         let waiting = Instant::now();
@@ -233,12 +243,18 @@ impl TcgVm {
             state: AtomicU8::new(STATE_RUNNING),
             child: Mutex::new(Some(child)),
             console: Mutex::new(console),
+            console_input: Mutex::new(console_input),
             poller: Mutex::new(Some(poller)),
             stderr_log,
             command_line,
             qemu_ended: Mutex::new(None),
             agent,
         })
+    }
+
+    /// Where the console's input goes (QEMU's stdin) when the spec asked for it.
+    pub fn take_console_input(&self) -> Option<ConsoleIn> {
+        self.console_input.lock().ok()?.take()
     }
 
     /// The guest console (QEMU's stdout) when the spec asked for `Stdio`; read it to

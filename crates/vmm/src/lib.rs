@@ -7,8 +7,10 @@
 pub mod agent_port;
 pub mod backend;
 pub mod bare_metal;
+pub mod buffered_uart;
 pub mod bus;
 pub mod command_port;
+pub mod console_escape;
 pub mod cpuid;
 pub mod debug_port;
 pub mod doorbell;
@@ -18,6 +20,7 @@ pub mod flush_hint;
 pub mod ged;
 pub mod guest_memory;
 pub mod harness;
+pub mod host_io;
 pub mod kvm_check;
 pub mod launch;
 pub mod linux_boot;
@@ -33,6 +36,7 @@ pub mod pvpanic;
 pub mod run_loop;
 pub mod selftest;
 pub mod serial;
+pub mod uart_feed;
 pub mod vcpu_control;
 pub mod vm;
 

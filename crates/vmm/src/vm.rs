@@ -32,7 +32,11 @@ use crate::mce;
 use crate::memslots::MemslotError;
 use crate::pmem_slots::PmemSlots;
 use crate::vcpu_control::VcpuControl;
+use crate::buffered_uart::BufferedUart;
+use crate::console_escape::ConsoleEscape;
 use crate::guest_memory::{GuestMemory, GuestMemoryError};
+use crate::host_io::HostIo;
+use crate::uart_feed::UartFeed;
 use crate::power::{
     PcResetControl, PowerPorts, PC_RESET_CONTROL_PORT, POWER_PORTS_LEN, SLEEP_CONTROL_PORT,
 };
@@ -62,6 +66,10 @@ pub enum VmError {
     NoVcpus,
     #[error("cannot set up the guest agent's serial line (COM3): {0}")]
     AgentPort(std::io::Error),
+    #[error(transparent)]
+    HostIo(#[from] crate::host_io::HostIoError),
+    #[error("cannot set up the console's input queue: {0}")]
+    ConsoleInput(std::io::Error),
     #[error("cannot start a vCPU thread: {0}")]
     Thread(String),
 }
@@ -126,6 +134,11 @@ pub struct Vm {
     pub run_aps: bool,
     /// COM3 (ttyS2), the guest agent's line; `KvmBackend` takes its host end.
     pub agent: Arc<AgentPort>,
+    /// COM1 (ttyS0), the console; [`Vm::attach_console_input`] feeds it.
+    pub console_uart: Arc<Mutex<BufferedUart>>,
+    /// Serves the host side of COM1 and COM3. Declared after `agent`: it stops after
+    /// the agent line was hung up.
+    pub host_io: HostIo,
 }
 
 impl Vm {
@@ -177,18 +190,19 @@ impl Vm {
         let mut io_bus = Bus::new("io");
         // ttyS0 and ttyS1 (the image's step results) share the console.
         let console = SharedWriter::new(console);
-        io_bus.insert(
-            u64::from(COM1_PORT),
-            SERIAL_PORT_LEN,
-            shared(serial(&vm_fd, irqchip.is_ok(), COM1_IRQ, Box::new(console.clone()))),
-        )?;
+        let host_io = HostIo::start()?;
+        let console_uart = Arc::new(Mutex::new(
+            BufferedUart::new(serial(&vm_fd, irqchip.is_ok(), COM1_IRQ, Box::new(console.clone())))
+                .map_err(VmError::ConsoleInput)?,
+        ));
+        io_bus.insert(u64::from(COM1_PORT), SERIAL_PORT_LEN, console_uart.clone())?;
         io_bus.insert(
             u64::from(RESULTS_PORT),
             SERIAL_PORT_LEN,
             shared(serial(&vm_fd, irqchip.is_ok(), RESULTS_IRQ, Box::new(console))),
         )?;
         let agent = Arc::new(
-            AgentPort::new(|out| serial(&vm_fd, irqchip.is_ok(), AGENT_IRQ, out)).map_err(VmError::AgentPort)?,
+            AgentPort::new(&host_io, |out| serial(&vm_fd, irqchip.is_ok(), AGENT_IRQ, out)).map_err(VmError::AgentPort)?,
         );
         io_bus.insert(u64::from(AGENT_PORT), SERIAL_PORT_LEN, agent.uart.clone())?;
         io_bus.insert(
@@ -269,7 +283,29 @@ impl Vm {
             irqchip,
             run_aps: false,
             agent,
+            console_uart,
+            host_io,
         })
+    }
+
+    /// Makes `input` the console's keyboard: its bytes go to COM1 (ttyS0). With
+    /// `escape`, Ctrl-A x powers the guest off (a terminal in raw mode, where Ctrl-C
+    /// is the guest's).
+    pub fn attach_console_input<R>(&self, input: R, escape: bool) -> Result<(), VmError>
+    where
+        R: std::io::Read + std::os::fd::AsRawFd + Send + 'static,
+    {
+        let escape = escape.then(|| {
+            let control = self.control.clone();
+            ConsoleEscape::new(Box::new(move || {
+                log::warn!("Ctrl-A x on the console: powering the guest off");
+                let _ = control.request(crate::vcpu_control::Request::PowerOff);
+            }))
+        });
+        let feed = UartFeed::new("console input", input, self.console_uart.clone(), escape)
+            .map_err(VmError::ConsoleInput)?;
+        self.host_io.add(Box::new(feed))?;
+        Ok(())
     }
 
     /// Whether the guest can be sent machine checks of `kind`.

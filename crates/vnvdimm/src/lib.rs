@@ -2,6 +2,7 @@
 
 pub mod acpi_dump;
 pub mod cli;
+pub mod console_input;
 mod console_pipe;
 pub mod ctl;
 pub mod ctl_poison_batch;

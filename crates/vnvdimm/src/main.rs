@@ -10,6 +10,9 @@ fn main() -> ExitCode {
         vnvdimm::stop_signals::block_in_main();
     }
     vnvdimm_host_log::init();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+        vnvdimm::console_input::use_stdin();
+    }
     let code = vnvdimm::cli::run(std::env::args_os(), &mut std::io::stdout(), &mut std::io::stderr());
     ExitCode::from(code)
 }

@@ -125,11 +125,17 @@ fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn 
         cmdline: boot.cmdline,
     };
     let api_socket = args.api_socket.as_deref();
+    let mut input = crate::console_input::ConsoleInput::from_stdin();
+    let keyboard = input.as_ref().and_then(|i| Some((i.source.try_clone().ok()?, i.escape)));
     let outcome = crate::console_pipe::run_with_console(out, |console| {
         vnvdimm_vmm::launch::run(machine, console, api_socket, |vm| {
             let map = vm.machine.memory_map.clone();
             let loaded = vnvdimm_vmm::linux_boot::load(&vm.memory, &map, &spec).map_err(|e| e.to_string())?;
-            vnvdimm_vmm::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())
+            vnvdimm_vmm::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())?;
+            if let Some((source, escape)) = keyboard {
+                vm.attach_console_input(source, escape).map_err(|e| e.to_string())?;
+            }
+            Ok(())
         }, |backend| {
             use vnvdimm_control::Backend as _;
             crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(backend.power_off()));
@@ -144,6 +150,9 @@ fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn 
             FailureKind::Run => Failure::other(message),
         }
     })?;
+    if let Some(input) = &mut input {
+        input.restore();
+    }
     let _ = writeln!(err, "vnvdimm: {outcome}");
     Ok(outcome.exit_status())
 }

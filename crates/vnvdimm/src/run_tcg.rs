@@ -74,6 +74,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         platform: Arc::new(Mutex::new(platform)),
         work_dir: work.path().to_path_buf(),
         console: SerialTarget::Stdio,
+        console_input: false,
         // Always there: `vnvdimm ctl exec` / `POST /exec` reach the guest through it.
         agent_socket: Some(work.path().join("agent.sock")),
     };
@@ -92,7 +93,9 @@ fn undo_start(prepared: &Prepared, failure: Failure) -> Failure {
 
 /// Runs the guest to its end; returns the exit status (docs/tcg-backend.md).
 pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
-    let prepared = prepare(args)?;
+    let mut prepared = prepare(args)?;
+    let mut input = crate::console_input::ConsoleInput::from_stdin();
+    prepared.spec.console_input = input.is_some();
     let vm = match TcgVm::start(&prepared.spec) {
         Ok(vm) => Arc::new(vm),
         Err(e) => return Err(undo_start(&prepared, Failure::other(format!("--backend tcg: {e}")))),
@@ -112,6 +115,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
     };
     let stopper = vm.clone();
     crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(stopper.power_off()));
+    if let (Some(keyboard), Some(qemu_stdin)) = (&input, vm.take_console_input()) {
+        forward_keyboard(keyboard, qemu_stdin, vm.clone());
+    }
     let stopper = vm.clone();
     let watch = nvdimm_model::writeback_watch::power_off_on_loss(&prepared.spec.platform, move || {
         let _ = stopper.power_off();
@@ -138,8 +144,42 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
     // Always say how QEMU itself ended: a guest power-off and a QEMU killed by a signal
     // after it can look alike otherwise.
     let qemu = vm.qemu_ended().unwrap_or_default();
+    if let Some(input) = &mut input {
+        input.restore();
+    }
     let _ = writeln!(err, "vnvdimm: {exit} ({qemu})");
     Ok(exit.exit_status())
+}
+
+/// Copies the console's input into QEMU's stdin (its console chardev), with the same
+/// Ctrl-A commands as the KVM backend's console. The thread ends with the input or
+/// with QEMU (a write to its closed stdin fails).
+fn forward_keyboard(input: &crate::console_input::ConsoleInput, mut qemu_stdin: vnvdimm_tcg::console_in::ConsoleIn, vm: Arc<TcgVm>) {
+    let Ok(mut source) = input.source.try_clone() else { return };
+    let mut escape = input.escape.then(|| {
+        vnvdimm_vmm::console_escape::ConsoleEscape::new(Box::new(move || {
+            log::warn!("Ctrl-A x on the console: powering the guest off");
+            let _ = vm.power_off();
+        }))
+    });
+    let _ = std::thread::Builder::new().name("vnv-console-in".into()).spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let bytes = match &mut escape {
+                Some(escape) => escape.filter(&buf[..n]),
+                None => buf[..n].to_vec(),
+            };
+            if qemu_stdin.send(&bytes).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -1,0 +1,73 @@
+//! The host I/O loop: one thread running an event-manager `EventManager` that serves
+//! every host-side byte source of the KVM VM (the console's input into COM1, the guest
+//! agent's socket into COM3), each a subscriber woken by epoll, none polled. Sources are
+//! added from any thread through the manager's remote endpoint.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use event_manager::{EventManager, MutEventSubscriber, RemoteEndpoint, SubscriberOps};
+use thiserror::Error;
+
+pub type Subscriber = Box<dyn MutEventSubscriber + Send>;
+
+#[derive(Debug, Error)]
+pub enum HostIoError {
+    #[error("cannot create the host I/O loop's epoll set: {0:?}")]
+    Create(event_manager::Error),
+    #[error("cannot start the host I/O thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the host I/O loop refused a new source: {0:?}")]
+    Add(event_manager::Error),
+}
+
+/// The running loop; dropping it stops the thread.
+pub struct HostIo {
+    endpoint: RemoteEndpoint<Subscriber>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HostIo {
+    pub fn start() -> Result<Self, HostIoError> {
+        let mut manager = EventManager::<Subscriber>::new().map_err(HostIoError::Create)?;
+        let endpoint = manager.remote_endpoint();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vnv-host-io".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Acquire) {
+                    // EINTR comes back as Ok(0); any other error means the epoll set
+                    // itself is gone, and no source can be served any more.
+                    if let Err(e) = manager.run() {
+                        log::error!("host I/O loop stopped: {e:?}; console input and the agent line are dead");
+                        return;
+                    }
+                }
+            })
+            .map_err(HostIoError::Thread)?;
+        Ok(HostIo { endpoint, stop, thread: Some(thread) })
+    }
+
+    /// Adds a source; its `init` registers the descriptors it waits on.
+    pub fn add(&self, subscriber: Subscriber) -> Result<(), HostIoError> {
+        self.endpoint
+            .call_blocking(move |ops: &mut dyn SubscriberOps<Subscriber = Subscriber>| {
+                ops.add_subscriber(subscriber);
+                Ok::<(), event_manager::Error>(())
+            })
+            .map_err(HostIoError::Add)
+    }
+}
+
+impl Drop for HostIo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.endpoint.kick();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

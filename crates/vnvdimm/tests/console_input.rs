@@ -1,0 +1,78 @@
+//! The guest console takes input: bytes on `vnvdimm run`'s standard input reach a shell
+//! on the guest's ttyS0 (the image's `vnv.console=shell`), under both backends. The
+//! real binary runs, with its standard input a pipe, as in `echo ... | vnvdimm run`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use vnvdimm_integration::kvm_linux_test;
+
+/// Boots the image with a console shell, types one command once the guest's steps have
+/// run, and returns the console output and the exit status.
+fn type_at_the_console(backend: &str) -> (String, Option<i32>) {
+    let image = vnvdimm_tcg::GuestImage::locate_or_build().unwrap_or_else(|e| panic!("guest image: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let dimm = dir.path().join("d.img");
+    std::fs::File::create(&dimm).unwrap().set_len(256 << 20).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vnvdimm"))
+        .args(["run", "--backend", backend, "--memory", "512M"])
+        .arg("--kernel")
+        .arg(&image.vmlinux)
+        .arg("--initramfs")
+        .arg(&image.initramfs)
+        .args(["--cmdline", "console=ttyS0 panic=-1 vnv.agent=off vnv.console=shell"])
+        .arg("--nvdimm")
+        .arg(format!("path={},size=256M", dimm.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vnvdimm run");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    // Typed once init is past its steps, as a person would after the boot messages.
+    let ready = std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(600)).ok())
+        .any(|line| line.contains("@@VNV-END modprobe"));
+    if ready {
+        stdin.write_all(b"echo typed-$((6*7)); exit\n").unwrap();
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let out = reader.join().unwrap();
+    assert!(ready, "the guest never finished its steps:\n{out}\n{err}");
+    (format!("{out}\n--- stderr:\n{err}"), status.code())
+}
+
+fn check(output: &str, code: Option<i32>) {
+    // The shell's echo of the line contains `$((6*7))`; only the command's output has 42.
+    assert!(output.contains("typed-42"), "the typed command did not run in the guest:\n{output}");
+    assert_eq!(code, Some(0), "leaving the console shell powers the guest off cleanly:\n{output}");
+}
+
+#[test]
+fn typed_input_reaches_a_console_shell_under_tcg() {
+    vnvdimm_integration::require_qemu();
+    let (output, code) = type_at_the_console("tcg");
+    check(&output, code);
+}
+
+kvm_linux_test! {
+    fn typed_input_reaches_a_console_shell_under_kvm() {
+        let (output, code) = type_at_the_console("kvm");
+        check(&output, code);
+    }
+}
