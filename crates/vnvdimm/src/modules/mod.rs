@@ -45,6 +45,8 @@ pub fn initramfs_with_modules(
     let depmod = host_tools::find("depmod", "kmod").map_err(host)?;
     let resolved = resolve::resolve(&tree, dir, &wanted, |f| resolve::modinfo_deps(&modinfo, f)).map_err(|e| match e {
         resolve::ResolveError::MissingEssential { .. } => Failure::usage(e.to_string()),
+        // modinfo ran but could not read a file of DIR: the tree is at fault, not the host.
+        resolve::ResolveError::Tool(e @ host_tools::ToolError::Failed { .. }) => Failure::usage(e.to_string()),
         resolve::ResolveError::Tool(e) => host(e),
     })?;
     if !resolved.missing.is_empty() {
