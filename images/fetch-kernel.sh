@@ -81,7 +81,9 @@ mv "$work/vmlinux" "$stage/vmlinux"
 [ -f "$boot/config-$release" ] && mv "$boot/config-$release" "$stage/config"
 echo "$pkg" >"$stage/package"
 touch "$stage/done"
-rm -rf "$out"
-mv "$stage" "$out"
+# Tests may fetch the same kernel side by side: the first complete copy wins (a
+# directory rename is atomic), the others are dropped with their work directory.
+[ -d "$out" ] && [ ! -f "$out/done" ] && rm -rf "$out"
+mv -T "$stage" "$out" 2>/dev/null || [ -f "$out/done" ] || die "cannot move the unpacked kernel to $out"
 log "done in $(($(date +%s) - started)) s: $(du -sh "$out" | cut -f1)"
 echo "$out"

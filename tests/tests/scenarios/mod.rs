@@ -1307,6 +1307,24 @@ pub fn s10_devdax_as_system_ram_and_back(guest: impl Into<Guest>) {
         .as_str()
         .unwrap_or_else(|| panic!("no dax device in {ns}"))
         .to_string();
+    // Hot-added memory's default: Debian's 6.1 leaves it offline for daxctl to online
+    // movable; Debian's 6.12 (CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO) onlines it
+    // itself, possibly into a zone it could not be offlined from again, so daxctl refuses.
+    // On 6.12 the scenario checks the refusal, then sets the policy as an admin would.
+    let policy = vm.ok("cat /sys/devices/system/memory/auto_online_blocks");
+    match work.kernel() {
+        GuestKernel::Debian61 => assert_eq!(policy.trim(), "offline", "{}", vm.context()),
+        GuestKernel::Debian612 => {
+            assert_eq!(policy.trim(), "online", "{}", vm.context());
+            let (status, out) = vm.exec(&format!("daxctl reconfigure-device -m system-ram {dax}"));
+            assert!(
+                status != 0 && out.contains("kernel policy will auto-online memory"),
+                "6.12's daxctl refusal: status {status}: {out}\n{}",
+                vm.context()
+            );
+            vm.ok("echo offline > /sys/devices/system/memory/auto_online_blocks");
+        }
+    }
     vm.ok(&format!("daxctl reconfigure-device -m system-ram {dax}"));
     let ram = vm.json(&format!("daxctl list -d {dax} 2>/dev/null"));
     let dev = &as_list(&ram)[0];
