@@ -11,7 +11,8 @@
 #              poison tests' probe (/sbin/vnv-mmap-probe, built from vnv-mmap-probe.c)
 #
 # Usage: images/build-guest.sh [CACHE_DIR]     (default: images/cache next to this script)
-# Prints the directory holding vmlinux, bzImage, initramfs.cpio.gz and kernel-release.
+# Prints the directory holding vmlinux, bzImage, initramfs.cpio.gz, kernel-release and
+# wanted-modules (MODULES below, one a line).
 # The result is cached under CACHE_DIR/<key>, key = the versions of every package used + the
 # text of this recipe, init and vnv-agent, so a second run only computes the key (and not
 # even that while neither the recipe nor the apt lists changed). CACHE_DIR/current points at
@@ -217,6 +218,9 @@ mv "$work/vmlinux" "$work/bzImage" "$work/initramfs.cpio.gz" "$out/"
 echo "$krel" >"$out/kernel-release"
 echo "$versions" >"$out/packages"
 for ko in $guest_list; do basename "$ko" .ko; done >"$out/modules"
+# What the image needs by name, for `vnvdimm run --kernel K --modules DIR`, which takes
+# them (and their dependencies) from another kernel's modules.
+echo $MODULES | tr ' ' '\n' >"$out/wanted-modules"
 guest_words=" $(echo $guest_list) "
 for ko in $list; do
     case $guest_words in *" $ko "*) ;; *) basename "$ko" .ko ;; esac

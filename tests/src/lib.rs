@@ -37,3 +37,37 @@ pub fn require_qemu() {
 
 pub mod kvm_host;
 pub mod nested;
+
+/// A Debian kernel unpacked by `images/fetch-kernel.sh`: what `vnvdimm run --kernel
+/// vmlinux --modules dir` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedKernel {
+    pub dir: std::path::PathBuf,
+    /// The ELF inside the bzImage (PVH boot, faster under TCG).
+    pub vmlinux: std::path::PathBuf,
+    /// `uname -r`, the name of the directory.
+    pub release: String,
+}
+
+/// Debian 12's 6.12 kernel (newest `linux-image-6.12.*+deb12-amd64-unsigned`), fetched
+/// once into images/cache/kernels. Fails the calling test, saying why, when it cannot be
+/// had (no apt lists that know it, no network): such a test never passes silently.
+pub fn debian_612_kernel() -> FetchedKernel {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/fetch-kernel.sh");
+    let out = std::process::Command::new("sh")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = match stdout.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(dir) if out.status.success() => std::path::PathBuf::from(dir.trim()),
+        _ => panic!(
+            "Debian's 6.12 kernel is not available, so this test cannot run: {} ended with {}:\n{stderr}",
+            script.display(),
+            out.status
+        ),
+    };
+    let release = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    FetchedKernel { vmlinux: dir.join("vmlinux"), dir, release }
+}

@@ -1,6 +1,6 @@
-//! A minimal `newc` cpio writer: enough to append a per-run archive (the test script)
-//! to the cached initramfs. Linux unpacks concatenated archives in order, later files
-//! replacing earlier ones.
+//! A minimal `newc` cpio writer: enough to append a per-run archive (the test script,
+//! another kernel's modules) to the cached initramfs. Linux unpacks concatenated archives
+//! in order, later files replacing earlier ones.
 
 /// One regular file for the archive.
 pub struct CpioFile<'a> {
@@ -28,19 +28,34 @@ fn pad4(out: &mut Vec<u8>) {
     }
 }
 
+/// A file or a directory. Linux's initramfs unpacker creates no missing parent
+/// directories, so an archive that adds files below new paths lists each directory first.
+pub enum CpioEntry<'a> {
+    File(CpioFile<'a>),
+    Dir { name: &'a str, mode: u32 },
+}
+
 /// An uncompressed newc archive of `files`, with the trailer, padded to 512 bytes.
 pub fn archive(files: &[CpioFile<'_>]) -> Vec<u8> {
+    let entries: Vec<CpioEntry<'_>> =
+        files.iter().map(|f| CpioEntry::File(CpioFile { name: f.name, mode: f.mode, data: f.data })).collect();
+    archive_entries(&entries)
+}
+
+/// An uncompressed newc archive of `entries` in the order given, with the trailer,
+/// padded to 512 bytes.
+pub fn archive_entries(entries: &[CpioEntry<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        header(
-            &mut out,
-            0x1000 + i as u32,
-            0o100000 | (f.mode & 0o7777),
-            f.data.len(),
-            f.name,
-        );
-        out.extend_from_slice(f.data);
-        pad4(&mut out);
+    for (i, entry) in entries.iter().enumerate() {
+        let ino = 0x1000 + i as u32;
+        match entry {
+            CpioEntry::File(f) => {
+                header(&mut out, ino, 0o100000 | (f.mode & 0o7777), f.data.len(), f.name);
+                out.extend_from_slice(f.data);
+                pad4(&mut out);
+            }
+            CpioEntry::Dir { name, mode } => header(&mut out, ino, 0o040000 | (mode & 0o7777), 0, name),
+        }
     }
     header(&mut out, 0, 0, 0, "TRAILER!!!");
     while !out.len().is_multiple_of(512) {
@@ -88,6 +103,30 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"echo hi\n");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn cpio_tool_creates_our_directories() {
+        let data = archive_entries(&[
+            CpioEntry::Dir { name: "lib", mode: 0o755 },
+            CpioEntry::Dir { name: "lib/m", mode: 0o700 },
+            CpioEntry::File(CpioFile { name: "lib/m/a.ko", mode: 0o644, data: b"ko" }),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("cpio")
+            .args(["-idm", "--quiet"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("cpio (apt-get install cpio)");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        assert!(child.wait().unwrap().success());
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(dir.path().join("lib/m")).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::read(dir.path().join("lib/m/a.ko")).unwrap(), b"ko");
     }
 
     #[test]

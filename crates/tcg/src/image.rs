@@ -76,6 +76,15 @@ impl GuestImage {
         Self::build(&Self::recipe_dir().join("build-guest.sh"), None)
     }
 
+    /// The modules the image's userspace loads, by name, as the recipe lists them
+    /// (`wanted-modules`, one a line; their dependencies are not listed): what
+    /// `vnvdimm run --modules` takes from another kernel's modules.
+    pub fn wanted_modules(&self) -> Result<Vec<String>, ImageError> {
+        let text = std::fs::read_to_string(self.dir.join("wanted-modules"))
+            .map_err(|_| ImageError::Missing { dir: self.dir.clone(), file: "wanted-modules" })?;
+        Ok(text.split_whitespace().map(str::to_string).collect())
+    }
+
     /// Runs `script [cache_dir]` and uses the directory it prints last.
     pub fn build(script: &Path, cache_dir: Option<&Path>) -> Result<Self, ImageError> {
         let mut cmd = Command::new("sh");

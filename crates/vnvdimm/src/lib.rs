@@ -9,6 +9,7 @@ pub mod ctl_poison_batch;
 pub mod demo;
 pub mod guest_boot;
 pub mod kernel_check;
+pub mod modules;
 pub mod run;
 pub mod run_tcg;
 pub mod selftest;

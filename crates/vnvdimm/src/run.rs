@@ -26,9 +26,13 @@ pub enum Backend {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Kernel to boot directly: bzImage or ELF vmlinux. Defaults to the built-in guest
-    /// image (images/build-guest.sh), with its initramfs.
+    /// image (images/build-guest.sh). Without --initramfs, the image's initramfs.
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
+    /// The --kernel's modules: an INSTALL_MOD_PATH tree, an unpacked kernel package, a
+    /// lib/modules/<release> directory or a kernel build tree (docs/kernels.md).
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     pub initramfs: Option<PathBuf>,
     #[arg(long, value_name = "STRING", default_value = "console=ttyS0 reboot=acpi panic=-1")]
@@ -85,10 +89,28 @@ fn check_api_socket(path: &Path) -> Result<(), Failure> {
     }
 }
 
+/// `--modules` brings the modules of the user's `--kernel` to the default image's
+/// initramfs; without either it means nothing.
+fn check_modules_options(args: &RunArgs) -> Result<(), Failure> {
+    match (&args.modules, &args.kernel, &args.initramfs) {
+        (Some(_), None, _) => Err(Failure::usage(
+            "--modules DIR needs --kernel: it gives the modules of your own kernel (the default image's kernel has its own)",
+        )),
+        (Some(_), Some(_), Some(_)) => Err(Failure::usage(
+            "--modules adds modules to the default image's initramfs; with your own --initramfs, put the modules into it instead",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
+    check_modules_options(args)?;
     if let Some(kernel) = &args.kernel {
         must_be_file("--kernel", kernel)?;
         crate::kernel_check::check_kernel(kernel)?;
+        if let Some(dir) = &args.modules {
+            crate::modules::check(kernel, dir)?;
+        }
     }
     if let Some(initramfs) = &args.initramfs {
         must_be_file("--initramfs", initramfs)?;
@@ -118,7 +140,8 @@ pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
 /// KVM: Linux booted directly (linux_boot), console on `out`, the control API on
 /// `--api-socket`; the exit status is the guest's outcome (0 power-off/reset, 3 crash).
 fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
-    let boot = crate::guest_boot::guest_boot(args)?;
+    let work = crate::work_dir::create().map_err(|e| Failure::start_host(format!("creating a work directory: {e}")))?;
+    let boot = crate::guest_boot::guest_boot(args, work.path(), err)?;
     let spec = vnvdimm_vmm::linux_boot::BootSpec {
         kernel: boot.kernel,
         initramfs: boot.initramfs,

@@ -47,14 +47,14 @@ pub struct Prepared {
 
 /// Checks what TCG adds to the shared validation, opens the device model on the
 /// backing files (sidecars next to them) and builds the spec. Nothing is started.
-pub fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
+pub fn prepare(args: &RunArgs, err: &mut dyn Write) -> Result<Prepared, Failure> {
     let memory = parse_size(&args.memory).map_err(|e| Failure::usage(format!("--memory: {}: {e}", args.memory)))?;
     let config = PlatformConfig::parse(&args.nvdimm, &args.persistence_domain)
         .map_err(|e| Failure::usage(format!("--nvdimm/--persistence-domain: {e}")))?;
     let layout = TcgLayout::new(&config, layout_options(memory)?)
         .map_err(|e| Failure::usage(format!("--memory/--nvdimm (--backend tcg): {e}")))?;
-    let GuestBoot { kernel, initramfs: initrd, cmdline } = guest_boot(args)?;
     let work = crate::work_dir::create().map_err(|e| Failure::start_host(format!("creating a work directory: {e}")))?;
+    let GuestBoot { kernel, initramfs: initrd, cmdline } = guest_boot(args, work.path(), err)?;
     // Last: the first step that writes the user's files (the DIMMs' state sidecars).
     let platform =
         NvdimmPlatform::open(config, layout.platform_layout(), Arc::new(SystemClock::new())).map_err(|e| {
@@ -93,7 +93,7 @@ fn undo_start(prepared: &Prepared, failure: Failure) -> Failure {
 
 /// Runs the guest to its end; returns the exit status (docs/tcg-backend.md).
 pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
-    let mut prepared = prepare(args)?;
+    let mut prepared = prepare(args, err)?;
     let mut input = crate::console_input::ConsoleInput::from_stdin();
     prepared.spec.console_input = input.is_some();
     let vm = match TcgVm::start(&prepared.spec) {

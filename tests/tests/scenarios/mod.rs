@@ -29,6 +29,29 @@ pub enum GuestBackend {
     Kvm,
 }
 
+/// Which kernel a scenario boots: the default image's (Debian 6.1), or Debian 12's 6.12
+/// (images/fetch-kernel.sh) with its own modules through `--kernel --modules` and the
+/// default image's userspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub enum GuestKernel {
+    Debian61,
+    Debian612,
+}
+
+/// Backend and kernel of one scenario run. A bare backend means the default image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guest {
+    pub backend: GuestBackend,
+    pub kernel: GuestKernel,
+}
+
+impl From<GuestBackend> for Guest {
+    fn from(backend: GuestBackend) -> Guest {
+        Guest { backend, kernel: GuestKernel::Debian61 }
+    }
+}
+
 impl GuestBackend {
     pub fn name(self) -> &'static str {
         match self {
@@ -56,12 +79,19 @@ impl GuestBackend {
 struct Work {
     dir: PathBuf,
     backend: GuestBackend,
+    /// `--kernel` and `--modules` when the scenario boots Debian's 6.12.
+    kernel: Option<vnvdimm_integration::FetchedKernel>,
 }
 
 impl Work {
-    fn new(name: &str, backend: GuestBackend) -> Work {
+    fn new(name: &str, guest: impl Into<Guest>) -> Work {
+        let Guest { backend, kernel } = guest.into();
         backend.require();
-        let name = &format!("{}-{name}", backend.name());
+        let kernel = match kernel {
+            GuestKernel::Debian61 => None,
+            GuestKernel::Debian612 => Some(vnvdimm_integration::debian_612_kernel()),
+        };
+        let name = &format!("{}{}-{name}", backend.name(), if kernel.is_some() { "-612" } else { "" });
         vnvdimm_tcg::GuestImage::locate_or_build().unwrap_or_else(|e| panic!("guest image: {e}"));
         let dir = tempfile::Builder::new()
             .prefix(&format!("vnv-scen-{name}-"))
@@ -69,7 +99,16 @@ impl Work {
             .unwrap()
             .keep();
         println!("[{name}] work dir: {}", dir.display());
-        Work { dir, backend }
+        Work { dir, backend, kernel }
+    }
+
+    /// The kernel the scenario boots, for checks where 6.1 and 6.12 differ.
+    #[allow(dead_code)]
+    fn kernel(&self) -> GuestKernel {
+        match self.kernel {
+            Some(_) => GuestKernel::Debian612,
+            None => GuestKernel::Debian61,
+        }
     }
 
     /// A sparse backing file of `size` bytes.
@@ -115,6 +154,10 @@ fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
     .collect();
     // No --cmdline: with the default image and an API socket, `vnvdimm run` itself asks
     // init to keep the guest up for the agent (`vnv.agent=hold`) until it is powered off.
+    if let Some(k) = &work.kernel {
+        args.extend(["--kernel".into(), k.vmlinux.display().to_string()]);
+        args.extend(["--modules".into(), k.dir.display().to_string()]);
+    }
     for n in nvdimms {
         args.extend(["--nvdimm".into(), n.clone()]);
     }
@@ -350,11 +393,50 @@ fn hex(s: &str) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------
+// (0) the kernel booted is the one asked for, and the image's modules load into it
+// ---------------------------------------------------------------------------------
+
+/// `uname -r` is the scenario's kernel; nfit, nd_pmem and libnvdimm are loaded (from
+/// `--modules` for 6.12, from the image for 6.1); ndctl sees both DIMMs and regions.
+#[allow(dead_code)]
+pub fn s0_kernel_and_its_modules(guest: impl Into<Guest>) {
+    let work = Work::new("modules", guest);
+    let (a, b) = (work.dimm("a.img", 256 * MIB), work.dimm("b.img", 256 * MIB));
+    let mut vm = boot(&work, &[nvdimm(&a, ",label-size=128K"), nvdimm(&b, ",label-size=128K")], &[]);
+    let want = match &work.kernel {
+        Some(k) => k.release.clone(),
+        None => vnvdimm_tcg::GuestImage::locate_or_build().unwrap().kernel_release,
+    };
+    assert_eq!(vm.ok("uname -r").trim(), want, "{}", vm.context());
+    if work.kernel.is_some() {
+        let stderr = vm.stderr.text();
+        assert!(stderr.contains("--modules: ") && stderr.contains(&want), "{stderr}");
+    }
+    let lsmod = vm.ok("lsmod");
+    let loaded: Vec<&str> = lsmod.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    for module in ["nfit", "nd_pmem", "libnvdimm"] {
+        assert!(loaded.contains(&module), "{module} not loaded:\n{lsmod}\n{}", vm.context());
+    }
+    let dimms = vm.json("ndctl list -D");
+    assert_eq!(as_list(&dimms).len(), 2, "{dimms}");
+    let regions = vm.json("ndctl list -R");
+    let regions = as_list(&regions);
+    assert_eq!(regions.len(), 2, "{regions:?}");
+    for r in &regions {
+        assert_eq!(r["type"], "pmem", "{r}");
+        // The label area lives apart from the DIMM's memory (docs/labels-and-persistence.md).
+        assert_eq!(r["size"].as_u64(), Some(256 * MIB), "{r}");
+    }
+    let wall = vm.stop();
+    println!("[{}] wall {:.1} s", work.dir.display(), wall.as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------
 // (1) ndctl list -BDRNH
 // ---------------------------------------------------------------------------------
 
-fn list_scenario(backend: GuestBackend, domain: &str, want_domain: &str) {
-    let work = Work::new(&format!("list-{domain}"), backend);
+fn list_scenario(guest: Guest, domain: &str, want_domain: &str) {
+    let work = Work::new(&format!("list-{domain}"), guest);
     let (a, b) = (work.dimm("a.img", 256 * MIB), work.dimm("b.img", 256 * MIB));
     let dimms = [
         nvdimm(
@@ -473,20 +555,20 @@ fn list_scenario(backend: GuestBackend, domain: &str, want_domain: &str) {
     println!("[list-{domain}] total {wall:?}");
 }
 
-pub fn s1_ndctl_list_memory_controller(backend: GuestBackend) {
-    list_scenario(backend, "memory-controller", "memory_controller");
+pub fn s1_ndctl_list_memory_controller(guest: impl Into<Guest>) {
+    list_scenario(guest.into(), "memory-controller", "memory_controller");
 }
 
-pub fn s1_ndctl_list_cpu_cache(backend: GuestBackend) {
-    list_scenario(backend, "cpu-cache", "cpu_cache");
+pub fn s1_ndctl_list_cpu_cache(guest: impl Into<Guest>) {
+    list_scenario(guest.into(), "cpu-cache", "cpu_cache");
 }
 
 // ---------------------------------------------------------------------------------
 // (3) Scrub finds host poison
 // ---------------------------------------------------------------------------------
 
-pub fn s3_scrub_finds_host_poison(backend: GuestBackend) {
-    let work = Work::new("scrub", backend);
+pub fn s3_scrub_finds_host_poison(guest: impl Into<Guest>) {
+    let work = Work::new("scrub", guest);
     let (a, b) = (work.dimm("a.img", 256 * MIB), work.dimm("b.img", 256 * MIB));
     // No label area: each region is one raw namespace starting at DIMM offset 0, so
     // block-device sectors are DIMM offsets / 512.
@@ -560,8 +642,8 @@ pub fn s3_scrub_finds_host_poison(backend: GuestBackend) {
 /// Records one Query ARS Status answer carries (4 KiB max ARS output, 48-byte header, 24-byte records).
 const ARS_RECORDS_PER_PAGE: usize = 168;
 
-pub fn s3_overflow_1000_ranges(backend: GuestBackend) {
-    let work = Work::new("overflow", backend);
+pub fn s3_overflow_1000_ranges(guest: impl Into<Guest>) {
+    let work = Work::new("overflow", guest);
     let a = work.dimm("a.img", 256 * MIB);
     let mut vm = boot(&work, &[nvdimm(&a, ",label-size=0,handle=1")], &[]);
     let pmem = vm.blockdev_of(1);
@@ -666,8 +748,8 @@ pub fn s3_overflow_1000_ranges(backend: GuestBackend) {
 // (4) Guest-side injection
 // ---------------------------------------------------------------------------------
 
-pub fn s4_guest_injection_matches_host_poison(backend: GuestBackend) {
-    let work = Work::new("inject", backend);
+pub fn s4_guest_injection_matches_host_poison(guest: impl Into<Guest>) {
+    let work = Work::new("inject", guest);
     let a = work.dimm("a.img", 256 * MIB);
     let mut vm = boot(&work, &[nvdimm(&a, ",label-size=0,handle=1")], &[]);
     let dev = vm.blockdev_of(1);
@@ -744,8 +826,8 @@ pub fn s4_guest_injection_matches_host_poison(backend: GuestBackend) {
 // (5) Reading a bad block fails with EIO, the guest survives
 // ---------------------------------------------------------------------------------
 
-pub fn s5_bad_block_read_is_eio_and_guest_survives(backend: GuestBackend) {
-    let work = Work::new("eio", backend);
+pub fn s5_bad_block_read_is_eio_and_guest_survives(guest: impl Into<Guest>) {
+    let work = Work::new("eio", guest);
     let a = work.dimm("a.img", 256 * MIB);
     let mut vm = boot(&work, &[nvdimm(&a, ",label-size=0,handle=1")], &[]);
     let dev = vm.blockdev_of(1);
@@ -785,8 +867,8 @@ pub fn s5_bad_block_read_is_eio_and_guest_survives(backend: GuestBackend) {
 // (7) Health
 // ---------------------------------------------------------------------------------
 
-pub fn s7_health_from_host_and_inject_smart(backend: GuestBackend) {
-    let work = Work::new("health", backend);
+pub fn s7_health_from_host_and_inject_smart(guest: impl Into<Guest>) {
+    let work = Work::new("health", guest);
     let a = work.dimm("a.img", 256 * MIB);
     let mut vm = boot(&work, &[nvdimm(&a, ",label-size=128K,handle=1")], &[]);
     let nmem = vm.nmem_of(1);
@@ -844,8 +926,8 @@ pub fn s7_health_from_host_and_inject_smart(backend: GuestBackend) {
 // (6) fs-dax data survives a VM restart and is in the backing file
 // ---------------------------------------------------------------------------------
 
-pub fn s6_fsdax_data_survives_restart(backend: GuestBackend) {
-    let work = Work::new("fsdax", backend);
+pub fn s6_fsdax_data_survives_restart(guest: impl Into<Guest>) {
+    let work = Work::new("fsdax", guest);
     let a = work.dimm("a.img", 256 * MIB);
     let dimms = [nvdimm(&a, ",label-size=128K,handle=1")];
     let marker = format!("vnvdimm-fsdax-marker-{}", std::process::id());
@@ -937,8 +1019,8 @@ fn label_uuids(vm: &mut Vm, nmem: &str) -> Vec<String> {
     v
 }
 
-pub fn s2_labels_1k_128k_1m_namespaces_survive_restart(backend: GuestBackend) {
-    let work = Work::new("labels", backend);
+pub fn s2_labels_1k_128k_1m_namespaces_survive_restart(guest: impl Into<Guest>) {
+    let work = Work::new("labels", guest);
     let sizes = [("1K", 1u64), ("128K", 2), ("1M", 3)];
     let dimms: Vec<String> = sizes
         .iter()
@@ -1028,8 +1110,8 @@ pub fn s2_labels_1k_128k_1m_namespaces_survive_restart(backend: GuestBackend) {
 // (7) A health event set by the host reaches `ndctl monitor`
 // ---------------------------------------------------------------------------------
 
-pub fn s7_health_event_reaches_ndctl_monitor(backend: GuestBackend) {
-    let work = Work::new("monitor", backend);
+pub fn s7_health_event_reaches_ndctl_monitor(guest: impl Into<Guest>) {
+    let work = Work::new("monitor", guest);
     let a = work.dimm("a.img", 256 * MIB);
     let mut vm = boot(&work, &[nvdimm(&a, ",label-size=128K,handle=1")], &[]);
     let nmem = vm.nmem_of(1);
@@ -1090,8 +1172,8 @@ pub fn s7_health_event_reaches_ndctl_monitor(backend: GuestBackend) {
 // (8) Memory failure: a host machine check for a page a guest process maps through fs-dax
 // ---------------------------------------------------------------------------------
 
-pub fn s8_machine_check_on_a_dax_mapped_page_is_recovered(backend: GuestBackend) {
-    let work = Work::new("mce", backend);
+pub fn s8_machine_check_on_a_dax_mapped_page_is_recovered(guest: impl Into<Guest>) {
+    let work = Work::new("mce", guest);
     let a = work.dimm("a.img", 256 * MIB);
     let mut vm = boot(&work, &[nvdimm(&a, ",label-size=0,handle=1")], &[]);
     // The label-less raw namespace has no struct pages; fsdax mode (a pfn info block,
@@ -1206,8 +1288,8 @@ pub fn s8_machine_check_on_a_dax_mapped_page_is_recovered(backend: GuestBackend)
 // (10) Persistent memory as system RAM: a devdax namespace onlined in its own NUMA node
 // ---------------------------------------------------------------------------------
 
-pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
-    let work = Work::new("kmem", backend);
+pub fn s10_devdax_as_system_ram_and_back(guest: impl Into<Guest>) {
+    let work = Work::new("kmem", guest);
     // 512 MiB: after the namespace's own metadata, whole 128 MiB memory blocks remain.
     let a = work.dimm("a.img", 512 * MIB);
     let mut vm = boot(&work, &[format!("path={},size=512M,label-size=0,handle=1", a.display())], &[]);
@@ -1225,6 +1307,24 @@ pub fn s10_devdax_as_system_ram_and_back(backend: GuestBackend) {
         .as_str()
         .unwrap_or_else(|| panic!("no dax device in {ns}"))
         .to_string();
+    // Hot-added memory's default: Debian's 6.1 leaves it offline for daxctl to online
+    // movable; Debian's 6.12 (CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO) onlines it
+    // itself, possibly into a zone it could not be offlined from again, so daxctl refuses.
+    // On 6.12 the scenario checks the refusal, then sets the policy as an admin would.
+    let policy = vm.ok("cat /sys/devices/system/memory/auto_online_blocks");
+    match work.kernel() {
+        GuestKernel::Debian61 => assert_eq!(policy.trim(), "offline", "{}", vm.context()),
+        GuestKernel::Debian612 => {
+            assert_eq!(policy.trim(), "online", "{}", vm.context());
+            let (status, out) = vm.exec(&format!("daxctl reconfigure-device -m system-ram {dax}"));
+            assert!(
+                status != 0 && out.contains("kernel policy will auto-online memory"),
+                "6.12's daxctl refusal: status {status}: {out}\n{}",
+                vm.context()
+            );
+            vm.ok("echo offline > /sys/devices/system/memory/auto_online_blocks");
+        }
+    }
     vm.ok(&format!("daxctl reconfigure-device -m system-ram {dax}"));
     let ram = vm.json(&format!("daxctl list -d {dax} 2>/dev/null"));
     let dev = &as_list(&ram)[0];
