@@ -75,7 +75,7 @@ pub enum MemoryMapError {
 }
 
 /// What a range of guest physical addresses is, and so how the VMM backs it and
-/// what the e820 map (a later issue) says about it.
+/// what the e820 map (vmm's e820.rs) says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegionKind {
     /// Guest RAM the OS may use (e820 type 1).

@@ -22,7 +22,6 @@
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use acpi_tables::aml::Scope;
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -113,29 +112,6 @@ impl Ged {
 
     /// The register is read-only; stores are ignored.
     pub fn mmio_write(&self, _offset: u64, _data: &[u8]) {}
-}
-
-/// `Scope (\_SB) { Device (GED0) { ... } }` as AML, to append to a DSDT body:
-///
-/// ```text
-/// Device (GED0) {
-///     Name (_HID, "ACPI0013")
-///     Name (_UID, Zero)
-///     Name (_CRS, ResourceTemplate () {   // the interrupt only: Linux's evged rejects anything else
-///         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }
-///     })
-///     OperationRegion (GDST, SystemMemory, base, 4)
-///     Field (GDST, DWordAcc, NoLock, Preserve) { GDAT, 32 }
-///     Method (_EVT, 1, Serialized) {
-///         Local0 = GDAT
-///         If (Local0 & 1) { \_SB.NVDR.NEVT () }
-///     }
-/// }
-/// ```
-pub fn dsdt_aml(config: &GedConfig) -> Vec<u8> {
-    // The machine's DSDT already contains this device; this is for stand-alone tables.
-    let device = vnvdimm_machine::acpi::ged::device_aml(config);
-    Scope::raw("\\_SB_".into(), device)
 }
 
 #[cfg(test)]

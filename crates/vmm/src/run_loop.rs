@@ -169,7 +169,7 @@ fn run_vcpu(
             // Only without an in-kernel irqchip: with one, KVM keeps a halted vCPU
             // inside KVM_RUN until an interrupt wakes it.
             Ok(VcpuExit::Hlt) => Action::Stop(GuestOutcome::Crashed(
-                "the guest executed hlt and nothing can wake it (no interrupt controller on this VM)".into(),
+                "the guest executed hlt and nothing can wake it (this VM has no in-kernel interrupt controller)".into(),
             )),
             Ok(VcpuExit::Shutdown) => Action::Stop(GuestOutcome::Crashed(
                 "KVM_EXIT_SHUTDOWN: triple fault, or an exception this host's KVM cannot deliver".into(),

@@ -23,8 +23,9 @@ const IER_OFFSET: u8 = 1;
 /// Eight registers from the base port.
 pub const SERIAL_PORT_LEN: u64 = 8;
 
-/// This machine has no interrupt controller a guest could take an IRQ from (see
-/// docs/running.md), so the UART's interrupt goes nowhere; guests poll LSR.
+/// The interrupt of a UART on a VM without an in-kernel irqchip (bare-metal test
+/// programs, or a host whose KVM refused KVM_CREATE_IRQCHIP): it goes nowhere, and such
+/// guests poll LSR.
 pub struct NoIrq;
 
 impl Trigger for NoIrq {

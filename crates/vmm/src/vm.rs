@@ -143,7 +143,7 @@ pub struct Vm {
 
 impl Vm {
     /// Sets the whole machine up; the vCPUs are created but their registers are left
-    /// for a loader (`boot::bare_metal` or `boot::linux`) to set.
+    /// for a loader (`bare_metal` or `linux_boot`) to set.
     pub fn new(
         machine: Machine,
         platform: NvdimmPlatform,

@@ -83,3 +83,37 @@ fn the_register_stays_reachable_through_the_operation_region() {
     region.extend([0x0A, GED_MMIO_SIZE as u8]);
     assert!(aml.windows(region.len()).any(|w| w == region.as_slice()), "{aml:x?}");
 }
+
+/// ACPICA's disassembler reads the device back as the ASL in `device_aml`'s doc comment.
+#[test]
+fn aml_disassembles_to_the_documented_device() {
+    let config = GedConfig {
+        mmio_base: 0xC000_1000,
+        gsi: 5,
+    };
+    let mut dsdt = acpi_tables::sdt::Sdt::new(*b"DSDT", 36, 2, *b"VNVDMM", *b"GEDTEST ", 1);
+    dsdt.append_slice(&acpi_tables::aml::Scope::raw("\\_SB_".into(), device_aml(&config)));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dsdt.dat"), dsdt.as_slice()).unwrap();
+    let out = std::process::Command::new("iasl")
+        .current_dir(dir.path())
+        .args(["-d", "dsdt.dat"])
+        .output()
+        .expect("iasl must be installed (Debian acpica-tools, scripts/install-deps)");
+    let dsl = std::fs::read_to_string(dir.path().join("dsdt.dsl"))
+        .unwrap_or_else(|_| panic!("iasl -d failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let squashed: String = dsl.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "Device (GED0)",
+        "Name (_HID, \"ACPI0013\" /* Generic Event Device */)",
+        // The interrupt is all of _CRS (Linux's evged fails the probe on any other resource).
+        "Name (_CRS, ResourceTemplate () // _CRS: Current Resource Settings { \
+         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) { 0x00000005, } })",
+        "OperationRegion (GDST, SystemMemory, 0xC0001000, 0x04)",
+        "Field (GDST, DWordAcc, NoLock, Preserve) { GDAT, 32 }",
+        "Method (_EVT, 1, Serialized) // _EVT: Event { Local0 = GDAT /* \\_SB_.GED0.GDAT */ \
+         If ((Local0 & One)) { \\_SB.NVDR.NEVT () } }",
+    ] {
+        assert!(squashed.contains(needle), "{needle:?} not in:\n{dsl}");
+    }
+}
