@@ -67,3 +67,6 @@ impl BusDevice for Doorbell {
         Action::Continue
     }
 }
+
+#[cfg(test)]
+mod tests;

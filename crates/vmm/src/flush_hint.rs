@@ -119,3 +119,6 @@ impl BusDevice for FlushHint {
         Action::Continue
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,6 +35,8 @@ pub mod power;
 pub mod pvpanic;
 pub mod run_loop;
 pub mod selftest;
+#[cfg(test)]
+mod test_rig;
 pub mod serial;
 pub mod uart_feed;
 pub mod vcpu_control;
