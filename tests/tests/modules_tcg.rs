@@ -7,13 +7,17 @@
 //! them the test fails saying which. Run:
 //! `cargo test -p vnvdimm-integration --test modules_tcg -- --nocapture`.
 
-// Only s0 is used here; the file shares the scenario harness with scenarios_tcg*.rs.
-#[allow(dead_code)]
-mod scenarios;
+use vnvdimm_scenarios as scenarios;
 
 use scenarios::{Guest, GuestBackend, GuestKernel};
 
+/// The scenario with `vnvdimm run` as the binary runs it (in this process).
+fn guest(g: impl Into<Guest>) -> Guest {
+    scenarios::set_runner(vnvdimm::cli::run_args);
+    g.into()
+}
+
 #[test]
 fn debian_612_boots_with_its_own_modules_and_sees_the_platform() {
-    scenarios::s0_kernel_and_its_modules(Guest { backend: GuestBackend::Tcg, kernel: GuestKernel::Debian612 });
+    scenarios::s0_kernel_and_its_modules(guest(Guest { backend: GuestBackend::Tcg, kernel: GuestKernel::Debian612 }));
 }

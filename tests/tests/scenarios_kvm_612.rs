@@ -1,4 +1,4 @@
-//! The end-to-end scenarios (tests/tests/scenarios/mod.rs, docs/scenarios.md) under KVM
+//! The end-to-end scenarios (crates/scenarios/src/catalog.rs, docs/scenarios.md) under KVM
 //! on Debian 12's 6.12 kernel: `vnvdimm run --backend kvm --kernel vmlinux --modules DIR`
 //! with the kernel and modules unpacked by images/fetch-kernel.sh and the default
 //! image's userspace; the 6.1 column is tests/scenarios_kvm.rs. Where 6.12 behaves
@@ -8,10 +8,16 @@
 //! the nested host (docs/nested-host.md); where neither can, each fails saying why.
 //! `cargo test -p vnvdimm-integration --test scenarios_kvm_612 -- --nocapture`
 
-mod scenarios;
+use vnvdimm_scenarios as scenarios;
 
 use scenarios::{Guest, GuestBackend, GuestKernel};
 use vnvdimm_integration::nested::NESTED_L1_ENV;
+
+/// The scenario with `vnvdimm run` as the binary runs it (in this process).
+fn guest(g: impl Into<Guest>) -> Guest {
+    scenarios::set_runner(vnvdimm::cli::run_args);
+    g.into()
+}
 
 const KVM_612: Guest = Guest { backend: GuestBackend::Kvm, kernel: GuestKernel::Debian612 };
 
@@ -21,7 +27,7 @@ fn kvm_612(name: &str, scenario: fn(Guest)) {
     if std::env::var_os(NESTED_L1_ENV).is_none() {
         vnvdimm_integration::debian_612_kernel();
     }
-    vnvdimm_integration::kvm_host::kvm_linux_test(name, || scenario(KVM_612));
+    vnvdimm_integration::kvm_host::kvm_linux_test(name, || scenario(guest(KVM_612)));
 }
 
 #[test]

@@ -64,6 +64,11 @@ impl Failure {
     }
 }
 
+/// [`run`] with owned arguments: the shape `vnvdimm_scenarios::set_runner` takes.
+pub fn run_args(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    run(args, out, err)
+}
+
 /// Parses `args` (program name first) and runs the command, writing normal output to
 /// `out` and errors to `err`. Returns the process exit code.
 pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
