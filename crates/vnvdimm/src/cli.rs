@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-use crate::{acpi_dump, ctl, demo, run as run_cmd, selftest};
+use crate::{acpi_dump, ctl, demo, run as run_cmd, selftest, test_cmd};
 
 pub use vnvdimm_control::exit_status::{
     FAILURE as EXIT_FAILURE, OK as EXIT_OK, START_HOST as EXIT_START_HOST, USAGE as EXIT_USAGE,
@@ -32,6 +32,8 @@ pub enum Command {
     Selftest(selftest::SelftestArgs),
     /// Control a running VMM through its API socket (docs/api.md).
     Ctl(ctl::CtlArgs),
+    /// Run the built-in scenarios (or your own --script) against a kernel: CI for dax and libnvdimm (docs/vnvdimm-test.md).
+    Test(test_cmd::TestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +97,7 @@ where
         Command::Run(args) => run_cmd::run(&args, out, err),
         Command::Selftest(args) => selftest::run(&args, out),
         Command::Ctl(args) => ctl::run(&args, out, err),
+        Command::Test(args) => test_cmd::run(&args, out, err),
     };
     match result {
         Ok(code) => code,

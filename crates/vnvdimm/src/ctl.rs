@@ -22,8 +22,9 @@ use crate::cli::{Failure, EXIT_OK};
 
 #[derive(Debug, Args)]
 pub struct CtlArgs {
-    /// The socket given to `vnvdimm run --api-socket`.
-    #[arg(long, value_name = "PATH")]
+    /// The socket given to `vnvdimm run --api-socket` (default: $VNVDIMM_API_SOCKET, which
+    /// `vnvdimm test --script` sets for its script).
+    #[arg(long, value_name = "PATH", env = "VNVDIMM_API_SOCKET")]
     pub api_socket: PathBuf,
     /// Give up when the VMM has not answered within this many seconds, connecting
     /// included (exit 1). `exec` waits its own --timeout plus 60 s instead.

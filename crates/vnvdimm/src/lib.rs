@@ -14,4 +14,5 @@ pub mod run;
 pub mod run_tcg;
 pub mod selftest;
 pub mod stop_signals;
+pub mod test_cmd;
 pub mod work_dir;
