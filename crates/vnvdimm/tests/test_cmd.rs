@@ -64,3 +64,14 @@ fn a_script_is_the_test_its_exit_status_the_result() {
     let xml = std::fs::read_to_string(dir.path().join("r.xml")).unwrap();
     assert!(xml.contains("failures=\"1\"") && xml.contains("<failure"), "{xml}");
 }
+
+#[test]
+fn the_documented_memory_failure_script_passes() {
+    vnvdimm_scenarios::require_qemu();
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/memory-failure.sh");
+    let out = vnvdimm(&["test", "--backend", "tcg", "--script", script.to_str().unwrap()], dir.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGBUS code=5"), "the process was killed early: {stderr}");
+}
