@@ -575,6 +575,8 @@ fn apply_error(action: &'static str, region: &SlotRegion, source: io::Error) -> 
 #[cfg(test)]
 mod test_memory;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_kvm;
