@@ -19,6 +19,9 @@ pub enum Action {
     Continue,
     /// The guest asked to stop the machine (power off, reset, or a bare-metal exit code).
     Stop(crate::outcome::GuestOutcome),
+    /// The doorbell served a `_DSM` call: poison may have changed (memslots to re-plan)
+    /// and notifications may be queued, before the vCPU resumes.
+    DsmServed,
 }
 
 /// A device on a bus. `offset` is relative to the start of the device's range and

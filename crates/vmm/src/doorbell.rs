@@ -64,7 +64,7 @@ impl BusDevice for Doorbell {
             .lock_unpoisoned()
             .serve_mailbox(&mut mailbox, sequence);
         self.rings.fetch_add(1, Ordering::Relaxed);
-        Action::Continue
+        Action::DsmServed
     }
 }
 

@@ -156,14 +156,14 @@ fn run_vcpu(
                 (Some((dimm, offset)), Some(handler)) => handler.access(vm, gpa, dimm, offset, PmemAccess::Write(data)),
                 _ => match vm.pmem.on_write(gpa, data) {
                     Some(_) => Action::Continue,
-                    None => {
-                        let action = vm.mmio_bus.write(gpa, data);
-                        if gpa == vm.machine.memory_map.layout.doorbell {
+                    None => match vm.mmio_bus.write(gpa, data) {
+                        Action::DsmServed => {
                             resync_poison(vm);
                             deliver_notifications(vm);
+                            Action::Continue
                         }
-                        action
-                    }
+                        action => action,
+                    },
                 },
             },
             // Only without an in-kernel irqchip: with one, KVM keeps a halted vCPU

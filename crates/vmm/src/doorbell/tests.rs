@@ -39,7 +39,7 @@ fn a_rung_call_is_answered_before_the_store_returns() {
     let rig = rig(false);
     let (mut bell, rings, mailbox) = doorbell(&rig);
     request(&rig, mailbox, 0, 0);
-    assert_eq!(bell.write(0, &7u32.to_le_bytes()), Action::Continue);
+    assert_eq!(bell.write(0, &7u32.to_le_bytes()), Action::DsmServed, "the run loop re-plans and notifies after it");
     assert_eq!(get_u32(&rig, mailbox + COMPLETION as u64), 7, "completion carries the sequence number");
     let len = get_u32(&rig, mailbox + OUTPUT_LEN as u64);
     assert!((1..=8).contains(&len), "function 0 answers with its supported-functions mask ({len} bytes)");
