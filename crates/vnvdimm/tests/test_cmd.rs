@@ -20,8 +20,18 @@ fn list_shows_every_scenario_and_selection_errors_are_usage_errors() {
     let listed: Vec<String> = text(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect();
     let all: Vec<&str> = vnvdimm_scenarios::SCENARIOS.iter().map(|s| s.name).collect();
     assert_eq!(listed, all);
-    let shard = vnvdimm(&["test", "--list", "--shard", "1/2"], dir.path());
-    assert_eq!(text(&shard.stdout).lines().count(), all.len().div_ceil(2));
+    // --shard 1/2 and 2/2 together run each scenario exactly once.
+    let names = |shard: &str| -> Vec<String> {
+        let out = vnvdimm(&["test", "--list", "--shard", shard], dir.path());
+        text(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
+    };
+    let (first, second) = (names("1/2"), names("2/2"));
+    assert_eq!(first.len(), all.len().div_ceil(2));
+    let mut both: Vec<String> = first.iter().chain(&second).cloned().collect();
+    both.sort();
+    let mut expected: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(both, expected, "each scenario in exactly one shard");
     for bad in [&["test", "--shard", "3/2"][..], &["test", "--filter", "no-such-scenario"], &["test", "--modules", "/tmp"]] {
         let out = vnvdimm(bad, dir.path());
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));

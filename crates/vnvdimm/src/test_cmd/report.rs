@@ -127,3 +127,58 @@ mod tests {
         assert!(tap.contains("# badblocks"));
     }
 }
+
+/// The JUnit document against what Jenkins' junit-10.xsd (the schema GitLab, GitHub
+/// Actions' reporters and Buildkite read) requires: well-formed XML, `testsuites` >
+/// `testsuite` with `name` and `tests`, each `testcase` with `name`, counts that agree.
+#[cfg(test)]
+mod schema {
+    use quick_xml::events::Event;
+    use quick_xml::Reader;
+
+    use super::*;
+
+    fn attrs(e: &quick_xml::events::BytesStart<'_>) -> std::collections::BTreeMap<String, String> {
+        e.attributes()
+            .map(|a| {
+                let a = a.expect("well-formed attribute");
+                (String::from_utf8_lossy(a.key.as_ref()).into_owned(), a.unescape_value().expect("valid escapes").into_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn junit_parses_and_has_what_the_schema_requires() {
+        let outcomes = vec![
+            Outcome { name: "ok_one".into(), passed: true, time: Duration::from_millis(10), output: String::new() },
+            Outcome { name: "bad & <one>".into(), passed: false, time: Duration::from_secs(1), output: "x\u{1}y </failure> ]]>".into() },
+        ];
+        let xml = junit("vnvdimm.tcg", &outcomes);
+        let mut reader = Reader::from_str(&xml);
+        let (mut path, mut cases, mut failures, mut suite_tests) = (Vec::<String>::new(), 0, 0, None);
+        loop {
+            match reader.read_event().expect("well-formed XML") {
+                Event::Start(e) | Event::Empty(e) if e.name().as_ref() == b"testsuite" => {
+                    let a = attrs(&e);
+                    assert!(a.contains_key("name"), "{a:?}");
+                    suite_tests = a.get("tests").map(|t| t.parse::<usize>().unwrap());
+                    assert_eq!(a.get("failures").map(String::as_str), Some("1"));
+                    path.push("testsuite".into());
+                }
+                Event::Start(e) | Event::Empty(e) if e.name().as_ref() == b"testcase" => {
+                    assert_eq!(path.last().map(String::as_str), Some("testsuite"), "testcase inside a testsuite");
+                    let a = attrs(&e);
+                    assert!(a.contains_key("name") && a.contains_key("classname") && a.contains_key("time"), "{a:?}");
+                    cases += 1;
+                }
+                Event::Start(e) if e.name().as_ref() == b"failure" => {
+                    assert!(attrs(&e).contains_key("message"));
+                    failures += 1;
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        assert_eq!((cases, failures, suite_tests), (2, 1, Some(2)));
+    }
+}
