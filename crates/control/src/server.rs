@@ -71,7 +71,7 @@ impl ApiServer {
         let path = socket_path.to_path_buf();
         prepare_path(&path)?;
         let bind_error = |e: io::Error| ApiError::Bind { path: path.clone(), message: e.to_string() };
-        let listener = UnixListener::bind(&path).map_err(bind_error)?;
+        let listener = bind_listening(&path).map_err(bind_error)?;
         let identity = std::fs::symlink_metadata(&path).map(|m| (m.dev(), m.ino())).map_err(bind_error)?;
         // Non-blocking so that an accept after poll() said "ready" cannot hang if the
         // client has already gone.
@@ -93,6 +93,29 @@ impl ApiServer {
                 .map_err(ApiError::Thread)?
         };
         Ok(ApiServerHandle { path, identity, wake: wake_tx, shared, thread: Some(thread) })
+    }
+}
+
+/// A listening socket at `path` that appears there only once it listens: bound under a
+/// temporary name beside it, then renamed into place. A client that waits for the path to
+/// exist (scripts, the tests) could otherwise connect between bind and listen and be
+/// refused as if the VMM had exited, as one did on a loaded machine.
+fn bind_listening(path: &Path) -> io::Result<UnixListener> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".new");
+    let temp = PathBuf::from(temp);
+    let _ = std::fs::remove_file(&temp);
+    match UnixListener::bind(&temp) {
+        Ok(listener) => match std::fs::rename(&temp, path) {
+            Ok(()) => Ok(listener),
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                Err(e)
+            }
+        },
+        // The longer name may not fit in sun_path (108 bytes): bind the path itself.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => UnixListener::bind(path),
+        Err(e) => Err(e),
     }
 }
 
@@ -334,5 +357,24 @@ pub fn route(method: &str, url: &str, body: &[u8], backend: &dyn Backend) -> Rep
             reply
         }
         Lookup::NotFound => Reply::error(404, format!("no such endpoint {path} (see docs/api.md)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn the_socket_path_appears_listening_and_no_temporary_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        // A temporary left by a VMM killed between bind and rename is replaced.
+        std::fs::write(dir.path().join("api.sock.new"), b"stale").unwrap();
+        let listener = bind_listening(&path).unwrap();
+        assert!(!dir.path().join("api.sock.new").exists());
+        // Listening from the moment the path exists: a connect succeeds before any accept.
+        UnixStream::connect(&path).expect("connect as soon as the path exists");
+        drop(listener);
     }
 }
