@@ -51,7 +51,7 @@ pub struct TestArgs {
     /// Print KTAP results on stdout (the per-scenario lines go to stderr then).
     #[arg(long)]
     pub tap: bool,
-    /// Keep every scenario's work directory (backing files, sockets) and log in DIR.
+    /// Keep every scenario's work directory (backing files, sockets: DIR/NN-sX/) and log (DIR/NAME.log) in DIR.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
     /// Boot the guest, run FILE on the host with VNVDIMM_API_SOCKET set; its exit status is the result.
@@ -115,8 +115,11 @@ fn run_scenarios(args: &TestArgs, backend: GuestBackend, work: &Path, out: &mut 
     let exe = std::env::current_exe().map_err(|e| Failure::other(format!("cannot find the vnvdimm binary: {e}")))?;
     let jobs = names
         .iter()
-        .map(|name| {
-            let scenario_dir = work.join(name);
+        .enumerate()
+        .map(|(i, name)| {
+            // Short: the scenario's API socket lives below it, and a Unix socket's path
+            // must fit in 108 bytes.
+            let scenario_dir = work.join(format!("{:02}-{}", i + 1, name.split('_').next().unwrap_or("s")));
             std::fs::create_dir_all(&scenario_dir)
                 .map_err(|e| Failure::other(format!("cannot create {}: {e}", scenario_dir.display())))?;
             let mut command = Command::new(&exe);
