@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use vnvdimm_control::ApiClient;
 
 const SECTOR: u64 = 512;
+/// How long `vnvdimm run` may take to end after the API powered the guest off (the
+/// nested host's slowest clean stop is a few seconds).
+const STOP_WAIT: Duration = Duration::from_secs(180);
 const MIB: u64 = 1 << 20;
 
 use crate::support::{FetchedKernel, SharedBuf};
@@ -336,7 +339,20 @@ impl Vm {
     /// Powers the VM off through the API and waits for `vnvdimm run` to end.
     fn stop(mut self) -> Duration {
         self.api("PUT", "/vm/power-off", None);
-        let code = self.handle.take().unwrap().join().unwrap();
+        // Bounded: a VMM that does not end after a power-off is a failure with its
+        // evidence, not a test that hangs until the harness's own limit.
+        let handle = self.handle.take().unwrap();
+        let asked = Instant::now();
+        while !handle.is_finished() {
+            if asked.elapsed() > STOP_WAIT {
+                let context = self.context();
+                // Detached: joining would hang; the process ends with the test.
+                drop(handle);
+                panic!("vnvdimm run did not end within {STOP_WAIT:?} of the power-off\n{context}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let code = handle.join().unwrap();
         let wall = self.started.elapsed();
         println!("{}", self.log.join("\n"));
         assert_eq!(
@@ -353,7 +369,13 @@ impl Drop for Vm {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             let _ = self.api.request("PUT", "/vm/power-off", None::<&Value>);
-            let _ = h.join();
+            let asked = Instant::now();
+            while !h.is_finished() && asked.elapsed() < STOP_WAIT {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
         }
     }
 }
