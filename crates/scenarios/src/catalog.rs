@@ -1127,11 +1127,18 @@ pub fn s2_labels_1k_128k_1m_namespaces_survive_restart(guest: impl Into<Guest>) 
     let mut vm = boot(&work, &dimms, &[]);
     for (label, handle, ns) in &before {
         let nmem = vm.nmem_of(*handle);
-        assert_eq!(
-            &namespaces_on(&mut vm, &nmem),
-            ns,
-            "{label}: namespaces after the restart"
-        );
+        // Linux probes namespaces asynchronously (a BTT claims its namespace after the
+        // region is up), so a listing right after boot may not show the sector one yet:
+        // wait a little for the set to be complete, then compare.
+        let mut found = namespaces_on(&mut vm, &nmem);
+        for _ in 0..10 {
+            if &found == ns {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            found = namespaces_on(&mut vm, &nmem);
+        }
+        assert_eq!(&found, ns, "{label}: namespaces after the restart\n{}", vm.context());
         let uuids: Vec<String> = ns.iter().map(|(u, _)| u.clone()).collect();
         assert_eq!(
             label_uuids(&mut vm, &nmem),
