@@ -20,6 +20,9 @@ pub struct UartFeed<R> {
     uart: Arc<Mutex<BufferedUart>>,
     room: EventFd,
     escape: Option<ConsoleEscape>,
+    /// Bytes read but not yet taken by the UART: the escape filter may release a
+    /// held-back Ctrl-A with the next key, one byte more than the read it came with.
+    held: Vec<u8>,
     paused: bool,
 }
 
@@ -32,7 +35,7 @@ impl<R: Read + AsRawFd + Send> UartFeed<R> {
         escape: Option<ConsoleEscape>,
     ) -> std::io::Result<Self> {
         let room = uart.lock_unpoisoned().room_event()?;
-        Ok(UartFeed { name, source, uart, room, escape, paused: false })
+        Ok(UartFeed { name, source, uart, room, escape, held: Vec::new(), paused: false })
     }
 
     fn source_events(&self) -> Events {
@@ -43,8 +46,13 @@ impl<R: Read + AsRawFd + Send> UartFeed<R> {
     /// the source has ended.
     fn pump(&mut self, ops: &mut EventOps) -> bool {
         let mut buf = [0u8; 4096];
-        let space = self.uart.lock_unpoisoned().space();
-        if space == 0 {
+        let space = {
+            let mut uart = self.uart.lock_unpoisoned();
+            let taken = uart.push(&self.held);
+            self.held.drain(..taken);
+            uart.space()
+        };
+        if space == 0 || !self.held.is_empty() {
             self.pause(ops);
             return true;
         }
@@ -66,9 +74,8 @@ impl<R: Read + AsRawFd + Send> UartFeed<R> {
         };
         let mut uart = self.uart.lock_unpoisoned();
         let taken = uart.push(&bytes);
-        // The escape filter can only shrink the input, so all of it fits.
-        debug_assert_eq!(taken, bytes.len());
-        if uart.space() == 0 {
+        self.held.extend_from_slice(&bytes[taken..]);
+        if uart.space() == 0 || !self.held.is_empty() {
             drop(uart);
             self.pause(ops);
         }
@@ -103,7 +110,14 @@ impl<R: Read + AsRawFd + Send> MutEventSubscriber for UartFeed<R> {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         if events.fd() == self.room.as_raw_fd() {
             let _ = self.room.read();
-            self.resume(ops);
+            // What was held back goes first; the source waits until it is all in.
+            let mut uart = self.uart.lock_unpoisoned();
+            let taken = uart.push(&self.held);
+            drop(uart);
+            self.held.drain(..taken);
+            if self.held.is_empty() {
+                self.resume(ops);
+            }
             return;
         }
         // Readable or hung up: a read tells which (0 bytes at the end).

@@ -75,3 +75,23 @@ fn end_of_input_leaves_the_loop_serving_the_others() {
     live.write_all(b"still here").unwrap();
     assert_eq!(guest_reads(&uart_b, 10, Duration::from_secs(5)), b"still here");
 }
+
+#[test]
+fn a_ctrl_a_released_by_the_next_key_is_not_lost_when_the_queue_is_full() {
+    use crate::console_escape::ConsoleEscape;
+    let io = HostIo::start().unwrap();
+    let (mut host, source) = UnixStream::pair().unwrap();
+    let uart = uart();
+    let escape = ConsoleEscape::new(Box::new(|| {}));
+    io.add(Box::new(UartFeed::new("test", source, uart.clone(), Some(escape)).unwrap())).unwrap();
+    // Fill the queue to one byte short of full, ending on a held-back Ctrl-A; then one
+    // more key releases two bytes into a queue with room for one.
+    let mut first = vec![b'x'; MAX_QUEUED + 64 - 1];
+    first.push(0x01);
+    host.write_all(&first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    host.write_all(b"b").unwrap();
+    let mut expected = vec![b'x'; MAX_QUEUED + 64 - 1];
+    expected.extend([0x01, b'b']);
+    assert_eq!(guest_reads(&uart, expected.len(), Duration::from_secs(60)), expected);
+}
