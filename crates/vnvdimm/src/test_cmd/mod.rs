@@ -256,9 +256,9 @@ fn run_one(args: &TestArgs, name: &str) -> Result<u8, Failure> {
 
 /// Where scenarios keep their files: `--keep DIR`, else a temporary directory removed at
 /// the end.
-struct WorkDir {
-    kept: Option<PathBuf>,
-    temp: Option<tempfile::TempDir>,
+enum WorkDir {
+    Kept(PathBuf),
+    Temp(tempfile::TempDir),
 }
 
 impl WorkDir {
@@ -267,23 +267,20 @@ impl WorkDir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| Failure::usage(format!("--keep {}: {e}", dir.display())))?;
                 let dir = dir.canonicalize().map_err(|e| Failure::usage(format!("--keep {}: {e}", dir.display())))?;
-                Ok(WorkDir { kept: Some(dir), temp: None })
+                Ok(WorkDir::Kept(dir))
             }
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("vnvdimm-test-")
-                    .tempdir()
-                    .map_err(|e| Failure::other(format!("cannot create a work directory: {e}")))?;
-                Ok(WorkDir { kept: None, temp: Some(temp) })
-            }
+            None => tempfile::Builder::new()
+                .prefix("vnvdimm-test-")
+                .tempdir()
+                .map(WorkDir::Temp)
+                .map_err(|e| Failure::other(format!("cannot create a work directory: {e}"))),
         }
     }
 
     fn path(&self) -> &Path {
-        match (&self.kept, &self.temp) {
-            (Some(dir), _) => dir,
-            (None, Some(temp)) => temp.path(),
-            (None, None) => Path::new("."),
+        match self {
+            WorkDir::Kept(dir) => dir,
+            WorkDir::Temp(temp) => temp.path(),
         }
     }
 }
