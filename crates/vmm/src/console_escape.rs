@@ -28,13 +28,24 @@ impl ConsoleEscape {
             }
             self.armed = false;
             match b {
-                b'x' | b'X' => (self.on_quit)(),
+                b'x' | b'X' => {
+                    log::warn!("Ctrl-A x on the console: powering the guest off");
+                    (self.on_quit)()
+                }
                 CTRL_A => out.push(CTRL_A),
                 // Not a command: both bytes are the guest's.
                 other => out.extend([CTRL_A, other]),
             }
         }
         out
+    }
+}
+
+/// The bytes for the guest: `input` through `escape` when the console has one, else as is.
+pub fn filter(escape: Option<&mut ConsoleEscape>, input: &[u8]) -> Vec<u8> {
+    match escape {
+        Some(escape) => escape.filter(input),
+        None => input.to_vec(),
     }
 }
 

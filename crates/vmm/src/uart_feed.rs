@@ -68,10 +68,7 @@ impl<R: Read + AsRawFd + Send> UartFeed<R> {
                 return false;
             }
         };
-        let bytes = match &mut self.escape {
-            Some(escape) => escape.filter(&buf[..n]),
-            None => buf[..n].to_vec(),
-        };
+        let bytes = crate::console_escape::filter(self.escape.as_mut(), &buf[..n]);
         let mut uart = self.uart.lock_unpoisoned();
         let taken = uart.push(&bytes);
         self.held.extend_from_slice(&bytes[taken..]);

@@ -298,7 +298,6 @@ impl Vm {
         let escape = escape.then(|| {
             let control = self.control.clone();
             ConsoleEscape::new(Box::new(move || {
-                log::warn!("Ctrl-A x on the console: powering the guest off");
                 let _ = control.request(crate::vcpu_control::Request::PowerOff);
             }))
         });

@@ -158,7 +158,6 @@ fn forward_keyboard(input: &crate::console_input::ConsoleInput, mut qemu_stdin: 
     let Ok(mut source) = input.source.try_clone() else { return };
     let mut escape = input.escape.then(|| {
         vnvdimm_vmm::console_escape::ConsoleEscape::new(Box::new(move || {
-            log::warn!("Ctrl-A x on the console: powering the guest off");
             let _ = vm.power_off();
         }))
     });
@@ -171,10 +170,7 @@ fn forward_keyboard(input: &crate::console_input::ConsoleInput, mut qemu_stdin: 
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let bytes = match &mut escape {
-                Some(escape) => escape.filter(&buf[..n]),
-                None => buf[..n].to_vec(),
-            };
+            let bytes = vnvdimm_vmm::console_escape::filter(escape.as_mut(), &buf[..n]);
             if qemu_stdin.send(&bytes).is_err() {
                 return;
             }
