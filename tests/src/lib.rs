@@ -5,3 +5,4 @@ pub use vnvdimm_scenarios::{debian_612_kernel, require_qemu, FetchedKernel, Shar
 
 pub mod kvm_host;
 pub mod nested;
+pub mod nested_watch;

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use vnvdimm_tcg::qemu::QemuCommand;
 use vnvdimm_tcg::GuestImage;
 
+use crate::nested_watch::{monitor_snapshot, L1Health, L1Watch};
+
 /// Set (to 1) in the environment of the test that runs inside L1.
 pub const NESTED_L1_ENV: &str = "VNV_NESTED_L1";
 /// Overrides how long one L1 may run, in seconds.
@@ -91,8 +93,9 @@ impl NestedHost {
             shell_quote(Path::new(name))
         );
         // L1 itself, not the guest or the VMM under test, can wedge (its own kernel's
-        // soft-lockup watchdog fires: TCG emulating SVM starved on a loaded host). That
-        // is the test host failing, so it gets one fresh L1, and the output says so.
+        // soft-lockup watchdog fires: TCG emulating SVM starved on a loaded host) or
+        // freeze (no heartbeat). That is the test host failing, so it gets one fresh L1,
+        // and the output says so, with where L1's vCPUs were.
         let run = match Self::boot(&image, &script) {
             Err(e) if e.starts_with(L1_HUNG) => {
                 println!("{e}\nretrying once in a fresh L1");
@@ -132,6 +135,7 @@ impl NestedHost {
             .map_err(|e| format!("cannot create a work directory: {e}"))?;
         let run_sh = dir.path().join("run.sh");
         let console = dir.path().join("l1-console.log");
+        let monitor = dir.path().join("monitor.sock");
         let output = dir.path().join("l1-output.log");
         std::fs::write(&run_sh, script)
             .map_err(|e| format!("writing {}: {e}", run_sh.display()))?;
@@ -144,6 +148,8 @@ impl NestedHost {
             "-machine", "pc", "-accel", "tcg", "-cpu", L1_CPU, "-smp", L1_CPUS, "-m", L1_MEMORY,
         ])
         .args(["-nodefaults", "-display", "none", "-no-reboot"])
+        .arg("-monitor")
+        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
         .arg("-kernel")
         .arg(&image.vmlinux)
         .arg("-initrd")
@@ -169,6 +175,7 @@ impl NestedHost {
             .and_then(|s| s.parse().ok())
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_TIMEOUT);
+        let mut watch = L1Watch::new(&console);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
@@ -177,18 +184,30 @@ impl NestedHost {
                     let _ = child.wait();
                     break None;
                 }
-                Ok(None) if l1_wedged(&console) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let text = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
-                    let tail: Vec<&str> = text.lines().rev().take(10).collect();
-                    return Err(format!(
-                        "{L1_HUNG} after {:.0} s (its kernel's lockup watchdog fired):\n{}",
-                        started.elapsed().as_secs_f64(),
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(500)),
+                Ok(None) => match watch.poll() {
+                    L1Health::Running => std::thread::sleep(Duration::from_millis(500)),
+                    L1Health::Wedged(tail) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(format!(
+                            "{L1_HUNG} after {:.0} s (its kernel's lockup watchdog fired):\n{tail}",
+                            started.elapsed().as_secs_f64(),
+                        ));
+                    }
+                    L1Health::Frozen { silent_for, last_beat } => {
+                        let snapshot = monitor_snapshot(&monitor);
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        let output = std::fs::read(&output).unwrap_or_default();
+                        return Err(format!(
+                            "{L1_HUNG} after {:.0} s: frozen, no heartbeat for {:.0} s (last: {}); the test's output so far:\n{}\n--- QEMU monitor:\n{snapshot}",
+                            started.elapsed().as_secs_f64(),
+                            silent_for.as_secs_f64(),
+                            last_beat.as_deref().unwrap_or("none since boot"),
+                            String::from_utf8_lossy(&output),
+                        ));
+                    }
+                },
                 Err(e) => return Err(format!("waiting for QEMU: {e}")),
             }
         };
@@ -211,8 +230,9 @@ impl NestedHost {
         };
         match status {
             None => Err(format!(
-                "the nested host did not finish within {} s ({NESTED_TIMEOUT_ENV} sets the limit)\n{}\n--- L1 console (last 30 lines):\n{}",
+                "the nested host did not finish within {} s ({NESTED_TIMEOUT_ENV} sets the limit); L1 was alive (last heartbeat: {})\n{}\n--- L1 console (last 30 lines):\n{}",
                 timeout.as_secs(),
+                watch.last_beat().unwrap_or("none"),
                 run.prefixed_output(),
                 run.console_tail(30)
             )),
@@ -261,15 +281,6 @@ impl NestedRun {
 /// How a wedged L1 is reported (and recognised for the one retry).
 const L1_HUNG: &str = "the nested host (L1) hung";
 
-/// Whether L1's own kernel reports being stuck: its console is quiet (`quiet`), so these
-/// lines stand out and the file stays small.
-fn l1_wedged(console: &Path) -> bool {
-    std::fs::read(console).is_ok_and(|c| {
-        let text = String::from_utf8_lossy(&c);
-        text.contains("soft lockup - CPU#") || text.contains("rcu_preempt detected stalls")
-    })
-}
-
 /// QEMU's messages less its warnings about CPUID bits TCG does not emulate (harmless).
 fn qemu_errors(stderr: &str) -> String {
     stderr
@@ -314,17 +325,6 @@ mod tests {
     fn inner_summary_lines_are_prefixed() {
         let out = run("test result: ok. 1 passed; 0 failed\n").prefixed_output();
         assert_eq!(out, "L1| test result: ok. 1 passed; 0 failed\n");
-    }
-
-    #[test]
-    fn a_lockup_in_l1s_console_marks_it_wedged() {
-        let dir = tempfile::tempdir().unwrap();
-        let console = dir.path().join("c.log");
-        std::fs::write(&console, "[ 1.0] kvm: loaded\n").unwrap();
-        assert!(!l1_wedged(&console));
-        std::fs::write(&console, "[ 99.1] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [x:1]\n").unwrap();
-        assert!(l1_wedged(&console));
-        assert!(!l1_wedged(&dir.path().join("missing")));
     }
 
     #[test]
