@@ -108,6 +108,20 @@ fn agent_runs_commands_in_the_default_guest() {
 
     assert_eq!(s.ok("uname -r").trim(), image.kernel_release);
 
+    // A cancelled command (its API client went away) is killed with all it started, in
+    // the real guest over the real serial line, and the agent serves the next one.
+    let asked = Instant::now();
+    let cancelled = s.agent.exec_unless(
+        "sleep 600 & echo $! > /tmp/sleeper; wait",
+        CMD_TIMEOUT,
+        &|| asked.elapsed() > Duration::from_secs(3),
+    );
+    assert!(
+        matches!(cancelled, Err(vnvdimm_agent::AgentError::Cancelled { status: 137, .. })),
+        "{cancelled:?}"
+    );
+    assert_ne!(s.run("kill -0 $(cat /tmp/sleeper)").status, 0, "the command's child outlived the cancel");
+
     // Every module in the image loads (crc32c-intel needs SSE4.2, which qemu64 lacks;
     // it is only in the image as libcrc32c's optional soft dependency).
     for m in modules.split_whitespace().filter(|m| *m != "crc32c-intel") {

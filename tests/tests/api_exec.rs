@@ -195,3 +195,41 @@ fn exec_requests_are_bounded_and_abandoned_ones_never_run() {
     assert_eq!(ran, vec!["running", "waiting"]);
     wait_pending(0);
 }
+
+/// Issue 10, point 8, the rest: a command already running in the guest when its client
+/// hangs up is cancelled (the agent kills it), so it no longer holds the queue.
+#[test]
+fn a_running_exec_whose_client_hangs_up_is_cancelled() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    let vm = start();
+    let server = vm.server.as_ref().unwrap();
+    vm.backend.hold_exec();
+    let body = json!({ "command": "sleep 600" }).to_string();
+    let mut s = UnixStream::connect(&vm.socket).unwrap();
+    s.write_all(format!("POST /api/v1/exec HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes())
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !vm.backend.calls().iter().any(|c| matches!(c, Call::Exec { .. })) {
+        assert!(Instant::now() < end, "the command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(vm.backend.exec_cancelled(), 0);
+    drop(s);
+    let end = Instant::now() + Duration::from_secs(10);
+    while vm.backend.exec_cancelled() != 1 || server.exec_pending() != 0 {
+        assert!(
+            Instant::now() < end,
+            "cancelled {}, pending {}",
+            vm.backend.exec_cancelled(),
+            server.exec_pending()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A client that stays gets its answer as before.
+    vm.backend.release_exec();
+    let r = vm.client.post("/exec", &json!({ "command": "after" })).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}

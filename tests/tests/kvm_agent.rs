@@ -59,7 +59,7 @@ fn exec_after_the_guest_stopped_is_a_conflict() {
     );
     let result = harness::run(&mut vm, None).unwrap();
     assert_eq!(result.outcome, GuestOutcome::DebugExit(0));
-    match backend.exec("true", Duration::from_secs(1)) {
+    match backend.exec("true", Duration::from_secs(1), &|| false) {
         Err(BackendError::Conflict(msg)) => assert!(msg.contains("stopped"), "{msg}"),
         other => panic!("expected a conflict, got {other:?}"),
     }

@@ -39,6 +39,8 @@ pub enum AgentError {
     Corrupt(FrameError),
     #[error("the agent restarted while request {id} was running (guest rebooted?)")]
     Restarted { id: u64 },
+    #[error("request {id} was cancelled: the agent killed the command and all it started (status {status})")]
+    Cancelled { id: u64, status: i32 },
     #[error("the guest-side timeout must be at least one second, got {0:?}")]
     BadTimeout(Duration),
 }
@@ -66,6 +68,11 @@ impl ExecOutput {
 
 /// Status the guest reports for a command it killed at its timeout (SIGKILL).
 pub const STATUS_KILLED: i32 = 137;
+
+/// How often a running command's cancellation is checked.
+pub const CANCEL_POLL: Duration = Duration::from_millis(250);
+/// How often an unanswered kill is repeated.
+const KILL_RESEND: Duration = Duration::from_secs(1);
 
 /// A connection to one guest agent. `Send`: a backend can keep it in a `Mutex` and
 /// serve exec requests from any thread, one at a time (the agent runs one command at
@@ -160,6 +167,18 @@ impl AgentClient {
     /// after `timeout` (rounded up to whole seconds; status [`STATUS_KILLED`]); this call
     /// waits `timeout + transfer_grace` for the answer.
     pub fn exec(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, AgentError> {
+        self.exec_unless(command, timeout, &|| false)
+    }
+
+    /// Like [`exec`](Self::exec), but once `cancelled()` (asked every
+    /// [`CANCEL_POLL`]) is true, the agent is told to kill the command and everything it
+    /// started, and the answer to that is [`AgentError::Cancelled`].
+    pub fn exec_unless(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<ExecOutput, AgentError> {
         if timeout < Duration::from_secs(1) {
             return Err(AgentError::BadTimeout(timeout));
         }
@@ -167,15 +186,29 @@ impl AgentClient {
         let id = self.take_id();
         self.send(&frame::exec_request(id, command, secs))?;
         let wait = Duration::from_secs(secs) + self.transfer_grace;
-        let deadline = Instant::now() + wait;
+        let mut deadline = Instant::now() + wait;
+        let mut kill_sent: Option<Instant> = None;
         loop {
-            match self.next_event(deadline)? {
-                None => return Err(AgentError::Timeout { id, after: wait }),
-                Some(Event::Response {
-                    id: got,
-                    status,
-                    output,
-                }) if got == id => return Ok(ExecOutput { status, output }),
+            let now = Instant::now();
+            // The kill is repeated: a request line can be cut by the agent's polling read.
+            let resend_kill = kill_sent.is_some_and(|at| now.duration_since(at) >= KILL_RESEND);
+            if resend_kill || (kill_sent.is_none() && cancelled()) {
+                self.send(&frame::kill_request(id))?;
+                if kill_sent.is_none() {
+                    deadline = deadline.min(now + self.transfer_grace);
+                }
+                kill_sent = Some(now);
+            }
+            let round_end = deadline.min(now + CANCEL_POLL);
+            match self.next_event(round_end)? {
+                None if Instant::now() >= deadline => return Err(AgentError::Timeout { id, after: wait }),
+                None => continue,
+                Some(Event::Response { id: got, status, output }) if got == id => {
+                    return match kill_sent {
+                        Some(_) => Err(AgentError::Cancelled { id, status }),
+                        None => Ok(ExecOutput { status, output }),
+                    };
+                }
                 Some(Event::Rejected { id: got, reason }) if got == id => {
                     return Err(AgentError::Rejected { id, reason })
                 }

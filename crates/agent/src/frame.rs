@@ -75,6 +75,10 @@ pub fn ping_request(id: u64) -> Vec<u8> {
     format!("\nVNVA1 PING {id}\n").into_bytes()
 }
 
+pub fn kill_request(id: u64) -> Vec<u8> {
+    format!("\nVNVA1 KILL {id}\n").into_bytes()
+}
+
 pub fn quit_request(id: u64) -> Vec<u8> {
     format!("\nVNVA1 QUIT {id}\n").into_bytes()
 }

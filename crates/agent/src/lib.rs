@@ -25,5 +25,5 @@ pub mod qemu;
 #[cfg(test)]
 mod script_tests;
 
-pub use client::{AgentClient, AgentError, ExecOutput, STATUS_KILLED};
+pub use client::{AgentClient, AgentError, ExecOutput, CANCEL_POLL, STATUS_KILLED};
 pub use frame::PROTOCOL_VERSION;

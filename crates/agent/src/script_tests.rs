@@ -106,3 +106,42 @@ fn real_agent_skips_noise_and_rejects_damaged_requests() {
     c.shutdown(Duration::from_secs(10)).unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn real_agent_kills_a_cancelled_command_and_all_it_started() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (mut child, mut c) = spawn_agent();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("sleeper.pid");
+    let cancel = AtomicBool::new(false);
+    let started = Instant::now();
+    let cmd = format!("sleep 600 & echo $! > {}; wait", pid_file.display());
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !pid_file.exists() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            cancel.store(true, Ordering::SeqCst);
+        });
+        c.exec_unless(&cmd, Duration::from_secs(600), &|| cancel.load(Ordering::SeqCst))
+    });
+    match result {
+        Err(crate::AgentError::Cancelled { status, .. }) => assert_eq!(status, STATUS_KILLED),
+        other => panic!("expected a cancellation, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    // The grandchild went with it: the whole session was killed.
+    let sleeper = std::fs::read_to_string(&pid_file).unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{}", sleeper.trim()));
+    let gone_by = Instant::now() + Duration::from_secs(10);
+    while proc_dir.exists() && !std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default().contains(") Z ") {
+        assert!(Instant::now() < gone_by, "the command's child {} outlived the kill", sleeper.trim());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The agent is free for the next command, and a kill for a finished one is ignored.
+    let out = c.exec("echo next", Duration::from_secs(20)).unwrap();
+    assert_eq!(out.text(), "next\n");
+    c.shutdown(Duration::from_secs(10)).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+

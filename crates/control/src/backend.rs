@@ -27,6 +27,9 @@ pub enum BackendError {
     /// It should have worked but did not (an ioctl or I/O error).
     #[error("{0}")]
     Failed(String),
+    /// Stopped on purpose before it finished (a guest command whose client went away).
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 /// Life cycle of the guest as the API reports it.
@@ -104,10 +107,11 @@ pub trait Backend: Send + Sync {
     fn power_off(&self) -> Result<(), BackendError>;
 
     /// Runs `command` with `sh` in the guest through the guest agent (docs/guest-agent.md)
-    /// and returns its status and output; the guest kills it after `timeout`. Backends
-    /// without an agent channel keep this default.
-    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
-        let _ = (command, timeout);
+    /// and returns its status and output; the guest kills it after `timeout`, or as soon
+    /// as `cancelled()` is true (its client went away: [`BackendError::Cancelled`]).
+    /// Backends without an agent channel keep this default.
+    fn exec(&self, command: &str, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<ExecOutput, BackendError> {
+        let _ = (command, timeout, cancelled);
         Err(BackendError::Unsupported("running guest commands: this backend has no guest agent channel".into()))
     }
 }

@@ -141,12 +141,14 @@ impl Backend for Queued<'_> {
         self.inner.power_off()
     }
 
-    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
-        let Some(_turn) = self.ticket.wait_turn(self.client_gone) else {
+    fn exec(&self, command: &str, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<ExecOutput, BackendError> {
+        let gone = || cancelled() || (self.client_gone)();
+        let Some(_turn) = self.ticket.wait_turn(gone) else {
             // Nobody is left to read the answer; the command never ran.
             return Err(BackendError::Conflict("the client went away before the command ran".into()));
         };
-        self.inner.exec(command, timeout)
+        // Nor once it runs: the guest kills it rather than let it hold the queue.
+        self.inner.exec(command, timeout, &gone)
     }
 }
 

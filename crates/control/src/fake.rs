@@ -36,6 +36,8 @@ pub struct FakeBackend {
     /// While true, `exec` waits after recording its call (a command that runs long).
     exec_held: Mutex<bool>,
     exec_released: Condvar,
+    /// How many held commands ended because their client went away.
+    exec_cancelled: std::sync::atomic::AtomicUsize,
 }
 
 struct FakeState {
@@ -62,6 +64,7 @@ impl FakeBackend {
             started: Instant::now(),
             exec_held: Mutex::new(false),
             exec_released: Condvar::new(),
+            exec_cancelled: Default::default(),
         }
     }
 
@@ -100,6 +103,11 @@ impl FakeBackend {
     pub fn release_exec(&self) {
         *self.exec_held.lock_unpoisoned() = false;
         self.exec_released.notify_all();
+    }
+
+    /// How many held commands were cancelled (their client went away).
+    pub fn exec_cancelled(&self) -> usize {
+        self.exec_cancelled.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every call so far, oldest first.
@@ -181,12 +189,21 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
-    /// Answers without a guest: status 0 and `fake: COMMAND` as the output.
-    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
+    /// Answers without a guest: status 0 and `fake: COMMAND` as the output. While
+    /// held, a cancelled command ends as the real agent ends it.
+    fn exec(&self, command: &str, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<ExecOutput, BackendError> {
         self.record(Call::Exec { command: command.to_string(), timeout_secs: timeout.as_secs() })?;
         let mut held = self.exec_held.lock_unpoisoned();
         while *held {
-            held = self.exec_released.wait(held).unwrap_or_else(|e| e.into_inner());
+            if cancelled() {
+                self.exec_cancelled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return Err(BackendError::Cancelled("the client went away; the command was killed".into()));
+            }
+            held = self
+                .exec_released
+                .wait_timeout(held, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         drop(held);
         Ok(ExecOutput { status: 0, output: format!("fake: {command}\n") })

@@ -51,6 +51,8 @@ fn backend_failure(context: &str, e: BackendError) -> Reply {
         BackendError::Unsupported(_) => 501,
         BackendError::Conflict(_) => 409,
         BackendError::Failed(_) => 500,
+        // Nobody reads it (the client is gone), but a proxy in between might.
+        BackendError::Cancelled(_) => 499,
     };
     Reply::error(status, format!("{context}{e}"))
 }
@@ -142,7 +144,7 @@ fn exec(backend: &dyn Backend, req: ExecRequest) -> Outcome {
         return Err(bad_request(format!("timeout_secs: {secs} is out of range 1..={EXEC_MAX_TIMEOUT_SECS}")));
     }
     let out = backend
-        .exec(&req.command, std::time::Duration::from_secs(secs))
+        .exec(&req.command, std::time::Duration::from_secs(secs), &|| false)
         .map_err(|e| backend_failure("exec failed: ", e))?;
     Ok(Reply::ok(out))
 }

@@ -115,7 +115,7 @@ impl Backend for TcgVm {
 
     /// Through the guest agent on ttyS2; the first call waits for the agent to come up
     /// (the guest may still be booting).
-    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
+    fn exec(&self, command: &str, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<ExecOutput, BackendError> {
         let Some(agent) = &self.agent else {
             return Err(BackendError::Unsupported("running guest commands: this VM was started without the agent's serial port".into()));
         };
@@ -125,7 +125,7 @@ impl Backend for TcgVm {
             link.client.wait_ready(AGENT_READY_WAIT).map_err(|e| self.agent_failure(e))?;
             link.ready = true;
         }
-        let out = link.client.exec(command, timeout).map_err(|e| self.agent_failure(e))?;
+        let out = link.client.exec_unless(command, timeout, cancelled).map_err(|e| self.agent_failure(e))?;
         Ok(ExecOutput { status: out.status, output: out.text() })
     }
 }
@@ -143,6 +143,7 @@ impl TcgVm {
                 "{e} (the image's init starts the agent on ttyS2; a guest booted with vnv.agent=off, \
                  another initramfs, or one that already powered off has none)"
             )),
+            (AgentError::Cancelled { .. }, _) => BackendError::Cancelled(e.to_string()),
             _ => BackendError::Failed(e.to_string()),
         }
     }

@@ -82,6 +82,7 @@ impl KvmBackend {
                 "{e} (the image's init starts the agent on ttyS2 (COM3, 0x3e8); a guest booted with \
                  vnv.agent=off, another initramfs, or a bare-metal program has none)"
             )),
+            AgentError::Cancelled { .. } => BackendError::Cancelled(e.to_string()),
             e => BackendError::Failed(e.to_string()),
         }
     }
@@ -163,7 +164,7 @@ impl Backend for KvmBackend {
 
     /// Through the guest agent on COM3; the first call waits for the agent to come up
     /// (the guest may still be booting). 409 once the guest stopped.
-    fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, BackendError> {
+    fn exec(&self, command: &str, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<ExecOutput, BackendError> {
         if self.stopped() {
             return Err(BackendError::Conflict("the guest has stopped".into()));
         }
@@ -177,7 +178,7 @@ impl Backend for KvmBackend {
             link.client.wait_ready(AGENT_READY_WAIT).map_err(|e| self.agent_failure(e))?;
             link.ready = true;
         }
-        let out = link.client.exec(command, timeout).map_err(|e| self.agent_failure(e))?;
+        let out = link.client.exec_unless(command, timeout, cancelled).map_err(|e| self.agent_failure(e))?;
         Ok(ExecOutput { status: out.status, output: out.text() })
     }
 }
