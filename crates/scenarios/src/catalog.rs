@@ -456,6 +456,12 @@ pub fn s0_kernel_and_its_modules(guest: impl Into<Guest>) {
     for module in ["nfit", "nd_pmem", "libnvdimm"] {
         assert!(loaded.contains(&module), "{module} not loaded:\n{lsmod}\n{}", vm.context());
     }
+    // The kernel runs from RAM: a bzImage's KASLR once put it in a DIMM window (the
+    // user's backing file), with namespaces over it failing to enable.
+    let iomem = vm.ok("cat /proc/iomem");
+    if let Err(e) = kernel_code_in_system_ram(&iomem) {
+        panic!("{e}\n{iomem}\n{}", vm.context());
+    }
     let dimms = vm.json("ndctl list -D");
     assert_eq!(as_list(&dimms).len(), 2, "{dimms}");
     let regions = vm.json("ndctl list -R");
@@ -468,6 +474,39 @@ pub fn s0_kernel_and_its_modules(guest: impl Into<Guest>) {
     }
     let wall = vm.stop();
     println!("[{}] wall {:.1} s", work.dir.display(), wall.as_secs_f64());
+}
+
+/// Whether `/proc/iomem` (as root) shows "Kernel code" inside a "System RAM" range.
+fn kernel_code_in_system_ram(iomem: &str) -> Result<(), String> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let lines: Vec<&str> = iomem.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_end().ends_with(": Kernel code"))
+        .ok_or("no \"Kernel code\" in /proc/iomem")?;
+    let depth = indent(lines[at]);
+    let parent = lines[..at].iter().rev().find(|l| indent(l) < depth);
+    match parent {
+        Some(p) if p.trim_end().ends_with(": System RAM") => Ok(()),
+        Some(p) => Err(format!("the kernel's code is inside `{}`, not System RAM", p.trim())),
+        None => Err("the kernel's code is outside every RAM range of its memory map".into()),
+    }
+}
+
+#[cfg(test)]
+mod iomem_tests {
+    use super::kernel_code_in_system_ram;
+
+    #[test]
+    fn kernel_code_must_sit_in_system_ram() {
+        let good = "00100000-3fffffff : System RAM\n  01000000-01ffffff : Kernel code\n";
+        assert_eq!(kernel_code_in_system_ram(good), Ok(()));
+        let outside = "00100000-3fffffff : System RAM\n124000000-12bffffff : Persistent Memory\n  124000000-125ffffff : Kernel code\n";
+        assert!(kernel_code_in_system_ram(outside).unwrap_err().contains("Persistent Memory"));
+        let top = "00100000-3fffffff : System RAM\n124000000-125ffffff : Kernel code\n";
+        assert!(kernel_code_in_system_ram(top).unwrap_err().contains("outside"));
+        assert!(kernel_code_in_system_ram("").is_err());
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -276,19 +276,41 @@ impl TcgLayout {
     }
 
     /// The kernel arguments that replace the firmware's memory map: only the Linux RAM
-    /// ranges as usable, the firmware tables as reserved; windows, mailbox and the gap
-    /// are absent.
+    /// ranges as usable; the firmware tables, the hidden part of node 0 (gap and
+    /// mailbox) and the DIMM windows as reserved.
+    ///
+    /// Why the hidden ranges are listed as reserved rather than left out: a bzImage's
+    /// decompressor picks the kernel's physical home (KASLR) from the firmware's e820,
+    /// where all of QEMU's RAM, windows included, is RAM, and of `memmap=` it honours
+    /// only the reserved kinds (`$`, at most four). Without these, Debian's 6.12 bzImage
+    /// was sometimes decompressed into a DIMM window: into the user's backing file, with
+    /// namespaces over it failing to enable (`could not reserve region`, -EBUSY). Linux
+    /// does not mark reserved ranges above 1 MiB busy, so its nfit driver still claims
+    /// the windows.
     pub fn exactmap(&self) -> String {
         let mut args = vec!["memmap=exactmap".to_string()];
         for r in &self.linux_ram {
             args.push(format!("memmap={:#x}@{:#x}", r.end - r.start, r.start));
         }
-        args.push(format!(
-            "memmap={:#x}${:#x}",
-            self.firmware.end - self.firmware.start,
-            self.firmware.start
-        ));
+        for r in self.reserved() {
+            args.push(format!("memmap={:#x}${:#x}", r.end - r.start, r.start));
+        }
         args.join(" ")
+    }
+
+    /// What `exactmap()` lists as reserved: the firmware tables, node 0 between low and
+    /// high RAM (gap and mailbox), and the span of the DIMM windows.
+    pub fn reserved(&self) -> Vec<Range<u64>> {
+        let mut reserved = vec![self.firmware.clone()];
+        let low_ram_end = self.linux_ram[1].end;
+        let high_ram_start = self.linux_ram[2].start;
+        if low_ram_end < high_ram_start {
+            reserved.push(low_ram_end..high_ram_start);
+        }
+        if let (Some(first), Some(last)) = (self.windows.first(), self.windows.last()) {
+            reserved.push(first.start..last.end);
+        }
+        reserved
     }
 
     /// QEMU's `-m` in MiB.
@@ -368,17 +390,39 @@ mod tests {
                 assert!(!overlaps(a, b), "{a:x?} overlaps {b:x?}");
             }
         }
-        // The exact map lists exactly the Linux RAM (usable) and the firmware (reserved).
+        // The exact map lists exactly the Linux RAM as usable; the firmware, mailbox, gap
+        // and windows as reserved, so a bzImage's KASLR never decompresses the kernel into
+        // them; at most four reserved entries (the decompressor's limit).
         let map = exactmap_ranges(&l.exactmap());
         let usable: Vec<Range<u64>> = map.iter().filter(|(k, _)| *k == '@').map(|(_, r)| r.clone()).collect();
         assert_eq!(usable, l.linux_ram);
-        assert_eq!(map.last().unwrap(), &('$', l.firmware.clone()));
-        for (_, r) in &map {
-            assert!(r.end <= l.below_4g, "{r:x?} listed beyond the RAM below 4 GiB");
+        let reserved: Vec<Range<u64>> = map.iter().filter(|(k, _)| *k == '$').map(|(_, r)| r.clone()).collect();
+        assert!(reserved.len() <= 4, "{reserved:x?}");
+        assert_eq!(reserved[0], l.firmware);
+        let covered = |x: &Range<u64>| reserved.iter().any(|r| r.start <= x.start && x.end <= r.end);
+        for w in &l.windows {
+            assert!(covered(w), "window {w:x?} not reserved for the decompressor");
+        }
+        assert!(covered(&(l.mailbox..l.mailbox + MAILBOX_AREA)), "mailbox not reserved");
+        for r in &usable {
+            assert!(r.end <= l.below_4g, "{r:x?} usable beyond the RAM below 4 GiB");
             for h in &hidden {
                 assert!(!overlaps(h, r), "exactmap shows {h:x?} to Linux as {r:x?}");
             }
+            for x in &reserved {
+                assert!(!overlaps(x, r), "{x:x?} both reserved and usable");
+            }
         }
+        // Everything QEMU has as RAM is either usable or reserved, but for the legacy
+        // hole the firmware itself reserves.
+        let mut listed: Vec<Range<u64>> = usable.iter().chain(&reserved).cloned().collect();
+        listed.sort_by_key(|r| r.start);
+        let mut at = 0;
+        for r in &listed {
+            assert!(r.start == at || (at == LEGACY_RAM_END && r.start == HIGH_MEMORY_START) || r.start == ABOVE_4G_START, "{at:#x}..{:#x} unlisted", r.start);
+            at = r.end;
+        }
+        assert_eq!(at, l.windows.last().map_or(l.below_4g, |w| w.end));
         // Node 0 is exactly the RAM below 4 GiB, on a GiB boundary and within what the
         // pc machine maps there; QEMU's -m is every node.
         assert_eq!(l.below_4g % GIB, 0);
@@ -445,14 +489,15 @@ mod tests {
     }
 
     #[test]
-    fn exactmap_lists_exactly_linux_ram_and_reserves_firmware() {
+    fn exactmap_lists_exactly_linux_ram_and_reserves_the_rest() {
         let cfg = config(&[256 * MIB, 256 * MIB], 1);
         let l = TcgLayout::new(&cfg, for_memory(512 * MIB)).unwrap();
         // low RAM to 384 MiB, gap, mailbox at 1 GiB - 130 MiB, high RAM to 1 GiB - 160 KiB
         assert_eq!(l.below_4g, GIB);
         assert_eq!(l.mailbox, 0x37e0_0000);
         let expected = "memmap=exactmap memmap=0x9fc00@0x0 memmap=0x17f00000@0x100000 \
-                        memmap=0x7fd8000@0x38000000 memmap=0x28000$0x3ffd8000";
+                        memmap=0x7fd8000@0x38000000 memmap=0x28000$0x3ffd8000 \
+                        memmap=0x20000000$0x18000000 memmap=0x20000000$0x100000000";
         assert_eq!(l.exactmap(), expected);
         assert_eq!(l.ram_size, GIB + 512 * MIB);
     }
