@@ -1,4 +1,4 @@
-/* The guest agent's line (COM3, crates/vmm/src/agent_port.rs) from the guest side,
+/* The guest agent's line (COM3, crates/vmm/src/devices/agent_port.rs) from the guest side,
  * polled as a bare-metal program must (no interrupts here): sends a greeting through
  * THR, then reads one line from RBR and sends it back after a '>' prefix, then exits 0. */
 #include "vnvdimm.h"

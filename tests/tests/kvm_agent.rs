@@ -1,4 +1,4 @@
-//! The KVM VM's guest agent line (COM3 at 0x3E8, crates/vmm/src/agent_port.rs), driven
+//! The KVM VM's guest agent line (COM3 at 0x3E8, crates/vmm/src/devices/agent_port.rs), driven
 //! by a bare-metal program since this host's KVM cannot boot Linux: what the guest
 //! stores in THR arrives on the host end of the line, what the host sends is read from
 //! RBR (more than the 64-byte FIFO, so the refill path is used), and the control API's

@@ -15,8 +15,8 @@ use vnvdimm_vmm::command_port::GuestCommands;
 use vnvdimm_vmm::debug_port::Report;
 use vnvdimm_vmm::firmware::{self, IDLE_CMD_EXIT, IDLE_CMD_NOTIFY, IDLE_CMD_READ};
 use vnvdimm_vmm::harness::{self, RunResult};
-use vnvdimm_vmm::mce::{SRAO_STATUS, SRAR_STATUS};
-use vnvdimm_vmm::pmem_slots::PmemSlots;
+use vnvdimm_vmm::arch::x86_64::mce::{SRAO_STATUS, SRAR_STATUS};
+use vnvdimm_vmm::memory::pmem_slots::PmemSlots;
 use vnvdimm_vmm::GuestOutcome;
 
 const DIMM_SIZE: u64 = 64 << 20;

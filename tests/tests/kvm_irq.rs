@@ -12,7 +12,7 @@ use vnvdimm_control::backend::Backend;
 use vnvdimm_machine::{Machine, MachineConfig};
 use vnvdimm_vmm::backend::KvmBackend;
 use vnvdimm_vmm::firmware;
-use vnvdimm_vmm::ged::{IrqLine, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
+use vnvdimm_vmm::devices::ged::{IrqLine, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
 use vnvdimm_vmm::harness;
 use vnvdimm_vmm::vm::Vm;
 use vnvdimm_vmm::GuestOutcome;

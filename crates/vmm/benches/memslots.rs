@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use kvm_ioctls::Kvm;
 use nvdimm_model::poison::PoisonSet;
 use vm_memory::MmapRegion;
-use vnvdimm_vmm::memslots::{plan, DimmWindow, KvmSlots, PoisonSlots, SlotRegion, SlotSink, PAGE_SIZE};
+use vnvdimm_vmm::memory::memslots::{plan, DimmWindow, KvmSlots, PoisonSlots, SlotRegion, SlotSink, PAGE_SIZE};
 
 const BASE: u64 = 8 << 30;
 const WINDOW: u64 = 1 << 30;

@@ -18,8 +18,8 @@ use std::time::Instant;
 use vm_memory::VolatileMemory;
 
 use host_stats::kib;
-use vnvdimm_vmm::bus::BusDevice;
-use vnvdimm_vmm::flush_hint::FlushHint;
+use vnvdimm_vmm::devices::bus::BusDevice;
+use vnvdimm_vmm::devices::flush_hint::FlushHint;
 use vnvdimm_vmm::{firmware, harness};
 
 fn resident_pages(path: &std::path::Path, len: u64) -> usize {

@@ -18,10 +18,10 @@ use nvdimm_model::NvdimmPlatform;
 use vnvdimm_agent::{AgentClient, AgentError};
 use vnvdimm_control::backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
 
-use crate::flush_hint::FlushCounters;
-use crate::notifications::NotificationPath;
-use crate::pmem_slots::PmemSlots;
-use crate::vcpu_control::{Request, RunState, VcpuControl};
+use crate::devices::flush_hint::FlushCounters;
+use crate::devices::notifications::NotificationPath;
+use crate::memory::pmem_slots::PmemSlots;
+use crate::vcpu::vcpu_control::{Request, RunState, VcpuControl};
 use crate::vm::Vm;
 
 /// How long `machine_check` waits for the vCPU thread to inject it.
@@ -45,7 +45,7 @@ pub struct KvmBackend {
     cpus: u32,
     machine_checks: bool,
     /// The guest CPU's machine-check conventions (AMD has no action-optional #MC).
-    mca_vendor: crate::mce::McaVendor,
+    mca_vendor: crate::arch::x86_64::mce::McaVendor,
     started: Instant,
     /// None when the VM's agent line was already taken (or could not be split).
     agent: Option<Mutex<AgentLink>>,
@@ -106,7 +106,7 @@ impl Backend for KvmBackend {
                 // Checked by the API before anything is recorded, so a refused request
                 // changes nothing.
                 action_optional_machine_check: self.machine_checks
-                    && crate::mce::unsupported_for(self.mca_vendor, MachineCheckKind::ActionOptional).is_none(),
+                    && crate::arch::x86_64::mce::unsupported_for(self.mca_vendor, MachineCheckKind::ActionOptional).is_none(),
                 action_required_machine_check: self.machine_checks,
             },
         }
@@ -125,7 +125,7 @@ impl Backend for KvmBackend {
         if !self.machine_checks {
             return Err(BackendError::Unsupported("this host's KVM cannot emulate machine checks".into()));
         }
-        if let Some(why) = crate::mce::unsupported_for(self.mca_vendor, kind) {
+        if let Some(why) = crate::arch::x86_64::mce::unsupported_for(self.mca_vendor, kind) {
             return Err(BackendError::Unsupported(why.into()));
         }
         let ticket = self.control.request(Request::MachineCheck { gpa, kind }).map_err(|_| {

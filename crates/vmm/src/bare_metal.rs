@@ -6,9 +6,9 @@
 
 use thiserror::Error;
 
-use crate::guest_memory::GuestMemoryError;
-use crate::long_mode;
-use crate::page_tables::{self, PageTableError};
+use crate::memory::guest_memory::GuestMemoryError;
+use crate::arch::x86_64::long_mode;
+use crate::arch::x86_64::page_tables::{self, PageTableError};
 use crate::vm::{ioctl, Vm, VmError};
 
 pub const GDT_ADDR: u64 = 0x500;

@@ -5,7 +5,7 @@
 use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Mutex};
 
-use crate::bus::{Action, BusDevice};
+use crate::devices::bus::{Action, BusDevice};
 use crate::outcome::GuestOutcome;
 
 pub const REPORT_PORT: u16 = 0x510;

@@ -20,7 +20,7 @@ use crate::bare_metal::{self, BareMetalError};
 use crate::command_port::{CommandPort, GuestCommands, CMD_PORT, CMD_PORT_LEN};
 use crate::debug_port::{DebugPorts, DEBUG_PORTS_LEN, REPORT_PORT};
 use crate::outcome::GuestOutcome;
-use crate::run_loop::{self, PmemFaultHandler};
+use crate::vcpu::run_loop::{self, PmemFaultHandler};
 use crate::vm::{Vm, VmError};
 
 #[derive(Debug, Error)]
@@ -40,7 +40,7 @@ pub enum HarnessError {
     #[error(transparent)]
     Api(#[from] vnvdimm_control::ApiError),
     #[error("the command port: {0}")]
-    Bus(#[from] crate::bus::BusError),
+    Bus(#[from] crate::devices::bus::BusError),
 }
 
 /// A machine of `dimms` DIMMs of `size` bytes each on sparse files in `dir`
@@ -73,7 +73,7 @@ pub fn boot(machine: Machine, program: &[u8], console: Box<dyn Write + Send>) ->
     )?;
     // The bare-metal programs read machine checks where QEMU reports them on any host
     // (bank 9, Intel's layout); the vendor layouts are for what Linux expects.
-    vm.mca_vendor = crate::mce::McaVendor::Intel;
+    vm.mca_vendor = crate::arch::x86_64::mce::McaVendor::Intel;
     bare_metal::load(&mut vm, program)?;
     Ok(vm)
 }
@@ -117,7 +117,7 @@ pub fn run(vm: &mut Vm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::Action;
+    use crate::devices::bus::Action;
     use crate::debug_port::EXIT_PORT;
 
     #[test]

@@ -89,7 +89,7 @@ pub fn run(
     let watch = writeback_watch::power_off_on_loss(&platform, move || {
         let _ = backend.power_off();
     });
-    let outcome = crate::run_loop::run(&mut vm, None);
+    let outcome = crate::vcpu::run_loop::run(&mut vm, None);
     // A guest command still waiting on the agent sees the line close (409, not a timeout).
     vm.agent.hang_up();
     // Before closing: a check racing the final one could take the error away from it.

@@ -217,8 +217,8 @@ pub fn check_poison(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<S
     let gpa = machine.memory_map.layout.dimms[0].spa_base + firmware::POISON_OFFSET;
     expect("address the guest loaded", run.u64_at(0), gpa)?;
     expect("MC9_ADDR in the guest's #MC handler", run.u64_at(2), gpa)?;
-    expect("MC9_STATUS in the guest's #MC handler", run.u64_at(4), crate::mce::SRAR_STATUS)?;
-    expect("MCG_STATUS in the guest's #MC handler", run.u64_at(6), crate::mce::SRAR_MCG_STATUS)?;
+    expect("MC9_STATUS in the guest's #MC handler", run.u64_at(4), crate::arch::x86_64::mce::SRAR_STATUS)?;
+    expect("MCG_STATUS in the guest's #MC handler", run.u64_at(6), crate::arch::x86_64::mce::SRAR_MCG_STATUS)?;
     let logged = vm.platform.lock_unpoisoned().events_since(0).iter().any(|e| {
         e.kind
             == EventKind::MachineCheck {
@@ -232,6 +232,6 @@ pub fn check_poison(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<S
     }
     Ok(format!(
         "load at {gpa:#x} exited (page out of the memslots), SRAR injected and logged, guest #MC handler read MC9_ADDR {gpa:#x}, MC9_STATUS {:#x}",
-        crate::mce::SRAR_STATUS
+        crate::arch::x86_64::mce::SRAR_STATUS
     ))
 }

@@ -9,7 +9,7 @@ use nvdimm_model::config::{DimmConfig, GIB};
 use nvdimm_model::{NvdimmPlatform, PersistenceDomain, PlatformConfig};
 use vnvdimm_machine::{Machine, MachineConfig};
 
-use crate::guest_memory::GuestMemory;
+use crate::memory::guest_memory::GuestMemory;
 
 pub struct Rig {
     pub machine: Machine,

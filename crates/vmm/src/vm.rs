@@ -23,25 +23,25 @@ use thiserror::Error;
 use vnvdimm_machine::acpi::{COM1_IRQ, COM1_PORT};
 use vnvdimm_machine::Machine;
 
-use crate::bus::{Bus, BusError, SharedDevice};
+use crate::devices::bus::{Bus, BusError, SharedDevice};
 use crate::debug_port::Report;
-use crate::doorbell::Doorbell;
-use crate::flush_hint::{FlushCounters, FlushHint};
-use crate::ged::{Ged, GED_MMIO_BASE, GED_MMIO_SIZE};
-use crate::mce;
-use crate::memslots::MemslotError;
-use crate::pmem_slots::PmemSlots;
-use crate::vcpu_control::VcpuControl;
-use crate::buffered_uart::BufferedUart;
-use crate::console_escape::ConsoleEscape;
-use crate::guest_memory::{GuestMemory, GuestMemoryError};
+use crate::devices::doorbell::Doorbell;
+use crate::devices::flush_hint::{FlushCounters, FlushHint};
+use crate::devices::ged::{Ged, GED_MMIO_BASE, GED_MMIO_SIZE};
+use crate::arch::x86_64::mce;
+use crate::memory::memslots::MemslotError;
+use crate::memory::pmem_slots::PmemSlots;
+use crate::vcpu::vcpu_control::VcpuControl;
+use crate::devices::buffered_uart::BufferedUart;
+use crate::devices::console_escape::ConsoleEscape;
+use crate::memory::guest_memory::{GuestMemory, GuestMemoryError};
 use crate::host_io::HostIo;
-use crate::uart_feed::UartFeed;
-use crate::power::{
+use crate::devices::uart_feed::UartFeed;
+use crate::devices::power::{
     PcResetControl, PowerPorts, PC_RESET_CONTROL_PORT, POWER_PORTS_LEN, SLEEP_CONTROL_PORT,
 };
-use crate::agent_port::{AgentPort, AGENT_IRQ, AGENT_PORT, RESULTS_IRQ, RESULTS_PORT};
-use crate::serial::{SerialDevice, SharedWriter, SERIAL_PORT_LEN};
+use crate::devices::agent_port::{AgentPort, AGENT_IRQ, AGENT_PORT, RESULTS_IRQ, RESULTS_PORT};
+use crate::devices::serial::{SerialDevice, SharedWriter, SERIAL_PORT_LEN};
 
 #[derive(Debug, Error)]
 pub enum VmError {
@@ -211,7 +211,7 @@ impl Vm {
             shared(PowerPorts),
         )?;
         io_bus.insert(u64::from(PC_RESET_CONTROL_PORT), 1, shared(PcResetControl))?;
-        io_bus.insert(u64::from(crate::pvpanic::PVPANIC_PORT), 1, shared(crate::pvpanic::PvPanic))?;
+        io_bus.insert(u64::from(crate::devices::pvpanic::PVPANIC_PORT), 1, shared(crate::devices::pvpanic::PvPanic))?;
 
         let mut mmio_bus = Bus::new("mmio");
         let layout = machine.memory_map.layout.clone();
@@ -256,7 +256,7 @@ impl Vm {
                 .create_vcpu(id)
                 .map_err(ioctl(format!("KVM_CREATE_VCPU {id}")))?;
             let mut cpuid = cpuid.clone();
-            crate::cpuid::patch(&mut cpuid, id as u8, machine.config.cpus);
+            crate::arch::x86_64::cpuid::patch(&mut cpuid, id as u8, machine.config.cpus);
             vcpu.set_cpuid2(&cpuid)
                 .map_err(ioctl(format!("KVM_SET_CPUID2 on vCPU {id}")))?;
             if let Ok(mcg_cap) = mce {
@@ -298,7 +298,7 @@ impl Vm {
         let escape = escape.then(|| {
             let control = self.control.clone();
             ConsoleEscape::new(Box::new(move || {
-                let _ = control.request(crate::vcpu_control::Request::PowerOff);
+                let _ = control.request(crate::vcpu::vcpu_control::Request::PowerOff);
             }))
         });
         let feed = UartFeed::new("console input", input, self.console_uart.clone(), escape)
@@ -346,21 +346,21 @@ fn serial(vm_fd: &VmFd, irqchip: bool, irq: u32, console: Box<dyn Write + Send>)
     SerialDevice::new(console)
 }
 
-fn shared<D: crate::bus::BusDevice + 'static>(device: D) -> SharedDevice {
+fn shared<D: crate::devices::bus::BusDevice + 'static>(device: D) -> SharedDevice {
     Arc::new(Mutex::new(device))
 }
 
 /// The GED's register on the MMIO bus.
 struct GedDevice(Arc<Ged>);
 
-impl crate::bus::BusDevice for GedDevice {
+impl crate::devices::bus::BusDevice for GedDevice {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         self.0.mmio_read(offset, data);
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) -> crate::bus::Action {
+    fn write(&mut self, offset: u64, data: &[u8]) -> crate::devices::bus::Action {
         self.0.mmio_write(offset, data);
-        crate::bus::Action::Continue
+        crate::devices::bus::Action::Continue
     }
 }
 

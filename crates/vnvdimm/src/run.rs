@@ -142,7 +142,7 @@ pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
 fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
     let work = crate::work_dir::create().map_err(|e| Failure::start_host(format!("creating a work directory: {e}")))?;
     let boot = crate::guest_boot::guest_boot(args, work.path(), err)?;
-    let spec = vnvdimm_vmm::linux_boot::BootSpec {
+    let spec = vnvdimm_vmm::arch::x86_64::linux_boot::BootSpec {
         kernel: boot.kernel,
         initramfs: boot.initramfs,
         cmdline: boot.cmdline,
@@ -153,8 +153,8 @@ fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn 
     let outcome = crate::console_pipe::run_with_console(out, |console| {
         vnvdimm_vmm::launch::run(machine, console, api_socket, |vm| {
             let map = vm.machine.memory_map.clone();
-            let loaded = vnvdimm_vmm::linux_boot::load(&vm.memory, &map, &spec).map_err(|e| e.to_string())?;
-            vnvdimm_vmm::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())?;
+            let loaded = vnvdimm_vmm::arch::x86_64::linux_boot::load(&vm.memory, &map, &spec).map_err(|e| e.to_string())?;
+            vnvdimm_vmm::arch::x86_64::linux_boot::configure_vcpu(&vm.vcpus[0], &loaded.entry).map_err(|e| e.to_string())?;
             if let Some((source, escape)) = keyboard {
                 vm.attach_console_input(source, escape).map_err(|e| e.to_string())?;
             }

@@ -157,7 +157,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
 fn forward_keyboard(input: &crate::console_input::ConsoleInput, mut qemu_stdin: vnvdimm_tcg::console_in::ConsoleIn, vm: Arc<TcgVm>) {
     let Ok(mut source) = input.source.try_clone() else { return };
     let mut escape = input.escape.then(|| {
-        vnvdimm_vmm::console_escape::ConsoleEscape::new(Box::new(move || {
+        vnvdimm_vmm::devices::console_escape::ConsoleEscape::new(Box::new(move || {
             let _ = vm.power_off();
         }))
     });
@@ -170,7 +170,7 @@ fn forward_keyboard(input: &crate::console_input::ConsoleInput, mut qemu_stdin: 
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let bytes = vnvdimm_vmm::console_escape::filter(escape.as_mut(), &buf[..n]);
+            let bytes = vnvdimm_vmm::devices::console_escape::filter(escape.as_mut(), &buf[..n]);
             if qemu_stdin.send(&bytes).is_err() {
                 return;
             }

@@ -1,6 +1,6 @@
 //! AML of the Generic Event Device (ACPI0013) through which the VMM raises ACPI
 //! notifications. The device itself (pending register, interrupt) is the VMM's
-//! (`vnvdimm_vmm::ged`); its register page, GSI and event bits are defined here so
+//! (`vnvdimm_vmm::devices::ged`); its register page, GSI and event bits are defined here so
 //! the DSDT, the memory map and the device agree.
 
 use acpi_tables::aml::{

@@ -26,11 +26,11 @@ use vm_memory::{MmapRegion, VolatileMemory};
 use kvm_bindings::{kvm_regs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
-use crate::long_mode::{
+use crate::arch::x86_64::long_mode::{
     self, tss_descriptor, CODE64_DESCRIPTOR, CODE_SELECTOR, DATA_DESCRIPTOR, DATA_SELECTOR, TSS_LIMIT,
     TSS_SELECTOR,
 };
-pub use crate::long_mode::EFER_LMA;
+pub use crate::arch::x86_64::long_mode::EFER_LMA;
 
 pub const LOW_MEM_SIZE: u64 = 0x1_0000;
 const PML4: u64 = 0x1000;

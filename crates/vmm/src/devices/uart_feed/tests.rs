@@ -3,10 +3,10 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::buffered_uart::MAX_QUEUED;
+use crate::devices::buffered_uart::MAX_QUEUED;
 use crate::host_io::HostIo;
-use crate::serial::SerialDevice;
-use crate::bus::BusDevice;
+use crate::devices::serial::SerialDevice;
+use crate::devices::bus::BusDevice;
 
 fn uart() -> Arc<Mutex<BufferedUart>> {
     Arc::new(Mutex::new(BufferedUart::new(SerialDevice::new(Box::new(std::io::sink()))).unwrap()))
@@ -78,7 +78,7 @@ fn end_of_input_leaves_the_loop_serving_the_others() {
 
 #[test]
 fn a_ctrl_a_released_by_the_next_key_is_not_lost_when_the_queue_is_full() {
-    use crate::console_escape::ConsoleEscape;
+    use crate::devices::console_escape::ConsoleEscape;
     let io = HostIo::start().unwrap();
     let (mut host, source) = UnixStream::pair().unwrap();
     let uart = uart();

@@ -18,10 +18,10 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::buffered_uart::BufferedUart;
+use crate::devices::buffered_uart::BufferedUart;
 use crate::host_io::HostIo;
-use crate::serial::SerialDevice;
-use crate::uart_feed::UartFeed;
+use crate::devices::serial::SerialDevice;
+use crate::devices::uart_feed::UartFeed;
 
 /// COM3, where the image's init starts the agent (`/dev/ttyS2`), and its IRQ; the DSDT
 /// describes both.
@@ -127,8 +127,8 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    use crate::bus::BusDevice;
-    use crate::buffered_uart::tests::drain;
+    use crate::devices::bus::BusDevice;
+    use crate::devices::buffered_uart::tests::drain;
 
     fn port() -> (HostIo, AgentPort) {
         let io = HostIo::start().unwrap();

@@ -14,7 +14,7 @@ use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::bus::{Action, BusDevice};
+use crate::devices::bus::{Action, BusDevice};
 
 /// vm-superio's receive FIFO.
 const RX_FIFO_SIZE: usize = 64;

@@ -12,7 +12,7 @@
 //! Any other sleep type (S1-S4) is refused the way a platform without it would: the
 //! write is ignored and the vCPU continues (Linux only asks for states `\_Sx` lists).
 
-use crate::bus::{Action, BusDevice};
+use crate::devices::bus::{Action, BusDevice};
 use crate::outcome::GuestOutcome;
 
 pub use vnvdimm_machine::acpi::power::{

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use nvdimm_model::event_log::EventKind;
 use nvdimm_model::NvdimmPlatform;
 
-use crate::bus::{Action, BusDevice};
-use crate::guest_memory::GuestMemory;
+use crate::devices::bus::{Action, BusDevice};
+use crate::memory::guest_memory::GuestMemory;
 
 /// Flushes per DIMM, in configuration order.
 #[derive(Debug)]

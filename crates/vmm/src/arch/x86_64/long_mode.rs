@@ -154,7 +154,7 @@ pub fn gdt_bytes(gdt_addr: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linux_boot::cpu::segment;
+    use crate::arch::x86_64::linux_boot::cpu::segment;
 
     #[test]
     fn flat_segments_are_what_the_gdt_descriptors_decode_to() {

@@ -10,7 +10,7 @@
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
-use crate::long_mode::{self, CODE64_DESCRIPTOR, CR0_ET, CR0_PE, DATA_DESCRIPTOR};
+use crate::arch::x86_64::long_mode::{self, CODE64_DESCRIPTOR, CR0_ET, CR0_PE, DATA_DESCRIPTOR};
 
 pub const BOOT_CS: u16 = 0x10;
 pub const BOOT_DS: u16 = 0x18;

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::bus::{Action, BusDevice};
-use crate::serial::SerialDevice;
+use crate::devices::bus::{Action, BusDevice};
+use crate::devices::serial::SerialDevice;
 
 /// Host bytes queued beyond the FIFO; a source that would exceed it is paused.
 pub const MAX_QUEUED: usize = 64 * 1024;

@@ -5,7 +5,7 @@
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header, E820_MAX_ENTRIES_ZEROPAGE};
 use vm_memory::ByteValued;
 
-use crate::e820::E820Entry;
+use crate::arch::x86_64::e820::E820Entry;
 
 /// "HdrS": a setup header is present.
 pub const HDR_MAGIC: u32 = 0x5372_6448;

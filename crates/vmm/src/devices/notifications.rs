@@ -17,8 +17,8 @@ use nvdimm_model::event_log::EventKind;
 use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
 
-use crate::ged::{Ged, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
-use crate::guest_memory::GuestMemory;
+use crate::devices::ged::{Ged, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
+use crate::memory::guest_memory::GuestMemory;
 use crate::vm::Vm;
 
 #[derive(Debug, Error)]

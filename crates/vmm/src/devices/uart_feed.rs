@@ -11,8 +11,8 @@ use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use nvdimm_model::sync::LockUnpoisoned;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::buffered_uart::BufferedUart;
-use crate::console_escape::ConsoleEscape;
+use crate::devices::buffered_uart::BufferedUart;
+use crate::devices::console_escape::ConsoleEscape;
 
 pub struct UartFeed<R> {
     name: &'static str,
@@ -68,7 +68,7 @@ impl<R: Read + AsRawFd + Send> UartFeed<R> {
                 return false;
             }
         };
-        let bytes = crate::console_escape::filter(self.escape.as_mut(), &buf[..n]);
+        let bytes = crate::devices::console_escape::filter(self.escape.as_mut(), &buf[..n]);
         let mut uart = self.uart.lock_unpoisoned();
         let taken = uart.push(&bytes);
         self.held.extend_from_slice(&bytes[taken..]);

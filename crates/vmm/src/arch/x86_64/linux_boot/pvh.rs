@@ -2,7 +2,7 @@
 //! arch/x86/platform/pvh reads it): `hvm_start_info`, its memory map and the module
 //! list (the initramfs), byte for byte.
 
-use crate::e820::E820Entry;
+use crate::arch::x86_64::e820::E820Entry;
 
 pub const START_INFO_MAGIC: u32 = 0x336E_C578;
 /// Version 1: the memory map fields are valid.

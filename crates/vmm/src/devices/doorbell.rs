@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use nvdimm_model::NvdimmPlatform;
 
-use crate::bus::{Action, BusDevice};
-use crate::guest_memory::GuestMemory;
+use crate::devices::bus::{Action, BusDevice};
+use crate::memory::guest_memory::GuestMemory;
 
 pub struct Doorbell {
     platform: Arc<Mutex<NvdimmPlatform>>,

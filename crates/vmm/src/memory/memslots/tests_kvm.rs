@@ -8,7 +8,7 @@ use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 use super::*;
 use super::test_memory::TestMemory;
 use crate::kvm_check::longmode::{self, asm, LongModeSetup, LongModeVm};
-use crate::mce;
+use crate::arch::x86_64::mce;
 
 const P: u64 = PAGE_SIZE;
 /// Inside the 4 GiB the bare-metal page tables map.
@@ -224,7 +224,7 @@ fn a_poisoned_load_becomes_an_srar_machine_check_in_the_guest() {
     .unwrap();
     mce::setup_vcpu(&r.vm.vcpu, cap).unwrap();
     r.update(&set(&[(9 * P, P)]));
-    let mut platform = crate::mce::tests_support::platform();
+    let mut platform = crate::arch::x86_64::mce::tests_support::platform();
 
     let mut addr = [0u32; 2];
     let mut steps = Vec::new();

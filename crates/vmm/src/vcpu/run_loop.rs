@@ -25,12 +25,12 @@ use nvdimm_model::sync::LockUnpoisoned;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 
-use crate::bus::Action;
-use crate::mce;
-use crate::memslots::WindowAccess;
+use crate::devices::bus::Action;
+use crate::arch::x86_64::mce;
+use crate::memory::memslots::WindowAccess;
 use crate::outcome::GuestOutcome;
-use crate::pmem_slots::FetchFault;
-use crate::vcpu_control::{Request, RunState};
+use crate::memory::pmem_slots::FetchFault;
+use crate::vcpu::vcpu_control::{Request, RunState};
 use crate::vm::{Vm, VmError};
 
 /// Overrides the built-in handling of an access inside an NVDIMM window that exited
@@ -236,7 +236,7 @@ fn consume_poison(vm: &Vm, vcpu: &VcpuFd, gpa: u64) {
 /// A `_DSM` call may have queued notifications (an error injection with its notify
 /// flag): the guest gets them now, as the host's own do.
 fn deliver_notifications(vm: &Vm) {
-    if let Err(e) = crate::notifications::NotificationPath::of(vm).deliver(&vm.platform) {
+    if let Err(e) = crate::devices::notifications::NotificationPath::of(vm).deliver(&vm.platform) {
         log::debug!("{e}");
     }
 }

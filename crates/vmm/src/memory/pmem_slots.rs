@@ -33,8 +33,8 @@ use kvm_ioctls::VmFd;
 use nvdimm_model::poison::PoisonSet;
 use nvdimm_model::NvdimmPlatform;
 
-use crate::guest_memory::GuestMemory;
-use crate::memslots::{ApplyStats, DimmWindow, KvmSlots, MemslotError, PoisonSlots, WindowAccess, LAZY_PIECE};
+use crate::memory::guest_memory::GuestMemory;
+use crate::memory::memslots::{ApplyStats, DimmWindow, KvmSlots, MemslotError, PoisonSlots, WindowAccess, LAZY_PIECE};
 
 /// When the windows' memslots are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

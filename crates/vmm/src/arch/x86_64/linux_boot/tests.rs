@@ -6,7 +6,7 @@ use vnvdimm_machine::memory_map::{ACPI_AREA_END, LEGACY_HOLE_START, MAILBOX_ADDR
 use vnvdimm_machine::{Machine, MachineConfig, RegionKind};
 
 use super::*;
-use crate::e820::{E820_RAM, E820_RESERVED};
+use crate::arch::x86_64::e820::{E820_RAM, E820_RESERVED};
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes(b[at..at + 2].try_into().unwrap())

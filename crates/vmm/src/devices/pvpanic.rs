@@ -4,7 +4,7 @@
 //! `panic=-1` would make of it. Reads return the events this device supports; Linux
 //! only reports those.
 
-use crate::bus::{Action, BusDevice};
+use crate::devices::bus::{Action, BusDevice};
 use crate::outcome::GuestOutcome;
 
 pub use vnvdimm_machine::acpi::dsdt::PVPANIC_PORT;

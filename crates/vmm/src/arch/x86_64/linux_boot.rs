@@ -39,9 +39,9 @@ pub use cpu::{EntryMode, VcpuEntry};
 pub use pvh::START_INFO_MAGIC;
 pub use zero_page::{Initramfs, ZeroPageError};
 
-use crate::e820::{self, E820Entry};
-use crate::guest_memory::{GuestMemory, GuestMemoryError};
-use crate::page_tables::{self, PageTableError};
+use crate::arch::x86_64::e820::{self, E820Entry};
+use crate::memory::guest_memory::{GuestMemory, GuestMemoryError};
+use crate::arch::x86_64::page_tables::{self, PageTableError};
 use layout::*;
 
 /// Offset of `startup_64` in a bzImage's protected-mode code (boot.rst, 64-bit protocol).
