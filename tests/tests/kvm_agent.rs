@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use vnvdimm_control::backend::{Backend, BackendError};
 use vnvdimm_vmm::backend::KvmBackend;
-use vnvdimm_vmm::firmware;
-use vnvdimm_vmm::harness;
+use vnvdimm_selftest::firmware;
+use vnvdimm_selftest::harness;
 use vnvdimm_vmm::GuestOutcome;
 
 const DIMM_SIZE: u64 = 64 << 20;

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vnvdimm_control::{ApiClient, ApiServerHandle};
-use vnvdimm_vmm::command_port::GuestCommands;
-use vnvdimm_vmm::debug_port::Report;
-use vnvdimm_vmm::firmware::{self, IDLE_CMD_EXIT, IDLE_CMD_NOTIFY, IDLE_CMD_READ};
-use vnvdimm_vmm::harness::{self, RunResult};
+use vnvdimm_selftest::command_port::GuestCommands;
+use vnvdimm_selftest::debug_port::Report;
+use vnvdimm_selftest::firmware::{self, IDLE_CMD_EXIT, IDLE_CMD_NOTIFY, IDLE_CMD_READ};
+use vnvdimm_selftest::harness::{self, RunResult};
 use vnvdimm_vmm::arch::x86_64::mce::{SRAO_STATUS, SRAR_STATUS};
 use vnvdimm_vmm::memory::pmem_slots::PmemSlots;
 use vnvdimm_vmm::GuestOutcome;
@@ -43,7 +43,7 @@ fn start() -> Guest {
     let commands = harness::attach_commands(&mut vm).unwrap();
     let socket = dir.path().join("api.sock");
     let api = harness::serve_api(&vm, &socket).unwrap();
-    let (report, pmem) = (vm.stats.report.clone(), vm.pmem.clone());
+    let (report, pmem) = (vm.report.clone(), vm.pmem.clone());
     let vcpu = std::thread::spawn(move || harness::run(&mut vm, None).unwrap());
     let client = ApiClient::new(&socket);
     let guest = Guest { socket, client, commands, report, pmem, spa, backing, vcpu: Some(vcpu), _api: api, _dir: dir };

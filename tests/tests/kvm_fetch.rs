@@ -4,8 +4,8 @@
 //! Needs /dev/kvm (the KVM backend's tests fail without it rather than pass silently).
 
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
-use vnvdimm_vmm::debug_port::{EXIT_PORT, REPORT_PORT};
-use vnvdimm_vmm::harness;
+use vnvdimm_selftest::debug_port::{EXIT_PORT, REPORT_PORT};
+use vnvdimm_selftest::harness;
 use vnvdimm_vmm::GuestOutcome;
 
 const DIMM_SIZE: u64 = 64 << 20;

@@ -11,15 +11,15 @@ use nvdimm_model::config::MIB;
 use vnvdimm_control::backend::Backend;
 use vnvdimm_machine::{Machine, MachineConfig};
 use vnvdimm_vmm::backend::KvmBackend;
-use vnvdimm_vmm::firmware;
+use vnvdimm_selftest::firmware;
 use vnvdimm_vmm::devices::ged::{IrqLine, KvmIrqLine, GED_EVENT_NVDIMM, GED_GSI};
-use vnvdimm_vmm::harness;
-use vnvdimm_vmm::vm::Vm;
+use vnvdimm_selftest::harness;
+use vnvdimm_selftest::harness::BareMetalVm;
 use vnvdimm_vmm::GuestOutcome;
 
 const DIMM_SIZE: u64 = 64 << 20;
 
-fn vm(dir: &std::path::Path, cpus: u8, program: &[u8]) -> Vm {
+fn vm(dir: &std::path::Path, cpus: u8, program: &[u8]) -> BareMetalVm {
     let machine = harness::sparse_machine(dir, 1, DIMM_SIZE).unwrap();
     let machine = Machine::new(MachineConfig { memory: 64 * MIB, cpus }, machine.platform).unwrap();
     harness::boot(machine, program, Box::new(std::io::sink())).unwrap()

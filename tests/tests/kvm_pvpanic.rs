@@ -5,7 +5,7 @@
 //! talks to QEMU's pvpanic (tests/guest_panic_tcg.rs).
 
 use vnvdimm_vmm::outcome::GuestOutcome;
-use vnvdimm_vmm::{firmware, harness};
+use vnvdimm_selftest::{firmware, harness};
 
 #[test]
 fn a_panic_reported_on_port_0x505_ends_the_run_as_a_crash() {

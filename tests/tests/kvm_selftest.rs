@@ -4,8 +4,9 @@
 
 use std::os::unix::fs::FileExt;
 
-use vnvdimm_vmm::selftest::{self, Status, DIMM_SIZE};
-use vnvdimm_vmm::{firmware, harness, GuestOutcome};
+use vnvdimm_selftest::selftest::{self, Status, DIMM_SIZE};
+use vnvdimm_selftest::{firmware, harness};
+use vnvdimm_vmm::GuestOutcome;
 
 fn check(name: &'static str, f: fn(&mut vnvdimm_vmm::Vm, &harness::RunResult, &vnvdimm_machine::Machine) -> Result<String, String>) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,18 +5,12 @@
 
 pub mod arch;
 pub mod backend;
-pub mod bare_metal;
-pub mod command_port;
 pub mod devices;
-pub mod debug_port;
-pub mod firmware;
-pub mod harness;
 pub mod host_io;
 pub mod kvm_check;
 pub mod launch;
 pub mod memory;
 pub mod outcome;
-pub mod selftest;
 #[cfg(test)]
 mod test_rig;
 pub mod vcpu;

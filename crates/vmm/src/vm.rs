@@ -24,7 +24,6 @@ use vnvdimm_machine::acpi::{COM1_IRQ, COM1_PORT};
 use vnvdimm_machine::Machine;
 
 use crate::devices::bus::{Bus, BusError, SharedDevice};
-use crate::debug_port::Report;
 use crate::devices::doorbell::Doorbell;
 use crate::devices::flush_hint::{FlushCounters, FlushHint};
 use crate::devices::ged::{Ged, GED_MMIO_BASE, GED_MMIO_SIZE};
@@ -79,7 +78,8 @@ pub enum VmError {
 /// above the local APIC, where no device and no memslot is.
 pub const KVM_TSS_ADDR: u64 = 0xFFFB_D000;
 
-pub(crate) fn ioctl(what: impl Into<String>) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+/// Maps a failed KVM ioctl to a `VmError` that names it (also for bare-metal loaders).
+pub fn ioctl(what: impl Into<String>) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
     let what = what.into();
     move |source| VmError::Ioctl { what, source }
 }
@@ -101,7 +101,6 @@ pub struct SlotInfo {
 pub struct VmStats {
     pub flushes: Arc<FlushCounters>,
     pub doorbell_rings: Arc<AtomicU64>,
-    pub report: Report,
 }
 
 pub struct Vm {
@@ -185,7 +184,6 @@ impl Vm {
         let stats = VmStats {
             flushes: Arc::new(FlushCounters::new(machine.platform.dimms.len())),
             doorbell_rings: Arc::new(AtomicU64::new(0)),
-            report: Report::default(),
         };
         let mut io_bus = Bus::new("io");
         // ttyS0 and ttyS1 (the image's step results) share the console.

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use vnvdimm_vmm::selftest::{self, Status};
+use vnvdimm_selftest::selftest::{self, Status};
 
 use crate::cli::Failure;
 

@@ -11,7 +11,7 @@ use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::devices::bus::{Action, BusDevice};
+use vnvdimm_vmm::devices::bus::{Action, BusDevice};
 
 pub const CMD_PORT: u16 = 0x518;
 pub const CMD_PORT_LEN: u64 = 12;

@@ -11,8 +11,8 @@ use vnvdimm_machine::Machine;
 
 use crate::firmware;
 use crate::harness::{self, HarnessError, RunResult};
-use crate::outcome::GuestOutcome;
-use crate::vm::Vm;
+use vnvdimm_vmm::outcome::GuestOutcome;
+use vnvdimm_vmm::vm::Vm;
 
 /// Size of each test DIMM: small, sparse.
 pub const DIMM_SIZE: u64 = 64 << 20;
@@ -76,10 +76,10 @@ pub fn run_check(dir: &Path, name: &'static str, f: CheckFn) -> Check {
             poison_page(&vm)?;
         }
         let run = harness::run(&mut vm, None)?;
-        Ok((vm, run, machine))
+        Ok((vm.vm, run, machine))
     })();
     let (status, detail) = match result {
-        Err(HarnessError::Vm(crate::vm::VmError::Kvm(e))) => {
+        Err(HarnessError::Vm(vnvdimm_vmm::vm::VmError::Kvm(e))) => {
             (Status::NotRun(format!("/dev/kvm is not usable here: {e}")), String::new())
         }
         Err(e) => (Status::Fail(e.to_string()), String::new()),
@@ -217,8 +217,8 @@ pub fn check_poison(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<S
     let gpa = machine.memory_map.layout.dimms[0].spa_base + firmware::POISON_OFFSET;
     expect("address the guest loaded", run.u64_at(0), gpa)?;
     expect("MC9_ADDR in the guest's #MC handler", run.u64_at(2), gpa)?;
-    expect("MC9_STATUS in the guest's #MC handler", run.u64_at(4), crate::arch::x86_64::mce::SRAR_STATUS)?;
-    expect("MCG_STATUS in the guest's #MC handler", run.u64_at(6), crate::arch::x86_64::mce::SRAR_MCG_STATUS)?;
+    expect("MC9_STATUS in the guest's #MC handler", run.u64_at(4), vnvdimm_vmm::arch::x86_64::mce::SRAR_STATUS)?;
+    expect("MCG_STATUS in the guest's #MC handler", run.u64_at(6), vnvdimm_vmm::arch::x86_64::mce::SRAR_MCG_STATUS)?;
     let logged = vm.platform.lock_unpoisoned().events_since(0).iter().any(|e| {
         e.kind
             == EventKind::MachineCheck {
@@ -232,6 +232,6 @@ pub fn check_poison(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<S
     }
     Ok(format!(
         "load at {gpa:#x} exited (page out of the memslots), SRAR injected and logged, guest #MC handler read MC9_ADDR {gpa:#x}, MC9_STATUS {:#x}",
-        crate::arch::x86_64::mce::SRAR_STATUS
+        vnvdimm_vmm::arch::x86_64::mce::SRAR_STATUS
     ))
 }

@@ -3,7 +3,7 @@
 //! per-page metadata: on a shadow-paging KVM such as this host's kvm_pvm, KVM allocates
 //! the slot's reverse map — 8 bytes per 4 KiB page — when the slot is created).
 //! Nothing of the file is read: the mapping is MAP_SHARED|MAP_NORESERVE and never touched.
-//! Run: cargo run --release -p vnvdimm-vmm --example memslot_cost [SIZE_GIB...]
+//! Run: cargo run --release -p vnvdimm-selftest --example memslot_cost [SIZE_GIB...]
 
 mod host_stats;
 

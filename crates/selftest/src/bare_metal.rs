@@ -6,10 +6,10 @@
 
 use thiserror::Error;
 
-use crate::memory::guest_memory::GuestMemoryError;
-use crate::arch::x86_64::long_mode;
-use crate::arch::x86_64::page_tables::{self, PageTableError};
-use crate::vm::{ioctl, Vm, VmError};
+use vnvdimm_vmm::memory::guest_memory::GuestMemoryError;
+use vnvdimm_vmm::arch::x86_64::long_mode;
+use vnvdimm_vmm::arch::x86_64::page_tables::{self, PageTableError};
+use vnvdimm_vmm::vm::{ioctl, Vm, VmError};
 
 pub const GDT_ADDR: u64 = 0x500;
 pub const PAGE_TABLES_ADDR: u64 = 0x1000;

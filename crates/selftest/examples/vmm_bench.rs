@@ -7,7 +7,7 @@
 //! 2. the doorbell round trip and flush-hint latency as the bare-metal guest sees them
 //!    (rdtsc), beside an empty MMIO exit measured the same way, against plain fdatasync
 //!    calls on the same file with the same page dirtied first (see `flush_rounds`).
-//! Run: cargo build --release -p vnvdimm-vmm --example vmm_bench &&
+//! Run: cargo build --release -p vnvdimm-selftest --example vmm_bench &&
 //!      VNV_T0_NS=$(date +%s%N) target/release/examples/vmm_bench
 
 mod host_stats;
@@ -20,7 +20,7 @@ use vm_memory::VolatileMemory;
 use host_stats::kib;
 use vnvdimm_vmm::devices::bus::BusDevice;
 use vnvdimm_vmm::devices::flush_hint::FlushHint;
-use vnvdimm_vmm::{firmware, harness};
+use vnvdimm_selftest::{firmware, harness};
 
 fn resident_pages(path: &std::path::Path, len: u64) -> usize {
     let file = std::fs::File::open(path).unwrap();

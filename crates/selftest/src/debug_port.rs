@@ -5,8 +5,8 @@
 use nvdimm_model::sync::LockUnpoisoned;
 use std::sync::{Arc, Mutex};
 
-use crate::devices::bus::{Action, BusDevice};
-use crate::outcome::GuestOutcome;
+use vnvdimm_vmm::devices::bus::{Action, BusDevice};
+use vnvdimm_vmm::outcome::GuestOutcome;
 
 pub const REPORT_PORT: u16 = 0x510;
 pub const EXIT_PORT: u16 = 0x514;

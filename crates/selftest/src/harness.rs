@@ -15,13 +15,13 @@ use vnvdimm_machine::{Machine, MachineConfig, MachineError};
 
 use vnvdimm_control::{ApiServer, ApiServerHandle};
 
-use crate::backend::KvmBackend;
+use vnvdimm_vmm::backend::KvmBackend;
 use crate::bare_metal::{self, BareMetalError};
 use crate::command_port::{CommandPort, GuestCommands, CMD_PORT, CMD_PORT_LEN};
-use crate::debug_port::{DebugPorts, DEBUG_PORTS_LEN, REPORT_PORT};
-use crate::outcome::GuestOutcome;
-use crate::vcpu::run_loop::{self, PmemFaultHandler};
-use crate::vm::{Vm, VmError};
+use crate::debug_port::{DebugPorts, Report, DEBUG_PORTS_LEN, REPORT_PORT};
+use vnvdimm_vmm::outcome::GuestOutcome;
+use vnvdimm_vmm::vcpu::run_loop::{self, PmemFaultHandler};
+use vnvdimm_vmm::vm::{Vm, VmError};
 
 #[derive(Debug, Error)]
 pub enum HarnessError {
@@ -40,7 +40,7 @@ pub enum HarnessError {
     #[error(transparent)]
     Api(#[from] vnvdimm_control::ApiError),
     #[error("the command port: {0}")]
-    Bus(#[from] crate::devices::bus::BusError),
+    Bus(#[from] vnvdimm_vmm::devices::bus::BusError),
 }
 
 /// A machine of `dimms` DIMMs of `size` bytes each on sparse files in `dir`
@@ -59,23 +59,45 @@ pub fn sparse_machine(dir: &Path, dimms: usize, size: u64) -> Result<Machine, Ha
     Ok(Machine::new(MachineConfig { memory: 64 * MIB, cpus: 1 }, platform)?)
 }
 
+/// A VM running a bare-metal program: the VMM's own `Vm` (which it derefs to) plus
+/// the debug ports' report, which only such VMs have.
+pub struct BareMetalVm {
+    pub vm: Vm,
+    /// Words the program reported on the debug port, in order.
+    pub report: Report,
+}
+
+impl std::ops::Deref for BareMetalVm {
+    type Target = Vm;
+    fn deref(&self) -> &Vm {
+        &self.vm
+    }
+}
+
+impl std::ops::DerefMut for BareMetalVm {
+    fn deref_mut(&mut self) -> &mut Vm {
+        &mut self.vm
+    }
+}
+
 /// Opens the platform (file-backed DIMM state) and builds the VM with `program` loaded.
-pub fn boot(machine: Machine, program: &[u8], console: Box<dyn Write + Send>) -> Result<Vm, HarnessError> {
+pub fn boot(machine: Machine, program: &[u8], console: Box<dyn Write + Send>) -> Result<BareMetalVm, HarnessError> {
     let platform =
         NvdimmPlatform::open(machine.platform.clone(), machine.memory_map.layout.clone(), Arc::new(SystemClock::new()))?;
     let mut vm = Vm::new(machine, platform, console)?;
     // The debug ports let a program end the run with any exit code it likes: test
     // machinery for bare-metal programs, never on a Linux guest's bus (`Vm::new`).
+    let report = Report::default();
     vm.io_bus.insert(
         u64::from(REPORT_PORT),
         DEBUG_PORTS_LEN,
-        Arc::new(std::sync::Mutex::new(DebugPorts::new(vm.stats.report.clone()))),
+        Arc::new(std::sync::Mutex::new(DebugPorts::new(report.clone()))),
     )?;
     // The bare-metal programs read machine checks where QEMU reports them on any host
     // (bank 9, Intel's layout); the vendor layouts are for what Linux expects.
-    vm.mca_vendor = crate::arch::x86_64::mce::McaVendor::Intel;
+    vm.mca_vendor = vnvdimm_vmm::arch::x86_64::mce::McaVendor::Intel;
     bare_metal::load(&mut vm, program)?;
-    Ok(vm)
+    Ok(BareMetalVm { vm, report })
 }
 
 /// What a bare-metal run produced.
@@ -108,16 +130,16 @@ pub fn attach_commands(vm: &mut Vm) -> Result<Arc<GuestCommands>, HarnessError> 
     Ok(commands)
 }
 
-pub fn run(vm: &mut Vm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<RunResult, HarnessError> {
+pub fn run(vm: &mut BareMetalVm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<RunResult, HarnessError> {
     let outcome = run_loop::run(vm, pmem_faults)?;
-    let report = vm.stats.report.lock_unpoisoned().clone();
+    let report = vm.report.lock_unpoisoned().clone();
     Ok(RunResult { outcome, report })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::bus::Action;
+    use vnvdimm_vmm::devices::bus::Action;
     use crate::debug_port::EXIT_PORT;
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const PROGRAMS: [&str; 10] = ["acpi_nfit", "dsm", "pattern", "flush", "poison", "bench", "exit0", "idle", "agent_uart", "pvpanic"];
-/// Where the VMM loads every program (crates/vmm/src/bare_metal.rs LOAD_ADDR).
+/// Where the VMM loads every program (crates/selftest/src/bare_metal.rs LOAD_ADDR).
 const LOAD_ADDR: &str = "0x100000";
 
 fn run(cmd: &mut Command) {

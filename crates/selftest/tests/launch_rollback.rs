@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vnvdimm_vmm::harness::sparse_machine;
+use vnvdimm_selftest::harness::sparse_machine;
 use vnvdimm_vmm::launch::{self, FailureKind, LaunchError};
 
 fn require_kvm() {
