@@ -5,9 +5,12 @@
 //! persistence domain is known. Each SPA range names its own proximity domain (see
 //! [`proximity_domain`]); the machine's SRAT must describe the same domains. The output
 //! depends only on the configuration and the layout, so it is byte-identical on every
-//! run (golden files rely on it).
+//! run (golden files rely on it). Each sub-structure is a `#[repr(C, packed)]` type whose
+//! size is checked at compile time against the length Linux insists on.
 
 use acpi_tables::sdt::Sdt;
+use zerocopy::byteorder::{self, BE, LE};
+use zerocopy::{Immutable, IntoBytes};
 
 use crate::config::{DimmConfig, DimmIdentity, PersistenceDomain, PlatformConfig};
 use crate::layout::{DimmPlacement, PlatformLayout};
@@ -55,40 +58,121 @@ pub const DCR_MFG_INFO_VALID: u8 = 1;
 pub const CAP_CPU_CACHE: u32 = 1 << 0;
 pub const CAP_MEMORY_CONTROLLER: u32 = 1 << 1;
 
-/// Little-endian writer for one sub-structure of fixed length.
-struct Record(Vec<u8>);
+type U16 = byteorder::U16<LE>;
+type U32 = byteorder::U32<LE>;
+type U64 = byteorder::U64<LE>;
+/// The identity fields Linux reads with be16_to_cpu/be32_to_cpu (see [`ControlRegion`]).
+type Be16 = byteorder::U16<BE>;
+type Be32 = byteorder::U32<BE>;
 
-impl Record {
-    fn new(kind: u16, len: usize) -> Self {
-        let mut bytes = vec![0; len];
-        bytes[0..2].copy_from_slice(&kind.to_le_bytes());
-        bytes[2..4].copy_from_slice(&(len as u16).to_le_bytes());
-        Record(bytes)
-    }
-    fn put(&mut self, at: usize, value: &[u8]) -> &mut Self {
-        self.0[at..at + value.len()].copy_from_slice(value);
-        self
-    }
-    fn u8(&mut self, at: usize, v: u8) -> &mut Self {
-        self.put(at, &[v])
-    }
-    fn u16(&mut self, at: usize, v: u16) -> &mut Self {
-        self.put(at, &v.to_le_bytes())
-    }
-    fn u32(&mut self, at: usize, v: u32) -> &mut Self {
-        self.put(at, &v.to_le_bytes())
-    }
-    fn u64(&mut self, at: usize, v: u64) -> &mut Self {
-        self.put(at, &v.to_le_bytes())
-    }
-    /// Identity fields that Linux reads with be16_to_cpu (see `dcr`).
-    fn be16(&mut self, at: usize, v: u16) -> &mut Self {
-        self.put(at, &v.to_be_bytes())
-    }
-    fn be32(&mut self, at: usize, v: u32) -> &mut Self {
-        self.put(at, &v.to_be_bytes())
+/// Type and length, the first four bytes of every NFIT sub-structure.
+#[repr(C, packed)]
+#[derive(IntoBytes, Immutable, Default, Clone, Copy)]
+struct StructureHeader {
+    kind: U16,
+    length: U16,
+}
+
+impl StructureHeader {
+    fn new(kind: u16, length: usize) -> Self {
+        StructureHeader { kind: kind.into(), length: (length as u16).into() }
     }
 }
+
+/// System Physical Address Range structure (ACPI 6.4 table 5.133).
+#[repr(C, packed)]
+#[derive(IntoBytes, Immutable, Default)]
+struct SpaRange {
+    header: StructureHeader,
+    range_index: U16,
+    flags: U16,
+    _reserved: U32,
+    proximity_domain: U32,
+    range_type: [u8; 16],
+    base: U64,
+    length: U64,
+    mapping_attribute: U64,
+}
+
+/// NVDIMM Region Mapping structure, the "memory device map" (table 5.134).
+#[repr(C, packed)]
+#[derive(IntoBytes, Immutable, Default)]
+struct MemoryDeviceMap {
+    header: StructureHeader,
+    device_handle: U32,
+    physical_id: U16,
+    region_id: U16,
+    range_index: U16,
+    control_region_index: U16,
+    region_size: U64,
+    region_offset: U64,
+    region_dpa: U64,
+    interleave_index: U16,
+    interleave_ways: U16,
+    flags: U16,
+    _reserved: U16,
+}
+
+/// NVDIMM Control Region structure (table 5.137). The identity fields are big-endian:
+/// Linux reads vendor, device, revision, the three subsystem ids, the manufacturing
+/// date and the serial number with be16_to_cpu/be32_to_cpu (core.c *_show and
+/// acpi_nfit_add_dimm), so the id Linux and ndctl print is exactly
+/// `DimmIdentity::ndctl_id()`. The format interface code is read le16.
+#[repr(C, packed)]
+#[derive(IntoBytes, Immutable, Default)]
+struct ControlRegion {
+    header: StructureHeader,
+    control_region_index: U16,
+    vendor_id: Be16,
+    device_id: Be16,
+    revision_id: Be16,
+    subsystem_vendor_id: Be16,
+    subsystem_device_id: Be16,
+    subsystem_revision_id: Be16,
+    valid_fields: u8,
+    manufacturing_location: u8,
+    manufacturing_date: Be16,
+    _reserved: [u8; 2],
+    serial_number: Be32,
+    format_interface_code: U16,
+    /// No block control windows: the rest of the structure stays zero.
+    block_control_windows: U16,
+    block_control_window_size: U64,
+    command_register_offset: U64,
+    command_register_size: U64,
+    status_register_offset: U64,
+    status_register_size: U64,
+    flags: U16,
+    _reserved2: [u8; 6],
+}
+
+/// Flush Hint Address structure (table 5.139) without its addresses, which follow it.
+#[repr(C, packed)]
+#[derive(IntoBytes, Immutable, Default)]
+struct FlushHintHeader {
+    header: StructureHeader,
+    device_handle: U32,
+    hint_count: U16,
+    _reserved: [u8; 6],
+}
+
+/// Platform Capabilities structure (table 5.140).
+#[repr(C, packed)]
+#[derive(IntoBytes, Immutable, Default)]
+struct PlatformCapabilities {
+    header: StructureHeader,
+    highest_valid_bit: u8,
+    _reserved: [u8; 3],
+    capabilities: U32,
+    _reserved2: U32,
+}
+
+// Linux checks these lengths exactly (see the constants above).
+const _: () = assert!(std::mem::size_of::<SpaRange>() == SPA_LEN);
+const _: () = assert!(std::mem::size_of::<MemoryDeviceMap>() == MEMDEV_LEN);
+const _: () = assert!(std::mem::size_of::<ControlRegion>() == DCR_LEN);
+const _: () = assert!(std::mem::size_of::<FlushHintHeader>() == FLUSH_HINT_HEADER_LEN);
+const _: () = assert!(std::mem::size_of::<PlatformCapabilities>() == CAPABILITIES_LEN);
 
 /// SPA range, DCR and memdev indices of the DIMM at `index` (they must be non-zero).
 pub fn range_index(index: usize) -> u16 {
@@ -106,53 +190,58 @@ pub fn proximity_domain(index: usize) -> u32 {
 }
 
 fn spa(index: usize, dimm: &DimmConfig, place: &DimmPlacement) -> Vec<u8> {
-    let mut r = Record::new(TYPE_SPA, SPA_LEN);
-    r.u16(4, range_index(index))
-        .u16(6, SPA_FLAG_PROXIMITY_VALID)
-        .u32(12, proximity_domain(index))
-        .put(16, &PMEM_GUID)
-        .u64(32, place.spa_base)
-        .u64(40, dimm.size)
-        .u64(48, PMEM_MAPPING_ATTRIBUTE);
-    r.0
+    SpaRange {
+        header: StructureHeader::new(TYPE_SPA, SPA_LEN),
+        range_index: range_index(index).into(),
+        flags: SPA_FLAG_PROXIMITY_VALID.into(),
+        proximity_domain: proximity_domain(index).into(),
+        range_type: PMEM_GUID,
+        base: place.spa_base.into(),
+        length: dimm.size.into(),
+        mapping_attribute: PMEM_MAPPING_ATTRIBUTE.into(),
+        ..Default::default()
+    }
+    .as_bytes()
+    .to_vec()
 }
 
 fn memdev(index: usize, dimm: &DimmConfig) -> Vec<u8> {
-    let mut r = Record::new(TYPE_MEMDEV, MEMDEV_LEN);
-    r.u32(4, dimm.handle)
-        .u16(8, index as u16) // physical id: stands in for an SMBIOS type 17 handle
-        .u16(10, 0) // region id
-        .u16(12, range_index(index))
-        .u16(14, range_index(index))
-        .u64(16, dimm.size)
-        .u64(24, 0) // region offset
-        .u64(32, 0) // DPA
-        .u16(40, 0) // no interleave structure
-        .u16(42, 1) // ways
-        .u16(44, dimm.memdev_flags.0);
-    r.0
+    MemoryDeviceMap {
+        header: StructureHeader::new(TYPE_MEMDEV, MEMDEV_LEN),
+        device_handle: dimm.handle.into(),
+        // Stands in for an SMBIOS type 17 handle.
+        physical_id: (index as u16).into(),
+        range_index: range_index(index).into(),
+        control_region_index: range_index(index).into(),
+        region_size: dimm.size.into(),
+        // Not interleaved: no interleave structure, one way.
+        interleave_ways: 1.into(),
+        flags: dimm.memdev_flags.0.into(),
+        ..Default::default()
+    }
+    .as_bytes()
+    .to_vec()
 }
 
-/// Linux reads vendor, device, revision, the three subsystem ids, the manufacturing
-/// date and the serial number with be16_to_cpu/be32_to_cpu (core.c *_show and
-/// acpi_nfit_add_dimm), so they are stored big-endian here: then the id Linux and
-/// ndctl print is exactly `DimmIdentity::ndctl_id()`. The format code is read le16.
 fn dcr(index: usize, id: &DimmIdentity) -> Vec<u8> {
-    let mut r = Record::new(TYPE_DCR, DCR_LEN);
-    r.u16(4, range_index(index))
-        .be16(6, id.vendor_id)
-        .be16(8, id.device_id)
-        .be16(10, id.revision_id)
-        .be16(12, id.subsystem_vendor_id)
-        .be16(14, id.subsystem_device_id)
-        .be16(16, id.subsystem_revision_id)
-        .u8(18, DCR_MFG_INFO_VALID)
-        .u8(19, id.manufacturing_location)
-        .be16(20, id.manufacturing_date)
-        .be32(24, id.serial_number)
-        .u16(28, FORMAT_INTERFACE_CODE)
-        .u16(30, 0); // no block control windows
-    r.0
+    ControlRegion {
+        header: StructureHeader::new(TYPE_DCR, DCR_LEN),
+        control_region_index: range_index(index).into(),
+        vendor_id: id.vendor_id.into(),
+        device_id: id.device_id.into(),
+        revision_id: id.revision_id.into(),
+        subsystem_vendor_id: id.subsystem_vendor_id.into(),
+        subsystem_device_id: id.subsystem_device_id.into(),
+        subsystem_revision_id: id.subsystem_revision_id.into(),
+        valid_fields: DCR_MFG_INFO_VALID,
+        manufacturing_location: id.manufacturing_location,
+        manufacturing_date: id.manufacturing_date.into(),
+        serial_number: id.serial_number.into(),
+        format_interface_code: FORMAT_INTERFACE_CODE.into(),
+        ..Default::default()
+    }
+    .as_bytes()
+    .to_vec()
 }
 
 fn flush_hint(dimm: &DimmConfig, place: &DimmPlacement) -> Option<Vec<u8>> {
@@ -160,12 +249,17 @@ fn flush_hint(dimm: &DimmConfig, place: &DimmPlacement) -> Option<Vec<u8>> {
         return None;
     }
     let count = place.flush_hints.len();
-    let mut r = Record::new(TYPE_FLUSH_HINT, FLUSH_HINT_HEADER_LEN + 8 * count);
-    r.u32(4, dimm.handle).u16(8, count as u16);
-    for (n, &addr) in place.flush_hints.iter().enumerate() {
-        r.u64(FLUSH_HINT_HEADER_LEN + 8 * n, addr);
+    let header = FlushHintHeader {
+        header: StructureHeader::new(TYPE_FLUSH_HINT, FLUSH_HINT_HEADER_LEN + 8 * count),
+        device_handle: dimm.handle.into(),
+        hint_count: (count as u16).into(),
+        ..Default::default()
+    };
+    let mut bytes = header.as_bytes().to_vec();
+    for &addr in &place.flush_hints {
+        bytes.extend_from_slice(U64::new(addr).as_bytes());
     }
-    Some(r.0)
+    Some(bytes)
 }
 
 /// (highest valid capability bit, capabilities) for a persistence domain; `None` when
@@ -180,9 +274,13 @@ pub fn capabilities(domain: PersistenceDomain) -> Option<(u8, u32)> {
 
 fn capabilities_record(domain: PersistenceDomain) -> Option<Vec<u8>> {
     let (highest, caps) = capabilities(domain)?;
-    let mut r = Record::new(TYPE_CAPABILITIES, CAPABILITIES_LEN);
-    r.u8(4, highest).u32(8, caps);
-    Some(r.0)
+    let record = PlatformCapabilities {
+        header: StructureHeader::new(TYPE_CAPABILITIES, CAPABILITIES_LEN),
+        highest_valid_bit: highest,
+        capabilities: caps.into(),
+        ..Default::default()
+    };
+    Some(record.as_bytes().to_vec())
 }
 
 /// The NFIT sub-structures without the table header: the NFIT body, and what `_FIT`
