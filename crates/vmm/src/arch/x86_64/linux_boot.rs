@@ -100,6 +100,8 @@ pub enum LinuxBootError {
     PageTables(#[from] PageTableError),
     #[error("guest RAM: {0}")]
     Memory(#[from] GuestMemoryError),
+    #[error("writing the PVH start info: {0}")]
+    Pvh(linux_loader::configurator::Error),
     #[error("KVM refused {what} for the boot vCPU: {source}")]
     Vcpu { what: &'static str, source: kvm_ioctls::Error },
 }
@@ -248,19 +250,14 @@ fn write_pvh(memory: &GuestMemory, e820: &[E820Entry], initramfs: Option<Initram
         return Err(LinuxBootError::TooManyMemmap(e820.len()));
     }
     let info = pvh::StartInfo {
+        info_addr: PVH_INFO_ADDR,
         cmdline_addr: CMDLINE_ADDR,
         rsdp_addr: RSDP_ADDR,
         memmap_addr: PVH_MEMMAP_ADDR,
         memmap: e820,
         module: initramfs.map(|i| (PVH_MODLIST_ADDR, i.addr, i.size)),
     };
-    let (start, memmap, modlist) = pvh::build(&info);
-    memory.write_ram(PVH_INFO_ADDR, &start)?;
-    memory.write_ram(PVH_MEMMAP_ADDR, &memmap)?;
-    if !modlist.is_empty() {
-        memory.write_ram(PVH_MODLIST_ADDR, &modlist)?;
-    }
-    Ok(())
+    pvh::write(&info, &memory.ram).map_err(LinuxBootError::Pvh)
 }
 
 #[cfg(test)]

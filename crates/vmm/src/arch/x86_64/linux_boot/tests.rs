@@ -95,14 +95,26 @@ fn pvh_start_info_bytes() {
     let e820 =
         [E820Entry { addr: 0, size: 0xA0000, kind: 1 }, E820Entry { addr: 0x10_0000, size: 0x100_0000, kind: 1 }];
     let info = pvh::StartInfo {
+        info_addr: PVH_INFO_ADDR,
         cmdline_addr: CMDLINE_ADDR,
         rsdp_addr: 0xE0000,
         memmap_addr: PVH_MEMMAP_ADDR,
         memmap: &e820,
         module: Some((PVH_MODLIST_ADDR, 0x400_0000, 0x1234)),
     };
-    let (start, memmap, modlist) = pvh::build(&info);
-    assert_eq!(start.len(), pvh::START_INFO_LEN);
+    // Written by linux-loader's configurator, read back as Linux reads them.
+    let ram = vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(vm_memory::GuestAddress(0), 0x10_0000)]).unwrap();
+    pvh::write(&info, &ram).unwrap();
+    let read = |addr: u64, len: usize| {
+        let mut b = vec![0; len];
+        vm_memory::Bytes::read_slice(&ram, &mut b, vm_memory::GuestAddress(addr)).unwrap();
+        b
+    };
+    let start = read(PVH_INFO_ADDR, pvh::START_INFO_LEN);
+    let memmap = read(PVH_MEMMAP_ADDR, 2 * pvh::MEMMAP_ENTRY_LEN);
+    let modlist = read(PVH_MODLIST_ADDR, pvh::MODLIST_ENTRY_LEN);
+    assert_eq!(pvh::START_INFO_LEN, 56);
+    assert_eq!((pvh::MEMMAP_ENTRY_LEN, pvh::MODLIST_ENTRY_LEN), (24, 32));
     assert_eq!(u32_at(&start, 0), START_INFO_MAGIC);
     assert_eq!(u32_at(&start, 4), 1, "version");
     assert_eq!(u32_at(&start, 12), 1, "nr_modules");
