@@ -245,6 +245,13 @@ fn load_initramfs(
     Ok(Initramfs { addr, size })
 }
 
+// The three PVH areas (sized by linux-loader's types) fit their slots in the layout.
+const _: () = assert!(
+    PVH_INFO_ADDR + pvh::START_INFO_LEN as u64 <= PVH_MEMMAP_ADDR
+        && PVH_MEMMAP_ADDR + (MAX_MEMMAP * pvh::MEMMAP_ENTRY_LEN) as u64 <= PVH_MODLIST_ADDR
+        && PVH_MODLIST_ADDR + pvh::MODLIST_ENTRY_LEN as u64 <= ZERO_PAGE_ADDR
+);
+
 fn write_pvh(memory: &GuestMemory, e820: &[E820Entry], initramfs: Option<Initramfs>) -> Result<(), LinuxBootError> {
     if e820.len() > MAX_MEMMAP {
         return Err(LinuxBootError::TooManyMemmap(e820.len()));
