@@ -32,20 +32,70 @@
 use thiserror::Error;
 
 pub const MAILBOX_SIZE: u64 = 0x3000;
-pub const HANDLE: usize = 0x00;
-pub const REVISION: usize = 0x04;
-pub const FUNCTION: usize = 0x08;
-pub const INPUT_LEN: usize = 0x0C;
-pub const UUID: usize = 0x10;
-pub const OUTPUT_LEN: usize = 0x20;
-pub const COMPLETION: usize = 0x24;
-pub const DOORBELL_SLOT: usize = 0x28;
-pub const NOTIFY_ROOT_FIT_RAISED: usize = 0x30;
-pub const NOTIFY_ROOT_ERRORS_RAISED: usize = 0x34;
-pub const NOTIFY_ROOT_FIT_SEEN: usize = 0x38;
-pub const NOTIFY_ROOT_ERRORS_SEEN: usize = 0x3C;
-pub const NOTIFY_DIMM_RAISED: usize = 0x40;
-pub const NOTIFY_DIMM_SEEN: usize = 0xC0;
+/// The mailbox's header as a type (all little-endian): the offset constants below are
+/// its fields' offsets. Both sides of the mailbox run concurrently, so it is never read
+/// or written as a whole: each word is accessed on its own (volatile on the host, AML
+/// field accesses in the guest), and the type only fixes where each word is.
+#[repr(C)]
+pub struct MailboxHeader {
+    /// NFIT device handle (0 = root device).
+    pub handle: u32,
+    /// `_DSM` Arg1.
+    pub revision: u32,
+    /// `_DSM` Arg2.
+    pub function: u32,
+    pub input_len: u32,
+    /// Exactly the bytes of `_DSM` Arg0.
+    pub uuid: [u8; 16],
+    /// Host writes.
+    pub output_len: u32,
+    /// Sequence number of the last answered call (host writes, last).
+    pub completion: u32,
+    /// Used when the doorbell lives in RAM (TCG).
+    pub doorbell_slot: u32,
+    _reserved: u32,
+    pub notify_root_fit_raised: u32,
+    pub notify_root_errors_raised: u32,
+    pub notify_root_fit_seen: u32,
+    pub notify_root_errors_seen: u32,
+    pub notify_dimm_raised: [u32; 32],
+    pub notify_dimm_seen: [u32; 32],
+}
+
+use std::mem::offset_of;
+pub const HANDLE: usize = offset_of!(MailboxHeader, handle);
+pub const REVISION: usize = offset_of!(MailboxHeader, revision);
+pub const FUNCTION: usize = offset_of!(MailboxHeader, function);
+pub const INPUT_LEN: usize = offset_of!(MailboxHeader, input_len);
+pub const UUID: usize = offset_of!(MailboxHeader, uuid);
+pub const OUTPUT_LEN: usize = offset_of!(MailboxHeader, output_len);
+pub const COMPLETION: usize = offset_of!(MailboxHeader, completion);
+pub const DOORBELL_SLOT: usize = offset_of!(MailboxHeader, doorbell_slot);
+pub const NOTIFY_ROOT_FIT_RAISED: usize = offset_of!(MailboxHeader, notify_root_fit_raised);
+pub const NOTIFY_ROOT_ERRORS_RAISED: usize = offset_of!(MailboxHeader, notify_root_errors_raised);
+pub const NOTIFY_ROOT_FIT_SEEN: usize = offset_of!(MailboxHeader, notify_root_fit_seen);
+pub const NOTIFY_ROOT_ERRORS_SEEN: usize = offset_of!(MailboxHeader, notify_root_errors_seen);
+pub const NOTIFY_DIMM_RAISED: usize = offset_of!(MailboxHeader, notify_dimm_raised);
+pub const NOTIFY_DIMM_SEEN: usize = offset_of!(MailboxHeader, notify_dimm_seen);
+// The ABI the AML (aml.rs), the bare-metal programs (firmware/include) and the docs
+// use: moving a field is a compatibility break, so the offsets are pinned.
+const _: () = assert!(
+    HANDLE == 0x00
+        && REVISION == 0x04
+        && FUNCTION == 0x08
+        && INPUT_LEN == 0x0C
+        && UUID == 0x10
+        && OUTPUT_LEN == 0x20
+        && COMPLETION == 0x24
+        && DOORBELL_SLOT == 0x28
+        && NOTIFY_ROOT_FIT_RAISED == 0x30
+        && NOTIFY_ROOT_ERRORS_RAISED == 0x34
+        && NOTIFY_ROOT_FIT_SEEN == 0x38
+        && NOTIFY_ROOT_ERRORS_SEEN == 0x3C
+        && NOTIFY_DIMM_RAISED == 0x40
+        && NOTIFY_DIMM_SEEN == 0xC0
+        && std::mem::size_of::<MailboxHeader>() <= INPUT
+);
 /// DIMMs with a notification counter pair (the SSDT names DIMMs NV00..NV1F).
 pub const NOTIFY_MAX_DIMMS: usize = (NOTIFY_DIMM_SEEN - NOTIFY_DIMM_RAISED) / 4;
 const _: () = assert!(NOTIFY_MAX_DIMMS >= crate::config::MAX_DIMMS && NOTIFY_DIMM_SEEN + 4 * NOTIFY_MAX_DIMMS <= INPUT);
