@@ -18,6 +18,7 @@
 //! ```
 
 pub mod client;
+mod link;
 pub mod codec;
 pub mod frame;
 pub mod qemu;
@@ -25,5 +26,6 @@ pub mod qemu;
 #[cfg(test)]
 mod script_tests;
 
+pub use link::AgentLink;
 pub use client::{AgentClient, AgentError, ExecOutput, CANCEL_POLL, STATUS_KILLED};
 pub use frame::PROTOCOL_VERSION;

@@ -120,12 +120,7 @@ impl Backend for TcgVm {
             return Err(BackendError::Unsupported("running guest commands: this VM was started without the agent's serial port".into()));
         };
         self.running()?;
-        let mut link = agent.lock_unpoisoned();
-        if !link.ready {
-            link.client.wait_ready(AGENT_READY_WAIT).map_err(|e| self.agent_failure(e))?;
-            link.ready = true;
-        }
-        let out = link.client.exec_unless(command, timeout, cancelled).map_err(|e| self.agent_failure(e))?;
+        let out = agent.lock_unpoisoned().exec(command, timeout, cancelled).map_err(|e| self.agent_failure(e))?;
         Ok(ExecOutput { status: out.status, output: out.text() })
     }
 }

@@ -137,13 +137,7 @@ pub struct TcgVm {
     /// Set by [`TcgVm::wait`]: how QEMU ended.
     qemu_ended: Mutex<Option<String>>,
     /// The guest agent, when the spec asked for its port; one command at a time.
-    pub(crate) agent: Option<Mutex<AgentLink>>,
-}
-
-/// The host end of the agent's serial line and whether the agent has answered yet.
-pub(crate) struct AgentLink {
-    pub(crate) client: vnvdimm_agent::AgentClient,
-    pub(crate) ready: bool,
+    pub(crate) agent: Option<Mutex<vnvdimm_agent::AgentLink>>,
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GuestError {
@@ -224,7 +218,7 @@ impl TcgVm {
         // QEMU created its chardev sockets before QMP answered.
         let agent = match &spec.agent_socket {
             Some(path) => match vnvdimm_agent::AgentClient::connect_unix_within(path, Duration::from_secs(5)) {
-                Ok(client) => Some(Mutex::new(AgentLink { client, ready: false })),
+                Ok(client) => Some(Mutex::new(vnvdimm_agent::AgentLink::new(client, crate::backend::AGENT_READY_WAIT))),
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use nvdimm_model::event_log::MachineCheckKind;
 use nvdimm_model::NvdimmPlatform;
-use vnvdimm_agent::{AgentClient, AgentError};
+use vnvdimm_agent::{AgentClient, AgentError, AgentLink};
 use vnvdimm_control::backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};
 
 use crate::devices::flush_hint::FlushCounters;
@@ -28,12 +28,6 @@ use crate::vm::Vm;
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the first guest command waits for the agent (a Linux boot under KVM).
 pub const AGENT_READY_WAIT: Duration = Duration::from_secs(300);
-
-/// The host end of COM3 and whether the agent has answered yet.
-struct AgentLink {
-    client: AgentClient,
-    ready: bool,
-}
 
 pub struct KvmBackend {
     platform: Arc<Mutex<NvdimmPlatform>>,
@@ -173,12 +167,7 @@ impl Backend for KvmBackend {
                 "running guest commands: this VM's agent line is used by another client".into(),
             ));
         };
-        let mut link = agent.lock_unpoisoned();
-        if !link.ready {
-            link.client.wait_ready(AGENT_READY_WAIT).map_err(|e| self.agent_failure(e))?;
-            link.ready = true;
-        }
-        let out = link.client.exec_unless(command, timeout, cancelled).map_err(|e| self.agent_failure(e))?;
+        let out = agent.lock_unpoisoned().exec(command, timeout, cancelled).map_err(|e| self.agent_failure(e))?;
         Ok(ExecOutput { status: out.status, output: out.text() })
     }
 }
@@ -193,5 +182,5 @@ fn agent_link(vm: &Vm) -> Option<Mutex<AgentLink>> {
             return None;
         }
     };
-    Some(Mutex::new(AgentLink { client: AgentClient::new(reader, host), ready: false }))
+    Some(Mutex::new(AgentLink::new(AgentClient::new(reader, host), AGENT_READY_WAIT)))
 }
