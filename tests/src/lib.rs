@@ -6,3 +6,4 @@ pub use vnvdimm_scenarios::{debian_612_kernel, require_qemu, FetchedKernel, Shar
 pub mod kvm_host;
 pub mod nested;
 pub mod nested_watch;
+pub mod tcg_guest;

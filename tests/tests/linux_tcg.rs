@@ -1,6 +1,7 @@
-//! Boots Debian's unmodified 6.1 kernel under QEMU TCG with our NFIT and NVDIMM SSDT,
-//! serves the `_DSM` mailbox from the device model, and checks what Linux and ndctl
-//! report inside the guest. Needs qemu-system-x86_64 and the guest image recipe
+//! Boots Debian's unmodified 6.1 kernel under QEMU TCG with our NFIT and NVDIMM SSDT
+//! (`TcgVm`, the runner `vnvdimm run --backend tcg` uses), serves the `_DSM` mailbox
+//! from the device model, and checks what Linux and ndctl report inside the guest
+//! (commands through the agent, as `POST /exec` runs them). Needs qemu-system-x86_64 and the guest image recipe
 //! (images/build-guest.sh: Debian packages). Missing QEMU is a failure, not a skip.
 //!
 //! Run: `cargo test -p vnvdimm-integration --test linux_tcg -- --nocapture`
@@ -9,12 +10,14 @@
 //! VNV_KEEP_WORK=1.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nvdimm_model::config::{DimmConfig, PersistenceDomain, PlatformConfig, KIB, MIB};
 use nvdimm_model::NvdimmPlatform;
 use serde_json::Value;
-use vnvdimm_tcg::{Guest, GuestImage, GuestOutput, GuestSpec, Script, TcgLayout, TcgLayoutOptions};
+use vnvdimm_control::backend::ExecOutput;
+use vnvdimm_integration::tcg_guest::TcgGuest;
+use vnvdimm_tcg::{GuestImage, TcgLayout, TcgLayoutOptions, VmExit};
 
 const DIMM_SIZE: u64 = 256 * MIB;
 /// Poison placed before boot: near the end of DIMM 0, so it lands in the data area of
@@ -33,11 +36,30 @@ fn platform_config(dir: &std::path::Path) -> PlatformConfig {
     PlatformConfig::new(vec![d0, d1], DOMAIN).expect("test configuration is valid")
 }
 
-fn guest_script(region0_spa: u64) -> Script {
+/// What one guest left behind: each step's answer, the console, the mailbox counters.
+struct GuestRun {
+    steps: Vec<(&'static str, ExecOutput)>,
+    console: String,
+    exit: VmExit,
+    wall: Duration,
+    ready_after: Duration,
+    dsm_calls_served: u64,
+    dsm_kicks: u64,
+    command_line: String,
+}
+
+impl GuestRun {
+    fn get(&self, step: &str) -> Option<&ExecOutput> {
+        self.steps.iter().find(|(name, _)| *name == step).map(|(_, out)| out)
+    }
+}
+
+/// The steps, in order: (name, command).
+fn guest_steps(region0_spa: u64) -> Vec<(&'static str, String)> {
     let find_region = format!(
         "for r in /sys/bus/nd/devices/region*; do [ \"$(cat $r/resource)\" = \"{region0_spa:#x}\" ] && basename $r; done"
     );
-    let mut s = Script::new();
+    let mut s = Steps::default();
     s.step("bus_dsm_mask", "cat /sys/bus/nd/devices/ndbus*/nfit/dsm_mask")
         .step(
             "nmem_sysfs",
@@ -75,7 +97,17 @@ fn guest_script(region0_spa: u64) -> Script {
         .step("list_final", "ndctl list -BDRNH -i")
         .step("iomem", "cat /proc/iomem")
         .step("dmesg", "dmesg -r");
-    s
+    s.0
+}
+
+#[derive(Default)]
+struct Steps(Vec<(&'static str, String)>);
+
+impl Steps {
+    fn step(&mut self, name: &'static str, command: &str) -> &mut Self {
+        self.0.push((name, command.to_string()));
+        self
+    }
 }
 
 fn fail_setup(what: &str, err: impl std::fmt::Display) -> ! {
@@ -106,9 +138,7 @@ fn linux_under_tcg_sees_our_nvdimms() {
         .unwrap_or_else(|e| fail_setup("add_poison", e));
     let platform = Arc::new(Mutex::new(platform));
 
-    let mut spec = GuestSpec::new(image, layout.clone(), platform.clone(), &work_path);
-    spec.script = guest_script(layout.windows[0].start);
-    let out = Guest::run(&spec, TIMEOUT).unwrap_or_else(|e| fail_setup("starting the guest", e));
+    let out = run_guest(&image, &layout, platform, &work_path);
 
     let failures = check(&out, &config, &layout);
     print_summary(&out, &layout);
@@ -121,18 +151,49 @@ fn linux_under_tcg_sees_our_nvdimms() {
     );
 }
 
+/// Boots the guest, runs every step through the agent, powers it off.
+fn run_guest(image: &GuestImage, layout: &TcgLayout, platform: Arc<Mutex<NvdimmPlatform>>, work: &std::path::Path) -> GuestRun {
+    let mut guest = TcgGuest::start(image, layout.clone(), platform, layout.linux_ram_bytes(), work)
+        .unwrap_or_else(|e| fail_setup("starting the guest", e));
+    let mut steps = Vec::new();
+    let mut ready_after = None;
+    for (name, command) in guest_steps(layout.windows[0].start) {
+        let out = guest.exec(&command, TIMEOUT);
+        ready_after.get_or_insert(guest.started.elapsed());
+        steps.push((name, out));
+    }
+    let (dsm_calls_served, dsm_kicks) = (guest.vm.dsm_calls_served(), guest.vm.dsm_kicks());
+    let command_line = guest.vm.command_line().to_string();
+    let wall = guest.started.elapsed();
+    let console_log = guest.console_log.clone();
+    let started = Instant::now();
+    let exit = guest.stop();
+    let console = String::from_utf8_lossy(&std::fs::read(console_log).unwrap_or_default()).into_owned();
+    eprintln!("powered off in {:?}", started.elapsed());
+    GuestRun {
+        steps,
+        console,
+        exit,
+        wall,
+        ready_after: ready_after.unwrap_or_default(),
+        dsm_calls_served,
+        dsm_kicks,
+        command_line,
+    }
+}
+
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn output<'a>(out: &'a GuestOutput, step: &str, failures: &mut Vec<String>) -> Option<&'a str> {
-    match out.results.get(step) {
-        Some(r) if r.ok() => Some(r.output.as_str()),
+fn output<'a>(out: &'a GuestRun, step: &str, failures: &mut Vec<String>) -> Option<&'a str> {
+    match out.get(step) {
+        Some(r) if r.status == 0 => Some(r.output.as_str()),
         Some(r) => {
             failures.push(format!(
-                "guest step `{step}` exited with {:?}: {}",
-                r.rc,
+                "guest step `{step}` exited with {}: {}",
+                r.status,
                 r.output.trim()
             ));
             Some(r.output.as_str())
@@ -185,18 +246,15 @@ fn objects_with<'a>(v: &'a Value, key: &str, found: &mut Vec<&'a Value>) {
     }
 }
 
-fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<String> {
+fn check(out: &GuestRun, config: &PlatformConfig, layout: &TcgLayout) -> Vec<String> {
     let mut f = Vec::new();
-    if out.timed_out {
-        f.push(format!("guest did not power off within {TIMEOUT:?}"));
+    if !matches!(out.exit, VmExit::HostStopped(_)) {
+        f.push(format!("the guest ended on its own before it was powered off: {}", out.exit));
     }
     for bad in ["Initramfs unpacking failed", "Kernel panic", "BUG:", "Oops"] {
         if let Some(line) = out.console.lines().find(|l| l.contains(bad)) {
             f.push(format!("console: {}", line.trim()));
         }
-    }
-    if !out.results.finished() {
-        f.push("guest init never reported DONE (see console tail)".into());
     }
 
     // Bus: ARS (1-3), clear error (4), translate SPA (5), injection (7-9).
@@ -396,7 +454,7 @@ fn check(out: &GuestOutput, config: &PlatformConfig, layout: &TcgLayout) -> Vec<
     f
 }
 
-fn print_summary(out: &GuestOutput, layout: &TcgLayout) {
+fn print_summary(out: &GuestRun, layout: &TcgLayout) {
     eprintln!("---- TCG guest summary ----");
     eprintln!("command: {}", out.command_line);
     eprintln!(
@@ -404,16 +462,13 @@ fn print_summary(out: &GuestOutput, layout: &TcgLayout) {
         layout.ram_size, layout.linux_ram, layout.windows, layout.mailbox, layout.hints
     );
     eprintln!(
-        "exit {:?}, timed out {}, wall {:?}, host time to init ready {:?}, guest uptime ready {:?} done {:?}, DSM calls {} (kicks {})",
-        out.exit, out.timed_out, out.wall, out.ready_after, out.results.ready_uptime, out.results.done_uptime, out.dsm_calls_served, out.dsm_kicks
+        "exit: {}, wall {:?}, host time to the first answer {:?}, DSM calls {} (kicks {})",
+        out.exit, out.wall, out.ready_after, out.dsm_calls_served, out.dsm_kicks
     );
-    for step in &out.results.steps {
-        if step.name == "dmesg" || step.name == "iomem" {
+    for (name, step) in &out.steps {
+        if *name == "dmesg" || *name == "iomem" {
             continue;
         }
-        eprintln!("[{}] rc={:?}\n{}", step.name, step.rc, step.output.trim_end());
-    }
-    if !out.qemu_stderr.trim().is_empty() {
-        eprintln!("qemu stderr:\n{}", out.qemu_stderr);
+        eprintln!("[{name}] status {}\n{}", step.status, step.output.trim_end());
     }
 }

@@ -10,10 +10,12 @@
 //! - [`qemu`]: the QEMU command line; [`spawn`]: starting it with a clean signal state,
 //!   killed when vnvdimm ends;
 //! - [`image`] and [`cpio`]: the guest kernel/initramfs and the per-run test script;
-//! - [`guest`] and [`results`]: start QEMU, wait, and read what the guest printed (the
-//!   test harness);
-//! - [`vm`]: the `vnvdimm run --backend tcg` runner (console on stdout, QMP, file-backed
-//!   device model), and [`backend`]: its control-API [`vnvdimm_control::Backend`];
+//! - [`script`] and [`results`]: steps for the default image's init and what it printed
+//!   about them;
+//! - [`setup`]: the ACPI tables and the RAM memfd QEMU starts with;
+//! - [`vm`]: the runner `vnvdimm run --backend tcg`, the tests and the demo all use
+//!   (console, QMP, file-backed device model), and [`backend`]: its control-API
+//!   [`vnvdimm_control::Backend`];
 //! - [`qmp`]: QEMU's machine protocol; [`event_zone`]: how host notifications reach
 //!   the guest's `\_SB.NVDR.NEVT` (a polled ACPI thermal zone).
 
@@ -21,7 +23,6 @@ pub mod backend;
 pub mod console_in;
 pub mod cpio;
 pub mod event_zone;
-pub mod guest;
 pub mod image;
 pub mod layout;
 pub mod poller;
@@ -29,10 +30,13 @@ pub mod qemu;
 pub mod qmp;
 pub mod ram;
 pub mod results;
+pub mod script;
+pub mod setup;
 pub mod spawn;
 pub mod vm;
 
-pub use guest::{Guest, GuestError, GuestOutput, GuestSpec, Script};
+pub use script::Script;
+pub use setup::SetupError;
 pub use image::GuestImage;
 pub use layout::{TcgLayout, TcgLayoutOptions};
 pub use poller::MailboxPoller;

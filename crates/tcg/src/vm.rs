@@ -15,7 +15,7 @@ use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
 use vnvdimm_control::VmState;
 
-use crate::guest::{create_ram_file, write_tables, GuestError};
+use crate::setup::{create_ram_file, io, write_tables, SetupError};
 use crate::layout::TcgLayout;
 use crate::console_in::ConsoleIn;
 use crate::poller::{MailboxPoller, PollerError};
@@ -28,7 +28,7 @@ use vnvdimm_control::exit_status;
 #[derive(Debug, Error)]
 pub enum VmError {
     #[error(transparent)]
-    Guest(#[from] GuestError),
+    Setup(#[from] SetupError),
     #[error(transparent)]
     Ram(#[from] RamError),
     #[error(transparent)]
@@ -140,11 +140,6 @@ pub struct TcgVm {
     pub(crate) agent: Option<Mutex<vnvdimm_agent::AgentLink>>,
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GuestError {
-    let path = path.to_path_buf();
-    move |source| GuestError::Io { what, path, source }
-}
-
 impl TcgVm {
     /// Writes the tables and RAM files, starts the mailbox poller and QEMU, and
     /// connects to QMP. Backing files are opened by QEMU (`share=on`), never read.
@@ -195,7 +190,7 @@ impl TcgVm {
         };
         command.stdin(stdin).stdout(stdout).stderr(stderr);
         let mut child = crate::spawn::spawn_tied(command)
-            .map_err(|source| GuestError::QemuMissing { qemu: spec.qemu.clone(), source })?;
+            .map_err(|source| SetupError::QemuMissing { qemu: spec.qemu.clone(), source })?;
         let console = child.stdout.take();
         let console_input = child.stdin.take().map(|stdin| ConsoleIn::new(stdin, q.console_is_multiplexed()));
         // A QEMU that refuses its options or kernel exits before it creates the QMP
@@ -279,6 +274,11 @@ impl TcgVm {
         self.poller.lock().ok().and_then(|p| p.as_ref().map(|p| p.served())).unwrap_or(0)
     }
 
+    /// Kick bytes the guest's NCAL sent through QEMU's debugcon so far (one per call).
+    pub fn dsm_kicks(&self) -> u64 {
+        self.poller.lock().ok().and_then(|p| p.as_ref().map(|p| p.kicks())).unwrap_or(0)
+    }
+
     /// Waits until QEMU exits (or `timeout`, then kills it), stops the poller, closes
     /// every DIMM cleanly and says how the guest ended.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<VmExit, VmError> {
@@ -360,5 +360,39 @@ impl Drop for TcgVm {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::TcgLayoutOptions;
+    use crate::qemu::SerialTarget;
+    use nvdimm_model::config::{DimmConfig, PersistenceDomain, PlatformConfig, MIB};
+
+    #[test]
+    fn missing_qemu_is_an_error_that_says_what_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let dimms = vec![DimmConfig::with_defaults(0, dir.path().join("d0"), 64 * MIB)];
+        let config = PlatformConfig::new(dimms, PersistenceDomain::CpuCache).unwrap();
+        let layout = TcgLayout::new(&config, TcgLayoutOptions::default()).unwrap();
+        let platform = NvdimmPlatform::ephemeral(config, layout.platform_layout()).unwrap();
+        let spec = TcgVmSpec {
+            qemu: dir.path().join("no-such-qemu"),
+            kernel: dir.path().join("vmlinux"),
+            initrd: None,
+            cmdline: String::new(),
+            cpus: 1,
+            memory_bytes: 64 * MIB,
+            layout,
+            platform: Arc::new(Mutex::new(platform)),
+            work_dir: dir.path().join("run"),
+            console: SerialTarget::Stdio,
+            console_input: false,
+            agent_socket: None,
+        };
+        let err = TcgVm::start(&spec).err().expect("starting a missing QEMU must fail");
+        assert!(matches!(err, VmError::Setup(SetupError::QemuMissing { .. })), "{err}");
+        assert!(err.to_string().contains("qemu-system-x86"), "{err}");
     }
 }
