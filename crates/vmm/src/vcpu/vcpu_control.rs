@@ -19,8 +19,10 @@
 use nvdimm_model::sync::LockUnpoisoned;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
-use std::sync::{Mutex, MutexGuard, Once};
+
+use vmm_sys_util::signal::Killable;
 
 use kvm_bindings::kvm_run;
 use nvdimm_model::event_log::MachineCheckKind;
@@ -47,7 +49,9 @@ pub struct VcpuControl {
     queue: Mutex<Vec<Request>>,
     /// Requests queued so far, and requests the vCPU thread has served.
     queued: AtomicU64,
-    served: AtomicU64,
+    served: Mutex<u64>,
+    /// Signalled when `served` grows or the state changes (`wait_served` sleeps on it).
+    progress: Condvar,
     state: AtomicU8,
     /// The thread inside `run_loop::run`, while it is there.
     thread: Mutex<Option<libc::pthread_t>>,
@@ -103,6 +107,9 @@ impl VcpuControl {
 
     pub fn set_state(&self, state: RunState) {
         self.state.store(state as u8, Ordering::SeqCst);
+        // Taken so that a waiter between its state check and its wait cannot miss this.
+        drop(self.served.lock_unpoisoned());
+        self.progress.notify_all();
     }
 
     /// Queues `request` and kicks the vCPU thread; returns a ticket for `wait_served`.
@@ -125,14 +132,19 @@ impl VcpuControl {
     /// `timeout` passed (false).
     pub fn wait_served(&self, ticket: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let mut served = self.served.lock_unpoisoned();
         loop {
-            if self.served.load(Ordering::SeqCst) >= ticket {
+            if *served >= ticket {
                 return true;
             }
-            if self.state() == RunState::Stopped || Instant::now() >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.state() == RunState::Stopped || left.is_zero() {
                 return false;
             }
-            std::thread::sleep(Duration::from_micros(50));
+            served = match self.progress.wait_timeout(served, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 
@@ -140,9 +152,9 @@ impl VcpuControl {
         let signal = kick_signal();
         let thread = self.thread.lock_unpoisoned();
         if let Some(thread) = *thread {
-            // SAFETY: the thread is inside run_loop::run (it clears this under the same
-            // lock before leaving), so the pthread_t is live.
-            unsafe { libc::pthread_kill(thread, signal) };
+            // The thread is inside run_loop::run (it clears this under the same lock
+            // before leaving), so the pthread_t is live.
+            kick_thread(thread, signal);
         }
     }
 
@@ -153,9 +165,9 @@ impl VcpuControl {
         self.kick();
         let signal = kick_signal();
         for &thread in self.aps.lock_unpoisoned().iter() {
-            // SAFETY: registered by `enter_ap` and removed under this lock by `leave_ap`
-            // before the thread ends, so the pthread_t is live.
-            unsafe { libc::pthread_kill(thread, signal) };
+            // Registered by `enter_ap` and removed under this lock by `leave_ap` before
+            // the thread ends, so the pthread_t is live.
+            kick_thread(thread, signal);
         }
     }
 
@@ -171,7 +183,8 @@ impl VcpuControl {
 
     /// Called by the vCPU thread after it served what `drain` gave it.
     pub fn mark_served(&self, count: usize) {
-        self.served.fetch_add(count as u64, Ordering::SeqCst);
+        *self.served.lock_unpoisoned() += count as u64;
+        self.progress.notify_all();
     }
 
     /// Called by the vCPU thread when it starts running `run`.
@@ -216,6 +229,23 @@ impl VcpuControl {
     }
 }
 
+/// A vCPU thread known by its pthread_t, for vmm-sys-util's `Killable`.
+struct VcpuThread(libc::pthread_t);
+
+// SAFETY: callers pass only pthread_ts of threads that are alive while they hold the
+// lock the thread removes itself under (see `kick` and `stop_all`).
+unsafe impl Killable for VcpuThread {
+    fn pthread_handle(&self) -> libc::pthread_t {
+        self.0
+    }
+}
+
+fn kick_thread(thread: libc::pthread_t, signal: libc::c_int) {
+    if let Err(e) = VcpuThread(thread).kill(signal) {
+        log::debug!("kicking a vCPU thread failed: {e}");
+    }
+}
+
 /// Points the kick handler at this thread's `kvm_run` and lets the kick signal in.
 ///
 /// # Safety
@@ -224,12 +254,8 @@ unsafe fn enter_thread(run: *mut kvm_run) {
     kick_signal();
     KVM_RUN.with(|r| r.set(run));
     // The kick signal must reach this thread even if the caller blocked it.
-    // SAFETY: plain signal-mask calls on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, kick_signal());
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    if let Err(e) = vmm_sys_util::signal::unblock_signal(kick_signal()) {
+        log::debug!("cannot unblock the vCPU kick signal: {e}");
     }
 }
 
