@@ -23,6 +23,7 @@ pub mod backend;
 pub mod console_in;
 pub mod cpio;
 pub mod event_zone;
+pub mod exit_watch;
 pub mod image;
 pub mod layout;
 pub mod poller;

@@ -129,6 +129,8 @@ pub struct TcgVm {
     pub(crate) created: Instant,
     state: AtomicU8,
     child: Mutex<Option<Child>>,
+    /// Wakes `wait` when QEMU ends.
+    exit_watch: crate::exit_watch::ExitWatch,
     console: Mutex<Option<ChildStdout>>,
     console_input: Mutex<Option<ConsoleIn>>,
     poller: Mutex<Option<MailboxPoller>>,
@@ -230,6 +232,7 @@ impl TcgVm {
             qmp,
             created,
             state: AtomicU8::new(STATE_RUNNING),
+            exit_watch: crate::exit_watch::ExitWatch::new(child.id()),
             child: Mutex::new(Some(child)),
             console: Mutex::new(console),
             console_input: Mutex::new(console_input),
@@ -344,7 +347,9 @@ impl TcgVm {
                 break None;
             }
             drop(guard);
-            std::thread::sleep(Duration::from_millis(20));
+            // Woken by QEMU's exit; at least once a second, to notice the timeout.
+            let left = timeout.map_or(Duration::from_secs(1), |t| t.saturating_sub(self.created.elapsed()));
+            self.exit_watch.wait(left.min(Duration::from_secs(1)));
         };
         Ok(status)
     }
