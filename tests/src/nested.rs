@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use vnvdimm_tcg::qemu::QemuCommand;
 use vnvdimm_tcg::GuestImage;
 
-use crate::nested_watch::{monitor_snapshot, L1Health, L1Watch};
+use crate::nested_watch::{cpu_states, monitor_snapshot, FaultLoopWatch, L1Health, L1Watch, SAMPLE_EVERY};
 
 /// Set (to 1) in the environment of the test that runs inside L1.
 pub const NESTED_L1_ENV: &str = "VNV_NESTED_L1";
@@ -176,7 +176,25 @@ impl NestedHost {
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_TIMEOUT);
         let mut watch = L1Watch::new(&console);
+        let mut fault_loop = FaultLoopWatch::default();
+        let mut sampled = Instant::now();
         let status = loop {
+            if sampled.elapsed() >= SAMPLE_EVERY {
+                sampled = Instant::now();
+                let stuck = cpu_states(&monitor).and_then(|cpus| fault_loop.sample(&cpus));
+                if let Some((cpu, rip)) = stuck {
+                    let snapshot = monitor_snapshot(&monitor);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let output = std::fs::read(&output).unwrap_or_default();
+                    return Err(format!(
+                        "{L1_HUNG} after {:.0} s: its vCPU {cpu} keeps faulting on fetching the instruction at {rip:#x} (never halted, the same faulting address sample after sample: TCG emulating SVM; last heartbeat {}); the test's output so far:\n{}\n--- QEMU monitor:\n{snapshot}",
+                        started.elapsed().as_secs_f64(),
+                        watch.last_beat().unwrap_or("none"),
+                        String::from_utf8_lossy(&output),
+                    ));
+                }
+            }
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) if started.elapsed() > timeout => {

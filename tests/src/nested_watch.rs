@@ -4,8 +4,16 @@
 //! - it freezes outright: no console output at all, not even the heartbeat its init
 //!   prints every 20 s (images/nested-init), because its timers stopped with its vCPUs.
 //!
+//! - one of its vCPUs loops on a page fault at the instruction it is fetching while the
+//!   other vCPU and the heartbeat go on: seen for minutes at an instruction in L1's
+//!   module space (kvm's, with an L2 running and printing to its console), a fault
+//!   TCG's emulation of SVM never resolves. Sampled, that vCPU is never halted, its CR2 (the faulting address,
+//!   in the kernel) never changes, and most samples find RIP at that very address (the
+//!   others in the fault handler).
+//!
 //! A frozen L1 is photographed through QEMU's human monitor (`info cpus`, `info
-//! registers -a`) before it is killed, so the report says where its vCPUs were.
+//! registers -a`) before it is killed, so the report says where its vCPUs were; the
+//! fault loop is found through the same monitor, sampled every [`SAMPLE_EVERY`].
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -86,23 +94,102 @@ impl L1Watch {
     }
 }
 
+/// How often the vCPUs are sampled for a fault loop.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(30);
+/// Samples in a row at the same faulting RIP that make a vCPU stuck (about two minutes).
+const STUCK_SAMPLES: usize = 4;
+
 /// Asks QEMU's human monitor at `socket` where the vCPUs are; never blocks for long
 /// (a QEMU that does not answer is itself part of the answer).
 pub fn monitor_snapshot(socket: &Path) -> String {
-    let ask = || -> std::io::Result<String> {
-        let mut s = UnixStream::connect(socket)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        read_to_prompt(&mut s)?;
-        let mut out = String::new();
-        for cmd in ["info status", "info cpus", "info registers -a"] {
-            s.write_all(format!("{cmd}\n").as_bytes())?;
-            out.push_str(&format!("(qemu) {cmd}\n{}", answer(&read_to_prompt(&mut s)?)));
-        }
-        Ok(out)
-    };
-    match ask() {
+    match ask(socket, &["info status", "info cpus", "info registers -a"]) {
         Ok(text) => text,
         Err(e) => format!("QEMU's monitor did not answer ({e}): QEMU itself is stuck"),
+    }
+}
+
+/// The monitor's answers to `commands`, each after its `(qemu) command` line.
+fn ask(socket: &Path, commands: &[&str]) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    read_to_prompt(&mut s)?;
+    let mut out = String::new();
+    for cmd in commands {
+        s.write_all(format!("{cmd}\n").as_bytes())?;
+        out.push_str(&format!("(qemu) {cmd}\n{}", answer(&read_to_prompt(&mut s)?)));
+    }
+    Ok(out)
+}
+
+/// One of L1's vCPUs as `info registers -a` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuState {
+    pub rip: u64,
+    pub cr2: u64,
+    pub halted: bool,
+}
+
+/// The vCPUs in `info registers -a` output, in order.
+pub fn parse_registers(text: &str) -> Vec<CpuState> {
+    let field = |cpu: &str, name: &str| -> Option<String> {
+        let at = cpu.find(name)? + name.len();
+        Some(cpu[at..].split(|c: char| c.is_whitespace()).next()?.to_string())
+    };
+    text.split("CPU#")
+        .skip(1)
+        .filter_map(|cpu| {
+            let hex = |name| u64::from_str_radix(&field(cpu, name)?, 16).ok();
+            Some(CpuState { rip: hex("RIP=")?, cr2: hex("CR2=")?, halted: field(cpu, "HLT=")? == "1" })
+        })
+        .collect()
+}
+
+/// L1's vCPUs now, or `None` when the monitor does not answer.
+pub fn cpu_states(socket: &Path) -> Option<Vec<CpuState>> {
+    ask(socket, &["info registers -a"]).ok().map(|text| parse_registers(&text))
+}
+
+/// Where Linux's kernel addresses start (the upper half of the 48-bit space).
+const KERNEL_SPACE: u64 = 0xffff_8000_0000_0000;
+
+/// Finds a vCPU that keeps faulting on the instruction it is fetching.
+#[derive(Default)]
+pub struct FaultLoopWatch {
+    runs: Vec<Option<FaultRun>>,
+}
+
+/// Samples in a row of one busy vCPU with the same kernel CR2.
+#[derive(Clone, Copy)]
+struct FaultRun {
+    cr2: u64,
+    samples: usize,
+    /// Of those, the ones with RIP at CR2.
+    at_fault: usize,
+}
+
+impl FaultLoopWatch {
+    /// Takes one sample; returns (vCPU, faulting address) once a vCPU was stuck for long
+    /// enough: [`STUCK_SAMPLES`] busy samples with the same kernel CR2, at least half of
+    /// them with RIP there.
+    pub fn sample(&mut self, cpus: &[CpuState]) -> Option<(usize, u64)> {
+        self.runs.resize(cpus.len(), None);
+        for (i, cpu) in cpus.iter().enumerate() {
+            let candidate = !cpu.halted && cpu.cr2 >= KERNEL_SPACE;
+            let at_fault = usize::from(cpu.rip == cpu.cr2);
+            self.runs[i] = match (candidate, self.runs[i]) {
+                (false, _) => None,
+                (true, Some(run)) if run.cr2 == cpu.cr2 => {
+                    Some(FaultRun { samples: run.samples + 1, at_fault: run.at_fault + at_fault, ..run })
+                }
+                (true, _) => Some(FaultRun { cr2: cpu.cr2, samples: 1, at_fault }),
+            };
+            if let Some(run) = self.runs[i] {
+                if run.samples >= STUCK_SAMPLES && 2 * run.at_fault >= run.samples {
+                    return Some((i, run.cr2));
+                }
+            }
+        }
+        None
     }
 }
 
@@ -192,6 +279,58 @@ mod tests {
                 last_beat: Some("20.01 1.50 0.90 0.30".into())
             }
         );
+    }
+
+    const REGISTERS: &str = "(qemu) info registers -a\n\nCPU#0\nRAX=0 RBX=0\n\
+        RIP=ffffffff81a592eb RFL=00000202 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=1\n\
+        CR0=80050033 CR2=00000000005794a9 CR3=00000001039f2000 CR4=003506f0\n\nCPU#1\n\
+        RIP=ffffffffc042020c RFL=00010246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=0\n\
+        CR0=80050033 CR2=ffffffffc042020c CR3=00000001039f2000 CR4=003506f0\n";
+
+    #[test]
+    fn registers_are_parsed_per_cpu() {
+        assert_eq!(
+            parse_registers(REGISTERS),
+            vec![
+                CpuState { rip: 0xffffffff81a592eb, cr2: 0x5794a9, halted: true },
+                CpuState { rip: 0xffffffffc042020c, cr2: 0xffffffffc042020c, halted: false },
+            ]
+        );
+        assert!(parse_registers("no cpus").is_empty());
+    }
+
+    #[test]
+    fn a_vcpu_faulting_at_the_same_rip_sample_after_sample_is_stuck() {
+        let cpus = parse_registers(REGISTERS);
+        let mut watch = FaultLoopWatch::default();
+        for _ in 1..STUCK_SAMPLES {
+            assert_eq!(watch.sample(&cpus), None);
+        }
+        assert_eq!(watch.sample(&cpus), Some((1, 0xffffffffc042020c)));
+        // Some samples land in the fault handler: still the same loop.
+        let in_handler = [cpus[0], CpuState { rip: 0xffffffff8107c40d, ..cpus[1] }];
+        let mut watch = FaultLoopWatch::default();
+        for i in 1..STUCK_SAMPLES {
+            assert_eq!(watch.sample(if i == 2 { &in_handler } else { &cpus }), None);
+        }
+        assert_eq!(watch.sample(&cpus), Some((1, 0xffffffffc042020c)));
+        // A new fault elsewhere, or halting, starts the count again.
+        let mut watch = FaultLoopWatch::default();
+        let moved = [cpus[0], CpuState { rip: 0xffffffff81001000, cr2: 0xffffffff81001000, halted: false }];
+        for i in 0..2 * STUCK_SAMPLES {
+            assert_eq!(watch.sample(if i % 2 == 0 { &cpus } else { &moved }), None);
+        }
+        let mut watch = FaultLoopWatch::default();
+        let halted = [cpus[0], CpuState { halted: true, ..cpus[1] }];
+        for i in 0..2 * STUCK_SAMPLES {
+            assert_eq!(watch.sample(if i % 2 == 0 { &cpus } else { &halted }), None);
+        }
+        // A busy vCPU whose stale CR2 it is never found at (running a guest): not stuck.
+        let mut watch = FaultLoopWatch::default();
+        let busy = [cpus[0], CpuState { rip: 0xffffffffc0400000, ..cpus[1] }];
+        for _ in 0..2 * STUCK_SAMPLES {
+            assert_eq!(watch.sample(&busy), None);
+        }
     }
 
     #[test]
