@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nvdimm_model::NvdimmPlatform;
 use vnvdimm_control::backend::{Backend, ExecOutput};
 use vnvdimm_tcg::qemu::{QemuCommand, SerialTarget};
-use vnvdimm_tcg::{GuestImage, TcgLayout, TcgVm, TcgVmSpec, VmExit};
+use vnvdimm_tcg::{GuestImage, TcgLayout, TcgVm, TcgVmSpec, GuestOutcome};
 
 /// `vnvdimm run`'s default `--cmdline`, plus what it adds with an API socket.
 pub const PRODUCT_CMDLINE: &str = "console=ttyS0 reboot=acpi panic=-1 vnv.agent=hold";
@@ -81,7 +81,7 @@ impl TcgGuest {
     }
 
     /// Powers the guest off through the API's path and waits for QEMU to end.
-    pub fn stop(self) -> VmExit {
+    pub fn stop(self) -> GuestOutcome {
         let _ = self.vm.power_off();
         self.vm.wait(Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("stopping the guest: {e}"))
     }

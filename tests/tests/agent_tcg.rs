@@ -14,7 +14,7 @@ use nvdimm_model::config::{DimmConfig, PersistenceDomain, PlatformConfig, KIB, M
 use nvdimm_model::NvdimmPlatform;
 use vnvdimm_control::backend::{Backend, BackendError};
 use vnvdimm_integration::tcg_guest::TcgGuest;
-use vnvdimm_tcg::{GuestImage, TcgLayout, TcgLayoutOptions, VmExit};
+use vnvdimm_tcg::{GuestImage, TcgLayout, TcgLayoutOptions, GuestOutcome};
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -118,5 +118,5 @@ fn agent_runs_commands_in_the_default_guest() {
     let wall = s.started.elapsed();
     let exit = s.stop();
     eprintln!("agent ready after {ready:?}; the guest ran {wall:?}");
-    assert!(matches!(exit, VmExit::HostStopped(_)), "{exit}");
+    assert!(matches!(exit, GuestOutcome::HostStopped(_)), "{exit}");
 }

@@ -17,7 +17,7 @@ use nvdimm_model::NvdimmPlatform;
 use serde_json::Value;
 use vnvdimm_control::backend::ExecOutput;
 use vnvdimm_integration::tcg_guest::TcgGuest;
-use vnvdimm_tcg::{GuestImage, TcgLayout, TcgLayoutOptions, VmExit};
+use vnvdimm_tcg::{GuestImage, TcgLayout, TcgLayoutOptions, GuestOutcome};
 
 const DIMM_SIZE: u64 = 256 * MIB;
 /// Poison placed before boot: near the end of DIMM 0, so it lands in the data area of
@@ -40,7 +40,7 @@ fn platform_config(dir: &std::path::Path) -> PlatformConfig {
 struct GuestRun {
     steps: Vec<(&'static str, ExecOutput)>,
     console: String,
-    exit: VmExit,
+    exit: GuestOutcome,
     wall: Duration,
     ready_after: Duration,
     dsm_calls_served: u64,
@@ -248,7 +248,7 @@ fn objects_with<'a>(v: &'a Value, key: &str, found: &mut Vec<&'a Value>) {
 
 fn check(out: &GuestRun, config: &PlatformConfig, layout: &TcgLayout) -> Vec<String> {
     let mut f = Vec::new();
-    if !matches!(out.exit, VmExit::HostStopped(_)) {
+    if !matches!(out.exit, GuestOutcome::HostStopped(_)) {
         f.push(format!("the guest ended on its own before it was powered off: {}", out.exit));
     }
     for bad in ["Initramfs unpacking failed", "Kernel panic", "BUG:", "Oops"] {

@@ -42,4 +42,4 @@ pub use image::GuestImage;
 pub use layout::{TcgLayout, TcgLayoutOptions};
 pub use poller::MailboxPoller;
 pub use results::{StepResult, StepResults};
-pub use vm::{TcgVm, TcgVmSpec, VmExit};
+pub use vm::{TcgVm, TcgVmSpec, GuestOutcome};

@@ -23,7 +23,6 @@ use crate::qemu::{DimmBacking, QemuCommand, SerialTarget};
 use crate::qmp::{Qmp, QmpError};
 use crate::ram::{MailboxMapping, RamError};
 
-use vnvdimm_control::exit_status;
 
 #[derive(Debug, Error)]
 pub enum VmError {
@@ -41,7 +40,7 @@ pub enum VmError {
     QemuEnded { status: String, messages: String },
     /// Every DIMM was tried; `failures` lists the ones that could not be closed.
     #[error("{exit} ({qemu}); then closing the DIMMs cleanly failed: {failures}")]
-    Close { exit: VmExit, qemu: String, failures: String },
+    Close { exit: GuestOutcome, qemu: String, failures: String },
     #[error("connecting to the guest agent's serial port: {0}")]
     Agent(vnvdimm_agent::AgentError),
 }
@@ -73,44 +72,10 @@ pub struct TcgVmSpec {
     pub agent_socket: Option<PathBuf>,
 }
 
-/// How the guest run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VmExit {
-    /// The guest powered off (ACPI S5).
-    PowerOff,
-    /// The guest rebooted: a reboot request, a kernel panic with `panic=N`, or a
-    /// triple fault; QEMU (`-no-reboot`) cannot tell these apart without pvpanic.
-    Reset,
-    /// QEMU's pvpanic device reported a guest panic.
-    Panicked,
-    /// The host stopped it (API `power_off`, QMP `quit`, a signal to QEMU).
-    HostStopped(String),
-    /// QEMU failed (bad option, missing file, crash).
-    QemuFailed(String),
-}
-
-impl VmExit {
-    /// The codes of `vnvdimm_control::exit_status`, as the KVM backend's.
-    pub fn exit_status(&self) -> u8 {
-        match self {
-            VmExit::PowerOff | VmExit::Reset | VmExit::HostStopped(_) => exit_status::OK,
-            VmExit::Panicked => exit_status::GUEST_CRASHED,
-            VmExit::QemuFailed(_) => exit_status::FAILURE,
-        }
-    }
-}
-
-impl std::fmt::Display for VmExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VmExit::PowerOff => write!(f, "guest powered off"),
-            VmExit::Reset => write!(f, "guest reset (reboot, panic or triple fault; QEMU runs with -no-reboot)"),
-            VmExit::Panicked => write!(f, "guest crashed: kernel panic (pvpanic)"),
-            VmExit::HostStopped(why) => write!(f, "stopped by the host ({why})"),
-            VmExit::QemuFailed(why) => write!(f, "QEMU failed: {why}"),
-        }
-    }
-}
+/// How the guest run ended: the type both backends share. Under QEMU (`-no-reboot`)
+/// a reboot, a panic with `panic=N` and a triple fault all end as `Reset`; a panic
+/// reported through pvpanic is `Crashed`.
+pub use vnvdimm_control::GuestOutcome;
 
 /// How long QEMU may take to create and answer its QMP socket.
 const QMP_WAIT: Duration = Duration::from_secs(20);
@@ -284,7 +249,7 @@ impl TcgVm {
 
     /// Waits until QEMU exits (or `timeout`, then kills it), stops the poller, closes
     /// every DIMM cleanly and says how the guest ended.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<VmExit, VmError> {
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<GuestOutcome, VmError> {
         let status = self.wait_for_qemu(timeout)?;
         let qemu = match &status {
             Some(s) => format!("QEMU ended: {s}"),
@@ -297,13 +262,13 @@ impl TcgVm {
         }
         let reason = self.qmp.shutdown_reason();
         let exit = match (status, reason.as_deref()) {
-            (None, _) => VmExit::HostStopped("timeout: QEMU killed".into()),
-            (Some(_), Some("guest-shutdown")) => VmExit::PowerOff,
-            (Some(_), Some("guest-reset")) => VmExit::Reset,
-            (Some(_), Some("guest-panic")) => VmExit::Panicked,
-            (Some(_), Some(other)) => VmExit::HostStopped(other.to_string()),
-            (Some(s), None) if s.success() => VmExit::HostStopped("QEMU exited without a shutdown event".into()),
-            (Some(s), None) => VmExit::QemuFailed(format!("{s}; its messages:\n{}", read_lossy(&self.stderr_log))),
+            (None, _) => GuestOutcome::HostStopped("timeout: QEMU killed".into()),
+            (Some(_), Some("guest-shutdown")) => GuestOutcome::PowerOff,
+            (Some(_), Some("guest-reset")) => GuestOutcome::Reset,
+            (Some(_), Some("guest-panic")) => GuestOutcome::Crashed("kernel panic (pvpanic)".into()),
+            (Some(_), Some(other)) => GuestOutcome::HostStopped(other.to_string()),
+            (Some(s), None) if s.success() => GuestOutcome::HostStopped("QEMU exited without a shutdown event".into()),
+            (Some(s), None) => GuestOutcome::BackendFailed(format!("{s}; its messages:\n{}", read_lossy(&self.stderr_log))),
         };
         // The VMM survived, so everything the guest stored is in the backing files'
         // page cache: a clean shutdown from the DIMMs' point of view. Every DIMM is
