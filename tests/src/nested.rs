@@ -29,11 +29,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const L1_MEMORY: &str = "4G";
 /// Two vCPUs, so an L2 with `--cpus 2` runs on two.
 const L1_CPUS: &str = "2";
-/// One host thread runs both of L1's vCPUs: multi-threaded TCG emulating SVM showed
-/// hangs and corrupted L2 state on loaded machines (docs/nested-host.md), and the test
-/// harness runs two L1s at once on two cores anyway, so a second thread per L1 buys
-/// little speed.
-const L1_ACCEL: &str = "tcg,thread=single";
 /// An AMD CPU with SVM, which QEMU's TCG emulates with nested paging (NPT).
 const L1_CPU: &str = "EPYC-v3,+svm";
 /// Environment passed on to the test in L1 (the rest of this process's is not).
@@ -150,7 +145,7 @@ impl NestedHost {
         );
         let mut qemu = Command::new(QemuCommand::default_qemu());
         qemu.args([
-            "-machine", "pc", "-accel", L1_ACCEL, "-cpu", L1_CPU, "-smp", L1_CPUS, "-m", L1_MEMORY,
+            "-machine", "pc", "-accel", "tcg", "-cpu", L1_CPU, "-smp", L1_CPUS, "-m", L1_MEMORY,
         ])
         .args(["-nodefaults", "-display", "none", "-no-reboot"])
         .arg("-monitor")
