@@ -21,6 +21,8 @@ use crate::nested_watch::{cpu_states, monitor_snapshot, FaultLoopWatch, L1Health
 
 /// Set (to 1) in the environment of the test that runs inside L1.
 pub const NESTED_L1_ENV: &str = "VNV_NESTED_L1";
+/// How many L1s may run at once on this machine (default 1).
+pub const NESTED_JOBS_ENV: &str = "VNV_NESTED_JOBS";
 /// Overrides how long one L1 may run, in seconds.
 pub const NESTED_TIMEOUT_ENV: &str = "VNV_NESTED_TIMEOUT";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -92,6 +94,10 @@ impl NestedHost {
             shell_quote(&exe),
             shell_quote(Path::new(name))
         );
+        // One L1 at a time by default, whatever libtest's thread count: each L1 keeps
+        // two host threads busy, and every nested hang seen so far was on a machine
+        // running two L1s (or an L1 and a build) on two cores.
+        let _slot = NestedSlot::take()?;
         // L1 itself, not the guest or the VMM under test, can wedge (its own kernel's
         // soft-lockup watchdog fires: TCG emulating SVM starved on a loaded host) or
         // freeze (no heartbeat). That is the test host failing, so it gets one fresh L1,
@@ -264,6 +270,44 @@ impl NestedHost {
     }
 }
 
+/// A place among the L1s allowed to run at once ([`NESTED_JOBS_ENV`]): an exclusive
+/// lock on one of that many files in the temporary directory, so it holds across test
+/// binaries and processes, and goes with the process however it ends.
+struct NestedSlot {
+    _file: std::fs::File,
+}
+
+impl NestedSlot {
+    fn take() -> Result<NestedSlot, String> {
+        let jobs: usize = std::env::var(NESTED_JOBS_ENV).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+        Self::take_in(&std::env::temp_dir(), jobs)
+    }
+
+    fn take_in(dir: &Path, jobs: usize) -> Result<NestedSlot, String> {
+        let files = (0..jobs.max(1))
+            .map(|i| {
+                let path = dir.join(format!("vnv-nested-slot-{i}.lock"));
+                std::fs::File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| format!("cannot open the nested host's lock file {}: {e}", path.display()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        loop {
+            for file in &files {
+                match file.try_lock() {
+                    Ok(()) => return Ok(NestedSlot { _file: file.try_clone().map_err(|e| e.to_string())? }),
+                    Err(std::fs::TryLockError::WouldBlock) => {}
+                    Err(std::fs::TryLockError::Error(e)) => return Err(format!("locking the nested host's slot: {e}")),
+                }
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
 /// What one L1 left behind.
 pub struct NestedRun {
     /// The script's output (L1's ttyS1) with the init's marks.
@@ -343,6 +387,26 @@ mod tests {
     fn inner_summary_lines_are_prefixed() {
         let out = run("test result: ok. 1 passed; 0 failed\n").prefixed_output();
         assert_eq!(out, "L1| test result: ok. 1 passed; 0 failed\n");
+    }
+
+    #[test]
+    fn slots_admit_as_many_l1s_as_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = NestedSlot::take_in(dir.path(), 1).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        let waiter = std::thread::spawn(move || {
+            let slot = NestedSlot::take_in(&path, 1).unwrap();
+            tx.send(()).unwrap();
+            slot
+        });
+        assert!(rx.recv_timeout(Duration::from_secs(2)).is_err(), "a second L1 got in beside the first");
+        drop(first);
+        rx.recv_timeout(Duration::from_secs(30)).expect("the waiting L1 got no slot after the first left");
+        let second = waiter.join().unwrap();
+        // Two slots: one more gets in at once.
+        let _other = NestedSlot::take_in(dir.path(), 2).unwrap();
+        drop(second);
     }
 
     #[test]
