@@ -189,16 +189,10 @@ impl NestedHost {
                 sampled = Instant::now();
                 let stuck = cpu_states(&monitor).and_then(|cpus| fault_loop.sample(&cpus));
                 if let Some((cpu, rip)) = stuck {
-                    let snapshot = monitor_snapshot(&monitor);
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let output = std::fs::read(&output).unwrap_or_default();
-                    return Err(format!(
-                        "{L1_HUNG} after {:.0} s: its vCPU {cpu} keeps faulting on fetching the instruction at {rip:#x} (never halted, the same faulting address sample after sample: TCG emulating SVM; last heartbeat {}); the test's output so far:\n{}\n--- QEMU monitor:\n{snapshot}",
-                        started.elapsed().as_secs_f64(),
+                    return Err(stop_hung(&mut child, &monitor, &output, started, &format!(
+                        "its vCPU {cpu} keeps faulting on fetching the instruction at {rip:#x} (never halted, the same faulting address sample after sample: TCG emulating SVM; last heartbeat {})",
                         watch.last_beat().unwrap_or("none"),
-                        String::from_utf8_lossy(&output),
-                    ));
+                    )));
                 }
             }
             match child.try_wait() {
@@ -219,17 +213,11 @@ impl NestedHost {
                         ));
                     }
                     L1Health::Frozen { silent_for, last_beat } => {
-                        let snapshot = monitor_snapshot(&monitor);
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        let output = std::fs::read(&output).unwrap_or_default();
-                        return Err(format!(
-                            "{L1_HUNG} after {:.0} s: frozen, no heartbeat for {:.0} s (last: {}); the test's output so far:\n{}\n--- QEMU monitor:\n{snapshot}",
-                            started.elapsed().as_secs_f64(),
+                        return Err(stop_hung(&mut child, &monitor, &output, started, &format!(
+                            "frozen, no heartbeat for {:.0} s (last: {})",
                             silent_for.as_secs_f64(),
                             last_beat.as_deref().unwrap_or("none since boot"),
-                            String::from_utf8_lossy(&output),
-                        ));
+                        )));
                     }
                 },
                 Err(e) => return Err(format!("waiting for QEMU: {e}")),
@@ -338,6 +326,20 @@ impl NestedRun {
         let all: Vec<&str> = self.console.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// Stops a hung L1 after asking QEMU's monitor where its vCPUs are; the report (it
+/// starts with [`L1_HUNG`], so the test gets its one retry) says `why`.
+fn stop_hung(child: &mut std::process::Child, monitor: &Path, output: &Path, started: Instant, why: &str) -> String {
+    let snapshot = monitor_snapshot(monitor);
+    let _ = child.kill();
+    let _ = child.wait();
+    let output = std::fs::read(output).unwrap_or_default();
+    format!(
+        "{L1_HUNG} after {:.0} s: {why}; the test's output so far:\n{}\n--- QEMU monitor:\n{snapshot}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&output),
+    )
 }
 
 /// How a wedged L1 is reported (and recognised for the one retry).
