@@ -17,6 +17,10 @@ const SECTOR: u64 = 512;
 /// nested host's slowest clean stop is a few seconds).
 const STOP_WAIT: Duration = Duration::from_secs(180);
 const MIB: u64 = 1 << 20;
+/// How long a failure report waits for a `vnvdimm run` that may be ending.
+const ENDING_WAIT: Duration = Duration::from_secs(10);
+/// Printed in a failure report when the guest crashed under the test (exit 3).
+pub const GUEST_CRASHED_MARK: &str = "@@VNV-GUEST-CRASHED@@";
 
 use crate::support::{FetchedKernel, SharedBuf};
 
@@ -148,6 +152,8 @@ struct Vm {
     console: SharedBuf,
     stderr: SharedBuf,
     handle: Option<std::thread::JoinHandle<u8>>,
+    /// `vnvdimm run`'s exit status, once a failure report found it ended.
+    ended: Option<u8>,
     log: Vec<String>,
     started: Instant,
 }
@@ -190,6 +196,7 @@ fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
         console,
         stderr,
         handle: Some(handle),
+        ended: None,
         log: Vec::new(),
         started,
     };
@@ -210,7 +217,11 @@ fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
 }
 
 impl Vm {
-    fn context(&self) -> String {
+    /// What a failure message shows: the session, how `vnvdimm run` ended if it did
+    /// (a guest that stopped under a test is most often a crash, and the outcome names
+    /// it), its stderr and the console tail.
+    fn context(&mut self) -> String {
+        let ended = self.wait_if_stopping();
         let console = self.console.text();
         let tail: Vec<&str> = console
             .lines()
@@ -221,11 +232,34 @@ impl Vm {
             .rev()
             .collect();
         format!(
-            "--- guest session so far:\n{}\n--- vnvdimm stderr:\n{}\n--- console (last 40 lines):\n{}",
+            "--- guest session so far:\n{}\n--- vnvdimm run: {ended}\n--- vnvdimm stderr:\n{}\n--- console (last 40 lines):\n{}",
             self.log.join("\n"),
             self.stderr.text(),
             tail.join("\n")
         )
+    }
+
+    /// If `vnvdimm run` has ended or is ending, waits briefly for its exit status.
+    /// A guest crash gets [`GUEST_CRASHED_MARK`], which the nested host reads.
+    fn wait_if_stopping(&mut self) -> String {
+        if let Some(h) = self.handle.take() {
+            let asked = Instant::now();
+            while !h.is_finished() && asked.elapsed() < ENDING_WAIT {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if h.is_finished() {
+                self.ended = h.join().ok();
+            } else {
+                self.handle = Some(h);
+            }
+        }
+        match self.ended {
+            None => "still running".to_string(),
+            Some(code) if code == vnvdimm_control::exit_status::GUEST_CRASHED => {
+                format!("ended with exit {code}, the guest crashed ({GUEST_CRASHED_MARK})")
+            }
+            Some(code) => format!("ended with exit {code}"),
+        }
     }
 
     /// Runs `cmd` in the guest through `POST /exec`; returns (status, output).
