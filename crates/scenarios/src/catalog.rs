@@ -216,12 +216,26 @@ fn boot(work: &Work, nvdimms: &[String], extra: &[&str]) -> Vm {
     vm
 }
 
+/// Waits up to `limit` for `vnvdimm run`'s thread; its exit status, or the handle back
+/// when it is still running.
+fn join_within(handle: std::thread::JoinHandle<u8>, limit: Duration) -> Result<u8, std::thread::JoinHandle<u8>> {
+    let asked = Instant::now();
+    while !handle.is_finished() && asked.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if handle.is_finished() {
+        Ok(handle.join().unwrap_or(vnvdimm_control::exit_status::FAILURE))
+    } else {
+        Err(handle)
+    }
+}
+
 impl Vm {
     /// What a failure message shows: the session, how `vnvdimm run` ended if it did
     /// (a guest that stopped under a test is most often a crash, and the outcome names
     /// it), its stderr and the console tail.
     fn context(&mut self) -> String {
-        let ended = self.wait_if_stopping();
+        let ended = self.how_run_ended();
         let console = self.console.text();
         let tail: Vec<&str> = console
             .lines()
@@ -239,18 +253,14 @@ impl Vm {
         )
     }
 
-    /// If `vnvdimm run` has ended or is ending, waits briefly for its exit status.
-    /// A guest crash gets [`GUEST_CRASHED_MARK`], which the nested host reads.
-    fn wait_if_stopping(&mut self) -> String {
+    /// Gives `vnvdimm run` a few seconds to end (a guest that stopped under a test is
+    /// still being closed) and says how it ended. A guest crash gets
+    /// [`GUEST_CRASHED_MARK`], which the nested host reads.
+    fn how_run_ended(&mut self) -> String {
         if let Some(h) = self.handle.take() {
-            let asked = Instant::now();
-            while !h.is_finished() && asked.elapsed() < ENDING_WAIT {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if h.is_finished() {
-                self.ended = h.join().ok();
-            } else {
-                self.handle = Some(h);
+            match join_within(h, ENDING_WAIT) {
+                Ok(code) => self.ended = Some(code),
+                Err(h) => self.handle = Some(h),
             }
         }
         match self.ended {
@@ -376,17 +386,15 @@ impl Vm {
         // Bounded: a VMM that does not end after a power-off is a failure with its
         // evidence, not a test that hangs until the harness's own limit.
         let handle = self.handle.take().unwrap();
-        let asked = Instant::now();
-        while !handle.is_finished() {
-            if asked.elapsed() > STOP_WAIT {
+        let code = match join_within(handle, STOP_WAIT) {
+            Ok(code) => code,
+            Err(handle) => {
                 let context = self.context();
                 // Detached: joining would hang; the process ends with the test.
                 drop(handle);
                 panic!("vnvdimm run did not end within {STOP_WAIT:?} of the power-off\n{context}");
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let code = handle.join().unwrap();
+        };
         let wall = self.started.elapsed();
         println!("{}", self.log.join("\n"));
         assert_eq!(
@@ -403,13 +411,7 @@ impl Drop for Vm {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             let _ = self.api.request("PUT", "/vm/power-off", None::<&Value>);
-            let asked = Instant::now();
-            while !h.is_finished() && asked.elapsed() < STOP_WAIT {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            }
+            let _ = join_within(h, STOP_WAIT);
         }
     }
 }
