@@ -21,6 +21,7 @@ use crate::dimm::Dimm;
 use crate::dsm::Output;
 use crate::mailbox::MAX_OUTPUT;
 use crate::poison::PoisonSet;
+use crate::spa_map::{merge_by_spa, SpaMap};
 
 /// Max ARS output size we report: the mailbox's whole output area.
 pub const MAX_ARS_OUTPUT: usize = MAX_OUTPUT;
@@ -51,10 +52,11 @@ pub enum ArsError {
     Busy,
 }
 
-/// What to scrub: a range inside one DIMM's window.
+/// What to scrub: a range inside one system-address range of the platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScrubRequest {
-    pub dimm_index: usize,
+    /// Index of the range in [`SpaMap::windows`].
+    pub window: usize,
     /// First SPA to scrub.
     pub spa: u64,
     pub len: u64,
@@ -108,7 +110,7 @@ impl ArsEngine {
     /// Builds the Query ARS Status output. `max_out` is the size limit of the whole
     /// answer (at least `STATUS_HEADER`); records beyond it are reported with the
     /// overflow flag and a restart range.
-    pub fn query(&self, now: Duration, dimms: &[Dimm], max_out: usize) -> Vec<u8> {
+    pub fn query(&self, now: Duration, map: &SpaMap, dimms: &[Dimm], max_out: usize) -> Vec<u8> {
         let Some(scrub) = self.current else {
             return status_output(ext_status::NONE_THIS_BOOT, &Header::default(), &[]);
         };
@@ -117,29 +119,39 @@ impl ArsEngine {
         if now < scrub.done_at {
             return status_output(ext_status::IN_PROGRESS, &header, &[]);
         }
-        let Some(dimm) = dimms.get(req.dimm_index) else {
-            // The request was validated against these DIMMs; nothing to report otherwise.
+        if map.windows().get(req.window).is_none() {
+            // The request was validated against this map; nothing to report otherwise.
             return status_output(ext_status::DONE, &header, &[]);
-        };
-        let base = dimm.placement.spa_base;
-        let start = req.spa - base;
-        let end = start + req.len;
+        }
+        let (start, end) = (req.spa, req.spa + req.len);
         let capacity = max_out.saturating_sub(STATUS_HEADER) / RECORD_SIZE;
-        let mut records: Vec<(u64, u64)> = dimm.state.poison.clipped(start, end).take(capacity + 1).collect();
+        // Each member's poison inside the scrubbed range, as system ranges in address
+        // order; an interleaved DIMM's range comes out one line at a time.
+        let spans = map.dimm_spans(start, req.len).unwrap_or_default();
+        let sources: Vec<_> = spans
+            .iter()
+            .filter_map(|span| Some((span, &dimms.get(span.dimm)?.state.poison)))
+            .map(|(span, poison)| {
+                poison
+                    .clipped(span.offset, span.offset + span.len)
+                    .flat_map(move |(offset, len)| map.spa_pieces(span.dimm, offset, len))
+            })
+            .collect();
+        let mut records: Vec<Record> = merge_by_spa(sources)
+            .take(capacity + 1)
+            .map(|(source, spa, len)| Record { handle: dimms[spans[source].dimm].handle(), spa, len })
+            .collect();
         let mut status = ext_status::DONE;
         if records.len() > capacity {
             records.truncate(capacity);
-            // Restart after the last reported record; merged ranges never touch, so no
-            // reported record reaches into the restart range.
-            let restart = records.last().map_or(start, |&(s, l)| s + l);
-            header.restart_spa = base + restart;
+            // Restart after the last reported record; the next record starts at or after it.
+            let restart = records.last().map_or(start, |r| r.spa + r.len);
+            header.restart_spa = restart;
             header.restart_len = end - restart;
             header.len = restart - start;
             header.flags = STATUS_OVERFLOW;
             status = ext_status::STOPPED_EARLY;
         }
-        let handle = dimm.handle();
-        let records: Vec<Record> = records.into_iter().map(|(s, l)| Record { handle, spa: base + s, len: l }).collect();
         status_output(status, &header, &records)
     }
 
@@ -228,7 +240,7 @@ mod tests {
     #[test]
     fn busy_until_done() {
         let mut ars = ArsEngine::default();
-        let req = ScrubRequest { dimm_index: 0, spa: 0, len: 1000, ars_type: TYPE_PERSISTENT, short: false };
+        let req = ScrubRequest { window: 0, spa: 0, len: 1000, ars_type: TYPE_PERSISTENT, short: false };
         assert_eq!(ars.start(req, Duration::ZERO, 100), Ok(Duration::from_secs(10)));
         assert!(ars.running(Duration::from_secs(9)));
         assert_eq!(ars.start(req, Duration::from_secs(9), 100), Err(ArsError::Busy));

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::health::HealthState;
+use crate::interleave::{InterleaveError, InterleaveSetConfig};
 
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
@@ -51,6 +52,10 @@ pub enum ConfigError {
     NoDimms,
     #[error("at most {max} nvdimms are supported, {count} given")]
     TooManyDimms { count: usize, max: usize },
+    #[error(transparent)]
+    Interleave(#[from] InterleaveError),
+    #[error("nvdimm #{dimm} is in interleave sets #{first} and #{second}; a DIMM belongs to at most one set")]
+    DimmInTwoSets { dimm: usize, first: usize, second: usize },
 }
 
 const DIMM_KEYS: &[&str] = &[
@@ -342,13 +347,16 @@ pub struct PlatformConfig {
     pub dimms: Vec<DimmConfig>,
     pub persistence_domain: PersistenceDomain,
     pub ars: ArsConfig,
+    /// Sets of DIMMs interleaved behind one system-address range (docs/interleave-sets.md).
+    #[serde(default)]
+    pub interleave_sets: Vec<InterleaveSetConfig>,
 }
 
 pub const MAX_DIMMS: usize = 32;
 
 impl PlatformConfig {
     pub fn new(dimms: Vec<DimmConfig>, persistence_domain: PersistenceDomain) -> Result<Self, ConfigError> {
-        let config = PlatformConfig { dimms, persistence_domain, ars: ArsConfig::default() };
+        let config = PlatformConfig { dimms, persistence_domain, ars: ArsConfig::default(), interleave_sets: Vec::new() };
         config.validate()?;
         Ok(config)
     }
@@ -369,7 +377,12 @@ impl PlatformConfig {
         let dimms = (0..2)
             .map(|i| DimmConfig::with_defaults(i, dir.join(format!("nvdimm{i}.img")), GIB))
             .collect();
-        PlatformConfig { dimms, persistence_domain: PersistenceDomain::CpuCache, ars: ArsConfig::default() }
+        PlatformConfig {
+            dimms,
+            persistence_domain: PersistenceDomain::CpuCache,
+            ars: ArsConfig::default(),
+            interleave_sets: Vec::new(),
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -400,7 +413,29 @@ impl PlatformConfig {
         if self.ars.scrub_rate == 0 {
             return Err(invalid("ars-rate", "0", "must be positive"));
         }
+        for (set, config) in self.interleave_sets.iter().enumerate() {
+            config.validate(set, &self.dimms)?;
+            for &dimm in &config.dimms {
+                if let Some(first) = self.interleave_sets[..set].iter().position(|s| s.dimms.contains(&dimm)) {
+                    return Err(ConfigError::DimmInTwoSets { dimm, first, second: set });
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Adds the sets of repeated `--interleave-set` strings and checks the result.
+    pub fn with_interleave_sets(mut self, specs: &[String]) -> Result<Self, ConfigError> {
+        for spec in specs {
+            self.interleave_sets.push(InterleaveSetConfig::parse(spec)?);
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The interleave set DIMM `dimm` belongs to, if any.
+    pub fn set_of_dimm(&self, dimm: usize) -> Option<usize> {
+        self.interleave_sets.iter().position(|s| s.dimms.contains(&dimm))
     }
 }
 

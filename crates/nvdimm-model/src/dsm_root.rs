@@ -15,10 +15,12 @@ use crate::dsm::{function_mask, no_functions, status_only, Input, Output};
 use crate::events::{Notification, NotifyTarget, NOTIFY_ROOT_NEW_ERRORS};
 use crate::platform_poison::{change_poison, HostPoisonError};
 use crate::poison_journal::PoisonOp;
+use crate::spa_map::{merge_by_spa, DimmSpan, SpaMap};
 
 /// Everything a root `_DSM` call may look at or change.
 pub struct RootContext<'a> {
     pub config: &'a PlatformConfig,
+    pub map: &'a SpaMap,
     pub dimms: &'a mut [Dimm],
     pub ars: &'a mut ars::ArsEngine,
     pub clock: &'a dyn Clock,
@@ -64,7 +66,7 @@ pub fn call(ctx: RootContext<'_>, function: u32, revision: u32, input: &[u8]) ->
     match function {
         ARS_CAP => ars_cap(&ctx, &input),
         ARS_START => ars_start(ctx, &input),
-        ARS_STATUS => ctx.ars.query(ctx.clock.now(), ctx.dimms, MAX_ARS_OUTPUT),
+        ARS_STATUS => ctx.ars.query(ctx.clock.now(), ctx.map, ctx.dimms, MAX_ARS_OUTPUT),
         CLEAR_ERROR => clear_error(ctx, &input),
         TRANSLATE_SPA => translate_spa(&ctx, &input),
         INJECT_ERROR => inject_error(ctx, &input),
@@ -74,27 +76,13 @@ pub fn call(ctx: RootContext<'_>, function: u32, revision: u32, input: &[u8]) ->
     }
 }
 
-/// Where `[spa, spa + len)` lies: the index of the one DIMM whose window holds all of
-/// it and the offset into that DIMM. `None` for empty, wrapping or straddling ranges.
-pub fn locate(dimms: &[Dimm], spa: u64, len: u64) -> Option<(usize, u64)> {
-    if len == 0 {
-        return None;
-    }
-    let end = spa.checked_add(len)?;
-    let index = dimms.iter().position(|d| {
-        let window = d.spa_range();
-        window.start <= spa && end <= window.end
-    })?;
-    Some((index, spa - dimms[index].placement.spa_base))
-}
-
 fn range_input(input: &Input<'_>) -> Option<(u64, u64)> {
     Some((input.u64(0)?, input.u64(8)?))
 }
 
 /// F1 output: status (ext: scrub types), max ARS output, clear error unit, flags, reserved.
 fn ars_cap(ctx: &RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
-    let valid = range_input(input).and_then(|(spa, len)| locate(ctx.dimms, spa, len)).is_some();
+    let valid = range_input(input).and_then(|(spa, len)| ctx.map.window_at(spa, len)).is_some();
     if !valid {
         return Output::new().u32(INVALID_INPUT).zeros(12).finish();
     }
@@ -117,14 +105,14 @@ fn ars_start(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
     let (Some((spa, len)), Some(ars_type), Some(flags)) = (range_input(input), input.u16(16), input.u8(18)) else {
         return answer(INVALID_INPUT, 0);
     };
-    let Some((dimm_index, _)) = locate(ctx.dimms, spa, len) else {
+    let Some(window) = ctx.map.window_at(spa, len) else {
         return answer(INVALID_INPUT, 0);
     };
     if ars_type & ars::TYPE_PERSISTENT == 0 {
         return answer(INVALID_INPUT, 0);
     }
     let short = flags & ars::START_RETURN_PREV_DATA != 0;
-    let req = ScrubRequest { dimm_index, spa, len, ars_type: ars::TYPE_PERSISTENT, short };
+    let req = ScrubRequest { window, spa, len, ars_type: ars::TYPE_PERSISTENT, short };
     match ctx.ars.start(req, ctx.clock.now(), ctx.config.ars.scrub_rate) {
         Ok(took) => {
             let secs = took.as_secs() + u64::from(took.subsec_nanos() > 0);
@@ -146,25 +134,31 @@ fn clear_error(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
     if (spa | len) & unit_mask != 0 {
         return answer(INVALID_INPUT, 0);
     }
-    let Some((index, offset)) = locate(ctx.dimms, spa, len) else {
+    let Some(spans) = ctx.map.dimm_spans(spa, len) else {
         return answer(INVALID_INPUT, 0);
     };
-    match change_poison(&mut ctx.dimms[index], index, &[PoisonOp::Clear { offset, len }]) {
-        Ok(_) => {
-            ctx.ars.forget_injected(index, offset, len);
-            answer(SUCCESS, len)
+    let mut failed = false;
+    for DimmSpan { dimm, offset, len } in spans {
+        match change_poison(&mut ctx.dimms[dimm], dimm, &[PoisonOp::Clear { offset, len }]) {
+            Ok(_) => ctx.ars.forget_injected(dimm, offset, len),
+            // A hole punched into a full set, or a state file that cannot be written: the
+            // media "could not be cleared". The other DIMMs of a set are still cleared.
+            Err(_) => failed = true,
         }
-        // A hole punched into a full set, or a state file that cannot be written: the
-        // media "could not be cleared".
-        Err(_) => answer(HW_ERROR, 0),
+    }
+    match failed {
+        false => answer(SUCCESS, len),
+        true => answer(HW_ERROR, 0),
     }
 }
 
 /// F5 input: SPA. Output: status, flags u8, 3 reserved, translated length, NVDIMM count,
-/// then {handle, reserved, DPA} per NVDIMM (one: windows are not interleaved).
+/// then {handle, reserved, DPA} per NVDIMM (one: nothing is mirrored). The translated
+/// length runs to the end of the address's interleave line (of its window when not
+/// interleaved): the bytes that follow it on the same DIMM.
 fn translate_spa(ctx: &RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
-    let found = input.u64(0).and_then(|spa| Some((spa, locate(ctx.dimms, spa, 1)?)));
-    let Some((spa, (index, dpa))) = found else {
+    let found = input.u64(0).and_then(|spa| Some((ctx.map.locate_byte(spa)?, ctx.map.contiguous_from(spa)?)));
+    let Some(((index, dpa), translated)) = found else {
         return Output::new().u32(INVALID_INPUT).zeros(16).finish();
     };
     let dimm = &ctx.dimms[index];
@@ -172,7 +166,7 @@ fn translate_spa(ctx: &RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
         .u32(SUCCESS)
         .u8(0)
         .zeros(3)
-        .u64(dimm.spa_range().end - spa)
+        .u64(translated)
         .u32(1)
         .u32(dimm.handle())
         .u32(0)
@@ -185,18 +179,20 @@ fn inject_error(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
     let (Some((spa, len)), Some(options)) = (range_input(input), input.u8(16)) else {
         return status_only(INVALID_INPUT);
     };
-    let Some((index, offset)) = locate(ctx.dimms, spa, len) else {
+    let Some(spans) = ctx.map.dimm_spans(spa, len) else {
         return status_only(INVALID_INPUT);
     };
-    match change_poison(&mut ctx.dimms[index], index, &[PoisonOp::Add { offset, len }]) {
-        Ok(_) => {}
-        // A full poison list: ndctl turns status 2 into an error the user sees, while
-        // other codes would read as success.
-        Err(HostPoisonError::Poison { .. }) => return status_only(INVALID_INPUT),
-        Err(_) => return status_only(HW_ERROR),
+    for DimmSpan { dimm, offset, len } in spans {
+        match change_poison(&mut ctx.dimms[dimm], dimm, &[PoisonOp::Add { offset, len }]) {
+            Ok(_) => {}
+            // A full poison list: ndctl turns status 2 into an error the user sees, while
+            // other codes would read as success.
+            Err(HostPoisonError::Poison { .. }) => return status_only(INVALID_INPUT),
+            Err(_) => return status_only(HW_ERROR),
+        }
+        // A full injected list only shortens Inject Status; the poison itself is in place.
+        let _ = ctx.ars.note_injected(dimm, offset, len);
     }
-    // A full injected list only shortens Inject Status; the poison itself is in place.
-    let _ = ctx.ars.note_injected(index, offset, len);
     if options & INJECT_OPTION_NOTIFY != 0 {
         ctx.notifications.push(Notification { target: NotifyTarget::Root, code: NOTIFY_ROOT_NEW_ERRORS });
     }
@@ -209,34 +205,32 @@ fn inject_clear(ctx: RootContext<'_>, input: &Input<'_>) -> Vec<u8> {
     let Some((spa, len)) = range_input(input) else {
         return status_only(INVALID_INPUT);
     };
-    let Some((index, offset)) = locate(ctx.dimms, spa, len) else {
+    let Some(spans) = ctx.map.dimm_spans(spa, len) else {
         return status_only(INVALID_INPUT);
     };
-    let pieces: Vec<(u64, u64)> = match ctx.ars.injected(index) {
-        Some(set) => set.clipped(offset, offset + len).collect(),
-        None => return status_only(SUCCESS),
-    };
-    let ops: Vec<PoisonOp> = pieces.iter().map(|&(offset, len)| PoisonOp::Clear { offset, len }).collect();
-    match change_poison(&mut ctx.dimms[index], index, &ops) {
-        Ok(_) => {
-            ctx.ars.forget_injected(index, offset, len);
-            status_only(SUCCESS)
+    for DimmSpan { dimm, offset, len } in spans {
+        let pieces: Vec<(u64, u64)> = match ctx.ars.injected(dimm) {
+            Some(set) => set.clipped(offset, offset + len).collect(),
+            None => continue,
+        };
+        let ops: Vec<PoisonOp> = pieces.iter().map(|&(offset, len)| PoisonOp::Clear { offset, len }).collect();
+        if change_poison(&mut ctx.dimms[dimm], dimm, &ops).is_err() {
+            return status_only(HW_ERROR);
         }
-        Err(_) => status_only(HW_ERROR),
+        ctx.ars.forget_injected(dimm, offset, len);
     }
+    status_only(SUCCESS)
 }
 
 /// F9 output: status, record count, then {SPA base, length} of injected ranges in SPA
 /// order, as many as fit in the max ARS output size.
 fn inject_status(ctx: &RootContext<'_>) -> Vec<u8> {
-    let mut order: Vec<usize> = (0..ctx.dimms.len()).collect();
-    order.sort_by_key(|&i| ctx.dimms[i].placement.spa_base);
-    let records: Vec<(u64, u64)> = order
-        .into_iter()
-        .filter_map(|i| ctx.ars.injected(i).map(|set| (ctx.dimms[i].placement.spa_base, set)))
-        .flat_map(|(base, set)| set.iter().map(move |(off, len)| (base + off, len)))
-        .take(INJECT_RECORDS_MAX)
+    let sources: Vec<_> = (0..ctx.dimms.len())
+        .filter_map(|i| ctx.ars.injected(i).map(|set| (i, set)))
+        .map(|(i, set)| set.iter().flat_map(move |(off, len)| ctx.map.spa_pieces(i, off, len)))
         .collect();
+    let records: Vec<(u64, u64)> =
+        merge_by_spa(sources).map(|(_, spa, len)| (spa, len)).take(INJECT_RECORDS_MAX).collect();
     let mut out = Output::new().u32(SUCCESS).u32(records.len() as u32);
     for (spa, len) in records {
         out = out.u64(spa).u64(len);

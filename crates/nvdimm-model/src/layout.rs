@@ -19,6 +19,11 @@ pub enum LayoutError {
     HintCountMismatch { index: usize, got: usize, want: usize },
     #[error("{what} at {addr:#x} is not 4 KiB aligned")]
     Unaligned { what: String, addr: u64 },
+    #[error(
+        "interleave set #{set}: nvdimm #{dimm} is placed at {got:#x} but must follow the set's previous DIMM at {want:#x}; \
+         a set's DIMMs are placed back to back in way order"
+    )]
+    SetNotContiguous { set: usize, dimm: usize, got: u64, want: u64 },
     #[error("{a} [{a_start:#x}, {a_end:#x}) overlaps {b} [{b_start:#x}, {b_end:#x})")]
     Overlap { a: String, a_start: u64, a_end: u64, b: String, b_start: u64, b_end: u64 },
 }
@@ -46,6 +51,8 @@ pub struct PlatformLayout {
 impl PlatformLayout {
     /// Packs the DIMM windows one after another from `spa_start`, each aligned to
     /// `window_align`, and the flush hint pages one after another from `hint_start`.
+    /// The members of an interleave set are placed back to back in way order (where
+    /// its lowest-numbered DIMM would go), so the set's range is one stretch of storage.
     pub fn packed(
         config: &PlatformConfig,
         spa_start: u64,
@@ -54,15 +61,28 @@ impl PlatformLayout {
         mailbox: u64,
         doorbell: u64,
     ) -> Self {
+        let mut bases: Vec<Option<u64>> = vec![None; config.dimms.len()];
         let mut spa = spa_start;
+        for index in 0..config.dimms.len() {
+            if bases[index].is_some() {
+                continue;
+            }
+            let members = match config.set_of_dimm(index) {
+                Some(set) => config.interleave_sets[set].dimms.clone(),
+                None => vec![index],
+            };
+            spa = spa.next_multiple_of(window_align);
+            for member in members {
+                bases[member] = Some(spa);
+                spa += config.dimms[member].size;
+            }
+        }
         let mut hint = hint_start;
         let dimms = config
             .dimms
             .iter()
-            .map(|dimm| {
-                spa = spa.next_multiple_of(window_align);
-                let spa_base = spa;
-                spa += dimm.size;
+            .zip(bases)
+            .map(|(dimm, base)| {
                 let flush_hints = (0..dimm.flush_hints)
                     .map(|_| {
                         let at = hint;
@@ -70,7 +90,7 @@ impl PlatformLayout {
                         at
                     })
                     .collect();
-                DimmPlacement { spa_base, flush_hints }
+                DimmPlacement { spa_base: base.expect("every DIMM placed"), flush_hints }
             })
             .collect();
         PlatformLayout { dimms, mailbox, doorbell }
@@ -105,6 +125,15 @@ impl PlatformLayout {
             ranges.push((format!("nvdimm #{index} window"), place.spa_base, place.spa_base + dimm.size));
             for (n, &hint) in place.flush_hints.iter().enumerate() {
                 ranges.push((format!("nvdimm #{index} flush hint {n}"), hint, hint + PAGE_SIZE));
+            }
+        }
+        for (set, members) in config.interleave_sets.iter().enumerate() {
+            for pair in members.dimms.windows(2) {
+                let want = self.dimms[pair[0]].spa_base + config.dimms[pair[0]].size;
+                let got = self.dimms[pair[1]].spa_base;
+                if got != want {
+                    return Err(LayoutError::SetNotContiguous { set, dimm: pair[1], got, want });
+                }
             }
         }
         ranges.push(("DSM mailbox".to_string(), self.mailbox, self.mailbox + MAILBOX_SIZE));

@@ -1,8 +1,9 @@
 //! NFIT table generation (ACPI 6.x section 5.2.25).
 //!
-//! One SPA range, one memory-device map and one control region per DIMM, a flush hint
-//! structure when the DIMM has hints, and a platform capabilities structure when the
-//! persistence domain is known. Each SPA range names its own proximity domain (see
+//! One SPA range per system-address range of the [`SpaMap`] (a DIMM, or an interleave
+//! set); per DIMM one memory-device map, an interleave structure when it is in a set,
+//! one control region and a flush hint structure when the DIMM has hints; and a
+//! platform capabilities structure when the persistence domain is known. Each SPA range names its own proximity domain (see
 //! [`proximity_domain`]); the machine's SRAT must describe the same domains. The output
 //! depends only on the configuration and the layout, so it is byte-identical on every
 //! run (golden files rely on it). Each sub-structure is a `#[repr(C, packed)]` type whose
@@ -14,6 +15,7 @@ use zerocopy::{Immutable, IntoBytes};
 
 use crate::config::{DimmConfig, DimmIdentity, PersistenceDomain, PlatformConfig};
 use crate::layout::{DimmPlacement, PlatformLayout};
+use crate::spa_map::{SpaMap, SpaWindow};
 
 pub const SIGNATURE: [u8; 4] = *b"NFIT";
 pub const REVISION: u8 = 1;
@@ -25,6 +27,7 @@ pub const HEADER_LEN: usize = 40;
 
 pub const TYPE_SPA: u16 = 0;
 pub const TYPE_MEMDEV: u16 = 1;
+pub const TYPE_INTERLEAVE: u16 = 2;
 pub const TYPE_DCR: u16 = 4;
 pub const TYPE_FLUSH_HINT: u16 = 6;
 pub const TYPE_CAPABILITIES: u16 = 7;
@@ -35,6 +38,8 @@ pub const SPA_LEN: usize = 56;
 pub const MEMDEV_LEN: usize = 48;
 /// Full control region; Linux reads only the first 32 bytes when there are no block windows.
 pub const DCR_LEN: usize = 80;
+/// An interleave structure with one line offset; old kernels reject shorter ones.
+pub const INTERLEAVE_LEN: usize = 20;
 pub const FLUSH_HINT_HEADER_LEN: usize = 16;
 pub const CAPABILITIES_LEN: usize = 16;
 
@@ -113,6 +118,19 @@ struct MemoryDeviceMap {
     _reserved: U16,
 }
 
+/// Interleave structure (table 5.135) describing one line per interleave repeat: a
+/// member of an n-way set holds line `way` of every n lines.
+#[repr(C, packed)]
+#[derive(IntoBytes, Immutable, Default)]
+struct Interleave {
+    header: StructureHeader,
+    interleave_index: U16,
+    _reserved: U16,
+    line_count: U32,
+    line_size: U32,
+    line_offset: U32,
+}
+
 /// NVDIMM Control Region structure (table 5.137). The identity fields are big-endian:
 /// Linux reads vendor, device, revision, the three subsystem ids, the manufacturing
 /// date and the serial number with be16_to_cpu/be32_to_cpu (core.c *_show and
@@ -171,6 +189,7 @@ struct PlatformCapabilities {
 const _: () = assert!(std::mem::size_of::<SpaRange>() == SPA_LEN);
 const _: () = assert!(std::mem::size_of::<MemoryDeviceMap>() == MEMDEV_LEN);
 const _: () = assert!(std::mem::size_of::<ControlRegion>() == DCR_LEN);
+const _: () = assert!(std::mem::size_of::<Interleave>() == INTERLEAVE_LEN);
 const _: () = assert!(std::mem::size_of::<FlushHintHeader>() == FLUSH_HINT_HEADER_LEN);
 const _: () = assert!(std::mem::size_of::<PlatformCapabilities>() == CAPABILITIES_LEN);
 
@@ -189,15 +208,15 @@ pub fn proximity_domain(index: usize) -> u32 {
     HOST_PROXIMITY_DOMAIN + index as u32 + 1
 }
 
-fn spa(index: usize, dimm: &DimmConfig, place: &DimmPlacement) -> Vec<u8> {
+fn spa(window: &SpaWindow) -> Vec<u8> {
     SpaRange {
         header: StructureHeader::new(TYPE_SPA, SPA_LEN),
-        range_index: range_index(index).into(),
+        range_index: window.range_index.into(),
         flags: SPA_FLAG_PROXIMITY_VALID.into(),
-        proximity_domain: proximity_domain(index).into(),
+        proximity_domain: window.proximity_domain.into(),
         range_type: PMEM_GUID,
-        base: place.spa_base.into(),
-        length: dimm.size.into(),
+        base: window.base.into(),
+        length: window.len.into(),
         mapping_attribute: PMEM_MAPPING_ATTRIBUTE.into(),
         ..Default::default()
     }
@@ -205,18 +224,41 @@ fn spa(index: usize, dimm: &DimmConfig, place: &DimmPlacement) -> Vec<u8> {
     .to_vec()
 }
 
-fn memdev(index: usize, dimm: &DimmConfig) -> Vec<u8> {
+/// The interleave structure index of DIMM `index` when it is in a set (non-zero).
+pub fn interleave_index(index: usize) -> u16 {
+    index as u16 + 1
+}
+
+/// DIMM `index`'s memory-device map into `window`, where it is way `way`. The region
+/// offset (way x line) orders the set's DIMMs: Linux sorts the mappings by it for the
+/// interleave-set cookie and each namespace label's position.
+fn memdev(index: usize, dimm: &DimmConfig, window: &SpaWindow, way: usize) -> Vec<u8> {
+    let interleaved = window.members.len() > 1;
     MemoryDeviceMap {
         header: StructureHeader::new(TYPE_MEMDEV, MEMDEV_LEN),
         device_handle: dimm.handle.into(),
         // Stands in for an SMBIOS type 17 handle.
         physical_id: (index as u16).into(),
-        range_index: range_index(index).into(),
+        range_index: window.range_index.into(),
         control_region_index: range_index(index).into(),
         region_size: dimm.size.into(),
-        // Not interleaved: no interleave structure, one way.
-        interleave_ways: 1.into(),
+        region_offset: if interleaved { (way as u64 * window.line).into() } else { 0.into() },
+        interleave_index: if interleaved { interleave_index(index).into() } else { 0.into() },
+        interleave_ways: (window.members.len() as u16).into(),
         flags: dimm.memdev_flags.0.into(),
+        ..Default::default()
+    }
+    .as_bytes()
+    .to_vec()
+}
+
+fn interleave(index: usize, window: &SpaWindow, way: usize) -> Vec<u8> {
+    Interleave {
+        header: StructureHeader::new(TYPE_INTERLEAVE, INTERLEAVE_LEN),
+        interleave_index: interleave_index(index).into(),
+        line_count: 1.into(),
+        line_size: (window.line as u32).into(),
+        line_offset: (way as u32).into(),
         ..Default::default()
     }
     .as_bytes()
@@ -284,16 +326,25 @@ fn capabilities_record(domain: PersistenceDomain) -> Option<Vec<u8>> {
 }
 
 /// The NFIT sub-structures without the table header: the NFIT body, and what `_FIT`
-/// returns. Per DIMM in configuration order: SPA, memdev, DCR, flush hints; then the
-/// platform capabilities. Extra layout placements beyond the configured DIMMs are ignored.
+/// returns. Per system-address range (DIMM order, a set where its lowest-numbered DIMM
+/// is): SPA, then per DIMM in way order memdev, interleave (in a set), DCR, flush hints;
+/// then the platform capabilities. Without sets this is SPA, memdev, DCR, flush hints
+/// per DIMM. Extra layout placements beyond the configured DIMMs are ignored.
 pub fn structures(config: &PlatformConfig, layout: &PlatformLayout) -> Vec<u8> {
+    let map = SpaMap::new(config, layout);
     let mut body = Vec::new();
-    for (index, (dimm, place)) in config.dimms.iter().zip(&layout.dimms).enumerate() {
-        body.extend(spa(index, dimm, place));
-        body.extend(memdev(index, dimm));
-        body.extend(dcr(index, &dimm.identity));
-        if let Some(hints) = flush_hint(dimm, place) {
-            body.extend(hints);
+    for window in map.windows() {
+        body.extend(spa(window));
+        for (way, &index) in window.members.iter().enumerate() {
+            let (dimm, place) = (&config.dimms[index], &layout.dimms[index]);
+            body.extend(memdev(index, dimm, window, way));
+            if window.members.len() > 1 {
+                body.extend(interleave(index, window, way));
+            }
+            body.extend(dcr(index, &dimm.identity));
+            if let Some(hints) = flush_hint(dimm, place) {
+                body.extend(hints);
+            }
         }
     }
     if let Some(caps) = capabilities_record(config.persistence_domain) {

@@ -14,6 +14,7 @@ use crate::event_log::{Event, EventKind, EventLog};
 use crate::events::{DsmCallRecord, Notification};
 use crate::layout::{LayoutError, PlatformLayout};
 use crate::mailbox::{self, DsmRequest, MailboxMemory};
+use crate::spa_map::SpaMap;
 use crate::{dsm_intel, dsm_root};
 
 #[derive(Debug, Error)]
@@ -27,6 +28,7 @@ pub enum PlatformError {
 pub struct NvdimmPlatform {
     pub(crate) config: PlatformConfig,
     pub(crate) layout: PlatformLayout,
+    pub(crate) map: SpaMap,
     pub(crate) dimms: Vec<Dimm>,
     pub(crate) ars: ArsEngine,
     pub(crate) clock: Arc<dyn Clock>,
@@ -66,6 +68,7 @@ impl NvdimmPlatform {
 
     pub(crate) fn assemble(config: PlatformConfig, layout: PlatformLayout, dimms: Vec<Dimm>, clock: Arc<dyn Clock>) -> Self {
         NvdimmPlatform {
+            map: SpaMap::new(&config, &layout),
             config,
             layout,
             dimms,
@@ -84,6 +87,11 @@ impl NvdimmPlatform {
         &self.layout
     }
 
+    /// The system-address ranges the guest sees and the mapping to DIMM offsets.
+    pub fn spa_map(&self) -> &SpaMap {
+        &self.map
+    }
+
     pub fn dimms(&self) -> &[Dimm] {
         &self.dimms
     }
@@ -99,6 +107,7 @@ impl NvdimmPlatform {
             if request.uuid == ROOT_UUID {
                 let ctx = dsm_root::RootContext {
                     config: &self.config,
+                    map: &self.map,
                     dimms: &mut self.dimms,
                     ars: &mut self.ars,
                     clock: self.clock.as_ref(),

@@ -5,10 +5,10 @@
 use thiserror::Error;
 
 use crate::dimm::Dimm;
-use crate::dsm_root::locate;
 use crate::events::{Notification, NotifyTarget, NOTIFY_ROOT_NEW_ERRORS};
 use crate::poison::{PoisonError, PoisonSet};
 use crate::poison_journal::PoisonOp;
+use crate::spa_map::DimmSpan;
 use crate::NvdimmPlatform;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub enum HostPoisonError {
     NoSuchDimm { index: usize, count: usize },
     #[error("range {offset:#x}+{len:#x} is outside nvdimm #{index}, whose media is {size:#x} bytes")]
     OutsideDimm { index: usize, offset: u64, len: u64, size: u64 },
-    #[error("guest physical range {spa:#x}+{len:#x} is not inside one nvdimm window")]
+    #[error("guest physical range {spa:#x}+{len:#x} is not inside one nvdimm window or interleave set")]
     OutsideWindows { spa: u64, len: u64 },
     #[error("nvdimm #{index}: {source}")]
     Poison {
@@ -123,14 +123,38 @@ impl NvdimmPlatform {
     }
 
     /// Marks the guest-physical range `[spa, spa + len)` bad. It must lie inside one
-    /// DIMM window. Returns the DIMM index and offset it landed on.
-    pub fn add_poison_spa(&mut self, spa: u64, len: u64) -> Result<(usize, u64), HostPoisonError> {
-        let (index, offset) = locate(&self.dimms, spa, len).ok_or(HostPoisonError::OutsideWindows { spa, len })?;
-        self.add_poison(index, offset, len)?;
-        Ok((index, offset))
+    /// system-address range (a DIMM's, or an interleave set's). Returns the DIMM ranges
+    /// it landed on: one, or one per member of a set it touches, each recorded all or
+    /// none (a later member failing leaves the earlier ones recorded, and says so).
+    pub fn add_poison_spa(&mut self, spa: u64, len: u64) -> Result<Vec<DimmSpan>, HostPoisonError> {
+        let spans = self.map.dimm_spans(spa, len).ok_or(HostPoisonError::OutsideWindows { spa, len })?;
+        for span in &spans {
+            self.add_poison(span.dimm, span.offset, span.len)?;
+        }
+        Ok(spans)
     }
 
-    /// Sets the speed of full scrubs started from now on, in bytes per second.
+    /// The poison of every DIMM's backing file, in offsets into that file: where the
+    /// poisoned bytes are stored (what a backend keeps the guest from mapping). The DIMMs'
+    /// own poison lists unless interleave sets store a DIMM's bytes in its set's files.
+    pub fn storage_poison(&self) -> Vec<PoisonSet> {
+        if self.map.is_identity() {
+            return self.dimms.iter().map(|d| d.state.poison.clone()).collect();
+        }
+        let mut stored = vec![PoisonSet::new(); self.dimms.len()];
+        for (index, dimm) in self.dimms.iter().enumerate() {
+            for (offset, len) in dimm.state.poison.iter() {
+                for (spa, piece) in self.map.spa_pieces(index, offset, len) {
+                    if let Some((file, at)) = self.map.storage_of(spa) {
+                        // Only fails past MAX_RANGES, more holes than any VM has memory slots for.
+                        let _ = stored[file].insert(at, piece);
+                    }
+                }
+            }
+        }
+        stored
+    }
+
     pub fn set_ars_rate(&mut self, bytes_per_sec: u64) -> Result<(), HostPoisonError> {
         if bytes_per_sec == 0 {
             return Err(HostPoisonError::ZeroRate);
@@ -269,7 +293,7 @@ mod tests {
     #[test]
     fn spa_poison_lands_on_the_right_dimm() {
         let mut p = platform();
-        assert_eq!(p.add_poison_spa((5 << 30) + 0x2000, 100), Ok((1, 0x2000)));
+        assert_eq!(p.add_poison_spa((5 << 30) + 0x2000, 100), Ok(vec![DimmSpan { dimm: 1, offset: 0x2000, len: 100 }]));
         assert_eq!(p.poison_ranges(1).unwrap(), vec![(0x2000, 100)]);
         assert!(p.take_notifications().is_empty());
         p.notify_new_errors();

@@ -410,12 +410,13 @@ proptest! {
 }
 
 #[test]
-fn locate_requires_one_window() {
+fn ranges_must_lie_in_one_window() {
     let (p, _) = platform();
-    assert_eq!(locate(p.dimms(), W1 + 5, 10), Some((1, 5)));
-    assert_eq!(locate(p.dimms(), W0 + GIB - 10, 20), None);
-    assert_eq!(locate(p.dimms(), W0, 0), None);
-    assert_eq!(locate(p.dimms(), u64::MAX, 1), None);
-    let distinct: BTreeSet<_> = [W0, W1].iter().map(|&s| locate(p.dimms(), s, 1).unwrap().0).collect();
+    let map = p.spa_map();
+    assert_eq!(map.dimm_spans(W1 + 5, 10), Some(vec![crate::spa_map::DimmSpan { dimm: 1, offset: 5, len: 10 }]));
+    assert_eq!(map.window_at(W0 + GIB - 10, 20), None);
+    assert_eq!(map.window_at(W0, 0), None);
+    assert_eq!(map.window_at(u64::MAX, 1), None);
+    let distinct: BTreeSet<_> = [W0, W1].iter().map(|&s| map.locate_byte(s).unwrap().0).collect();
     assert_eq!(distinct.len(), 2);
 }
