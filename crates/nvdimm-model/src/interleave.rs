@@ -95,6 +95,15 @@ impl InterleaveSetConfig {
             if self.dimms[..way].contains(&index) {
                 return Err(invalid(format!("nvdimm #{index} is named twice")));
             }
+            // Consecutive DIMMs keep every DIMM's window, NUMA node and proximity domain
+            // in DIMM order on both backends (QEMU lays out its nodes in that order).
+            if way > 0 && index != self.dimms[way - 1] + 1 {
+                return Err(invalid(format!(
+                    "nvdimm #{index} follows nvdimm #{}; a set's DIMMs are consecutive and ascending \
+                     (e.g. dimms=2,3): order the --nvdimm options to match",
+                    self.dimms[way - 1]
+                )));
+            }
             let first = &dimms[self.dimms[0]];
             if dimm.size != first.size {
                 return Err(invalid(format!(
@@ -189,8 +198,8 @@ mod tests {
     fn parses_dimm_lists_and_line_sizes() {
         let set = InterleaveSetConfig::parse("dimms=0,1,2,3,line=2M").unwrap();
         assert_eq!(set, InterleaveSetConfig { dimms: vec![0, 1, 2, 3], line_size: 2 << 20 });
-        let set = InterleaveSetConfig::parse("line=8K,dimms=2,0").unwrap();
-        assert_eq!(set, InterleaveSetConfig { dimms: vec![2, 0], line_size: 8192 });
+        let set = InterleaveSetConfig::parse("line=8K,dimms=2,3").unwrap();
+        assert_eq!(set, InterleaveSetConfig { dimms: vec![2, 3], line_size: 8192 });
         assert_eq!(InterleaveSetConfig::parse("dimms=0,1").unwrap().line_size, DEFAULT_LINE);
     }
 
@@ -207,17 +216,20 @@ mod tests {
 
     #[test]
     fn validation_refuses_sets_linux_or_the_mapping_cannot_take() {
-        let dimms = vec![dimm(64 << 20), dimm(64 << 20), dimm(32 << 20), dimm(64 << 20)];
+        let dimms = vec![dimm(64 << 20), dimm(64 << 20), dimm(64 << 20), dimm(32 << 20)];
         let check = |d: &[usize], line: u64| InterleaveSetConfig { dimms: d.to_vec(), line_size: line }.validate(0, &dimms);
         assert!(check(&[0, 1], 4096).is_ok());
-        assert!(check(&[0, 1, 3], 4096).is_ok());
+        assert!(check(&[0, 1, 2], 4096).is_ok());
+        assert!(check(&[1, 2], 4096).is_ok());
         let reason = |r: Result<(), InterleaveError>| r.unwrap_err().to_string();
         assert!(reason(check(&[0], 4096)).contains("1 DIMMs given"));
         assert!(reason(check(&[0, 1], 3000)).contains("power of two"));
         assert!(reason(check(&[0, 1], 2048)).contains("power of two"));
         assert!(reason(check(&[0, 4], 4096)).contains("no nvdimm #4"));
         assert!(reason(check(&[0, 0], 4096)).contains("named twice"));
-        assert!(reason(check(&[0, 2], 4096)).contains("same size"));
+        assert!(reason(check(&[2, 3], 4096)).contains("same size"));
+        assert!(reason(check(&[0, 2], 4096)).contains("consecutive and ascending"));
+        assert!(reason(check(&[1, 0], 4096)).contains("consecutive and ascending"));
         assert!(reason(check(&[0, 1], GIB)).contains("not a multiple of the line size"));
     }
 
