@@ -10,6 +10,7 @@ use nvdimm_model::health::{valid, SmartHealth, SmartThresholds};
 use nvdimm_model::platform_health::HostHealthError;
 use nvdimm_model::platform_poison::HostPoisonError;
 use nvdimm_model::poison::MAX_RANGES;
+use nvdimm_model::spa_map::{SpaMap, SpaWindow};
 use nvdimm_model::NvdimmPlatform;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -212,7 +213,8 @@ fn summary(p: &NvdimmPlatform, index: usize, flush_counts: &[u64]) -> DimmSummar
         ndctl_id: dimm.config.identity.ndctl_id(),
         path: dimm.config.path.display().to_string(),
         size: dimm.config.size,
-        spa_base: dimm.placement.spa_base,
+        spa_base: p.spa_map().spa_of(index, 0),
+        interleave_set: p.config().set_of_dimm(index),
         label_size: dimm.config.label_size,
         readonly: dimm.config.readonly,
         flush_hints: dimm.placement.flush_hints.len(),
@@ -224,12 +226,11 @@ fn summary(p: &NvdimmPlatform, index: usize, flush_counts: &[u64]) -> DimmSummar
 }
 
 fn poison_list(p: &NvdimmPlatform, index: usize) -> PoisonList {
-    let base = p.dimms()[index].placement.spa_base;
     let ranges: Vec<PoisonRange> = p
         .poison_ranges(index)
         .unwrap_or_default()
         .into_iter()
-        .map(|(offset, length)| PoisonRange { offset, length, spa: base + offset })
+        .map(|(offset, length)| PoisonRange { offset, length, spa: p.spa_map().spa_of(index, offset) })
         .collect();
     let total_bytes = ranges.iter().map(|r| r.length).sum();
     PoisonList { dimm: index, ranges, total_bytes }
@@ -240,22 +241,41 @@ struct Target {
     dimm: usize,
     offset: u64,
     length: u64,
+    /// Guest physical address of `offset`.
     spa: u64,
 }
 
-/// Checks the addressing of a poison request and names the field that is wrong.
+impl Target {
+    fn added(&self) -> AddedRange {
+        AddedRange { dimm: self.dimm, offset: self.offset, length: self.length, spa: self.spa }
+    }
+}
+
+/// The DIMM ranges of a resolved request when there is more than one (a `spa` range
+/// across an interleave set), for the answer's `spread`.
+fn spread(targets: &[Target]) -> Vec<AddedRange> {
+    match targets.len() {
+        1 => Vec::new(),
+        _ => targets.iter().map(Target::added).collect(),
+    }
+}
+
+/// Checks the addressing of a poison request and names the field that is wrong. The
+/// answer is one DIMM range, or for a `spa` range across an interleave set one per DIMM
+/// it touches, lowest address first.
 fn resolve(
     p: &NvdimmPlatform,
     dimm: Option<usize>,
     offset: Option<Bytes>,
     spa: Option<Bytes>,
     length: Bytes,
-) -> Result<Target, Reply> {
+) -> Result<Vec<Target>, Reply> {
     let length = length.0;
     if length == 0 {
         return Err(bad_request("length: must be at least 1 byte"));
     }
     let dimms = p.dimms();
+    let map = p.spa_map();
     match (dimm, offset, spa) {
         (Some(index), Some(Bytes(offset)), None) => {
             let d = dimms.get(index).ok_or_else(|| {
@@ -272,22 +292,29 @@ fn resolve(
                     "length: {offset:#x} + {length:#x} runs past the end of nvdimm #{index}, whose media is {size:#x} bytes"
                 )));
             }
-            Ok(Target { dimm: index, offset, length, spa: d.placement.spa_base + offset })
+            Ok(vec![Target { dimm: index, offset, length, spa: map.spa_of(index, offset) }])
         }
         (None, None, Some(Bytes(spa))) => {
-            let Some((index, d)) = dimms.iter().enumerate().find(|(_, d)| d.spa_range().contains(&spa)) else {
+            let Some(window) = map.windows().iter().find(|w| w.contains(spa)) else {
                 return Err(bad_request(format!(
                     "spa: {spa:#x} is not inside any nvdimm window (windows: {})",
-                    windows(dimms)
+                    windows(map)
                 )));
             };
-            let end = d.spa_range().end;
+            let end = window.end();
             if length > end - spa {
                 return Err(bad_request(format!(
-                    "length: {spa:#x} + {length:#x} runs past the end of nvdimm #{index}'s window at {end:#x}"
+                    "length: {spa:#x} + {length:#x} runs past the end of {} at {end:#x}",
+                    window_name(window)
                 )));
             }
-            Ok(Target { dimm: index, offset: spa - d.placement.spa_base, length, spa })
+            let spans = map.dimm_spans(spa, length).unwrap_or_default();
+            let mut targets: Vec<Target> = spans
+                .into_iter()
+                .map(|s| Target { dimm: s.dimm, offset: s.offset, length: s.len, spa: map.spa_of(s.dimm, s.offset) })
+                .collect();
+            targets.sort_by_key(|t| t.spa);
+            Ok(targets)
         }
         (Some(_), None, None) => Err(bad_request("offset: required with dimm")),
         (None, Some(_), None) => Err(bad_request("dimm: required with offset")),
@@ -296,12 +323,16 @@ fn resolve(
     }
 }
 
-fn windows(dimms: &[Dimm]) -> String {
-    let list: Vec<String> = dimms
-        .iter()
-        .enumerate()
-        .map(|(i, d)| format!("#{i} [{:#x}, {:#x})", d.spa_range().start, d.spa_range().end))
-        .collect();
+fn window_name(w: &SpaWindow) -> String {
+    match w.set {
+        Some(set) => format!("interleave set #{set} (nvdimms {:?})", w.members),
+        None => format!("nvdimm #{}'s window", w.members[0]),
+    }
+}
+
+fn windows(map: &SpaMap) -> String {
+    let list: Vec<String> =
+        map.windows().iter().map(|w| format!("{} [{:#x}, {:#x})", window_name(w), w.base, w.end())).collect();
     list.join(", ")
 }
 
@@ -325,21 +356,26 @@ fn add_poison(backend: &dyn Backend, req: PoisonRequest) -> Outcome {
             ),
         ));
     }
-    let t = {
+    let targets = {
         let mut p = lock(backend)?;
-        let t = resolve(&p, req.dimm, req.offset, req.spa, req.length)?;
-        p.add_poison(t.dimm, t.offset, t.length).map_err(model_failure)?;
-        p.log_event(EventKind::PoisonAdded { dimm: t.dimm, offset: t.offset, length: t.length });
+        let targets = resolve(&p, req.dimm, req.offset, req.spa, req.length)?;
+        for t in &targets {
+            p.add_poison(t.dimm, t.offset, t.length).map_err(model_failure)?;
+            p.log_event(EventKind::PoisonAdded { dimm: t.dimm, offset: t.offset, length: t.length });
+        }
         if req.notify {
             p.notify_new_errors();
         }
-        t
+        targets
     };
     let recorded = "the poison was recorded, but ";
-    backend.poison_changed(t.dimm).map_err(|e| backend_failure(recorded, e))?;
+    for t in &targets {
+        backend.poison_changed(t.dimm).map_err(|e| backend_failure(recorded, e))?;
+    }
     if req.notify {
         backend.raise_notifications().map_err(|e| backend_failure(recorded, e))?;
     }
+    let t = &targets[0];
     if req.machine_check == MachineCheckRequest::ActionOptional {
         backend.machine_check(t.spa, MachineCheckKind::ActionOptional).map_err(|e| backend_failure(recorded, e))?;
     }
@@ -350,6 +386,7 @@ fn add_poison(backend: &dyn Backend, req: PoisonRequest) -> Outcome {
         spa: t.spa,
         notified: req.notify,
         machine_check: req.machine_check,
+        spread: spread(&targets),
     }))
 }
 
@@ -377,9 +414,9 @@ fn add_poison_batch(backend: &dyn Backend, req: PoisonBatchRequest) -> Outcome {
         let mut p = lock(backend)?;
         let mut targets = Vec::with_capacity(req.ranges.len());
         for (i, r) in req.ranges.iter().enumerate() {
-            let t =
+            let resolved =
                 resolve(&p, r.dimm, r.offset, r.spa, r.length).map_err(|e| prefixed(e, &format!("ranges[{i}].")))?;
-            targets.push(t);
+            targets.extend(resolved);
         }
         let mut dimms: Vec<usize> = targets.iter().map(|t| t.dimm).collect();
         dimms.sort_unstable();
@@ -417,7 +454,7 @@ fn add_poison_batch(backend: &dyn Backend, req: PoisonBatchRequest) -> Outcome {
         }
         let added: Vec<AddedRange> = targets
             .iter()
-            .map(|t| AddedRange { dimm: t.dimm, offset: t.offset, length: t.length, spa: t.spa })
+            .map(Target::added)
             .collect();
         (added, dimms)
     };
@@ -432,24 +469,32 @@ fn add_poison_batch(backend: &dyn Backend, req: PoisonBatchRequest) -> Outcome {
 }
 
 fn clear_poison(backend: &dyn Backend, req: ClearPoisonRequest) -> Outcome {
-    let (t, cleared) = {
+    let (targets, cleared) = {
         let mut p = lock(backend)?;
-        let t = resolve(&p, req.dimm, req.offset, req.spa, req.length)?;
-        let cleared = p.clear_poison(t.dimm, t.offset, t.length).map_err(model_failure)?;
-        if cleared > 0 {
-            p.log_event(EventKind::PoisonCleared { dimm: t.dimm, offset: t.offset, length: t.length });
+        let targets = resolve(&p, req.dimm, req.offset, req.spa, req.length)?;
+        let mut cleared = 0;
+        for t in &targets {
+            let removed = p.clear_poison(t.dimm, t.offset, t.length).map_err(model_failure)?;
+            if removed > 0 {
+                p.log_event(EventKind::PoisonCleared { dimm: t.dimm, offset: t.offset, length: t.length });
+            }
+            cleared += removed;
         }
-        (t, cleared)
+        (targets, cleared)
     };
     if cleared > 0 {
-        backend.poison_changed(t.dimm).map_err(|e| backend_failure("the poison was cleared, but ", e))?;
+        for t in &targets {
+            backend.poison_changed(t.dimm).map_err(|e| backend_failure("the poison was cleared, but ", e))?;
+        }
     }
+    let t = &targets[0];
     Ok(Reply::ok(PoisonCleared {
         dimm: t.dimm,
         offset: t.offset,
         length: t.length,
         spa: t.spa,
         cleared_bytes: cleared,
+        spread: spread(&targets),
     }))
 }
 

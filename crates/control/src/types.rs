@@ -260,7 +260,11 @@ pub struct DimmSummary {
     pub ndctl_id: String,
     pub path: String,
     pub size: u64,
+    /// Guest physical address of the DIMM's first byte.
     pub spa_base: u64,
+    /// The interleave set the DIMM is in (`--interleave-set`, numbered from 0), if any.
+    #[serde(default)]
+    pub interleave_set: Option<usize>,
     pub label_size: u64,
     pub readonly: bool,
     /// Flush hint addresses published in the NFIT.
@@ -281,7 +285,8 @@ pub struct DimmsResponse {
 pub struct PoisonRange {
     pub offset: u64,
     pub length: u64,
-    /// Guest physical address of `offset`.
+    /// Guest physical address of `offset`. In an interleave set the range continues at
+    /// the DIMM's next line, not at the next address.
     pub spa: u64,
 }
 
@@ -302,6 +307,10 @@ pub struct PoisonAdded {
     pub spa: u64,
     pub notified: bool,
     pub machine_check: MachineCheckRequest,
+    /// Every DIMM range the request landed on, lowest address first, when a `spa` range
+    /// spans several DIMMs of an interleave set (the fields above are the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<AddedRange>,
 }
 
 /// One range of a batch `POST /poison`, as recorded.
@@ -329,6 +338,9 @@ pub struct PoisonCleared {
     pub spa: u64,
     /// Poisoned bytes that were inside the range (0 when it was clean).
     pub cleared_bytes: u64,
+    /// As in `PoisonAdded`: every DIMM range of a `spa` range across an interleave set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<AddedRange>,
 }
 
 /// `GET /dimms/{index}/health`, and the answer to the health and shutdown-state `PUT`s.

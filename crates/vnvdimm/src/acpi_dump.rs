@@ -21,6 +21,9 @@ pub struct DumpArgs {
     /// Without it: two 1G DIMMs with 128K label areas. Backing files are never opened.
     #[arg(long = "nvdimm", value_name = "SPEC")]
     pub nvdimms: Vec<String>,
+    /// dimms=I,J[,..][,line=SIZE]: interleave consecutive DIMMs (see `vnvdimm run --help`).
+    #[arg(long = "interleave-set", value_name = "SPEC")]
+    pub interleave_sets: Vec<String>,
     /// Persistence domain published in the NFIT: cpu_cache, memory_controller or none.
     #[arg(long, value_name = "DOMAIN", default_value = "cpu_cache")]
     pub persistence_domain: String,
@@ -41,9 +44,11 @@ pub fn platform_config(args: &DumpArgs) -> Result<PlatformConfig, Failure> {
             .map_err(|e: nvdimm_model::config::ConfigError| Failure::usage(e.to_string()))?;
         let mut platform = PlatformConfig::default_in(Path::new("."));
         platform.persistence_domain = domain;
-        return Ok(platform);
+        return platform.with_interleave_sets(&args.interleave_sets).map_err(|e| Failure::usage(e.to_string()));
     }
-    PlatformConfig::parse(&args.nvdimms, &args.persistence_domain).map_err(|e| Failure::usage(e.to_string()))
+    PlatformConfig::parse(&args.nvdimms, &args.persistence_domain)
+        .and_then(|p| p.with_interleave_sets(&args.interleave_sets))
+        .map_err(|e| Failure::usage(e.to_string()))
 }
 
 /// Builds the machine the options describe. Everything is checked here, before any file is written.

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod guest_boot;
 pub mod kernel_check;
 pub mod modules;
+pub mod platform_args;
 pub mod run;
 pub mod run_tcg;
 pub mod selftest;

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use nvdimm_model::config::parse_size;
-use nvdimm_model::PlatformConfig;
 use vnvdimm_machine::{Machine, MachineConfig};
 
 use vnvdimm_vmm::launch::FailureKind;
@@ -45,6 +44,10 @@ pub struct RunArgs {
     /// path=FILE,size=SIZE[,label-size=..,handle=..,serial=..,flush-hints=..,readonly=on,...]; repeatable.
     #[arg(long, value_name = "SPEC", required = true)]
     pub nvdimm: Vec<String>,
+    /// dimms=I,J[,..][,line=SIZE]: interleave consecutive --nvdimm DIMMs behind one
+    /// system-address range (line 4K by default); repeatable (docs/interleave-sets.md).
+    #[arg(long = "interleave-set", value_name = "SPEC")]
+    pub interleave_sets: Vec<String>,
     /// cpu-cache or memory-controller.
     #[arg(long, value_name = "DOMAIN", default_value = "cpu-cache")]
     pub persistence_domain: String,
@@ -120,8 +123,7 @@ pub fn validate(args: &RunArgs) -> Result<Validated, Failure> {
     }
     let memory = parse_size(&args.memory).map_err(|e| Failure::usage(format!("--memory: {}: {e}", args.memory)))?;
     let config = MachineConfig::new(memory, args.cpus).map_err(|e| Failure::usage(e.to_string()))?;
-    let platform = PlatformConfig::parse(&args.nvdimm, &args.persistence_domain)
-        .map_err(|e| Failure::usage(format!("--nvdimm/--persistence-domain: {e}")))?;
+    let platform = crate::platform_args::platform_config(args)?;
     for (index, dimm) in platform.dimms.iter().enumerate() {
         let option = format!("--nvdimm #{index} path=");
         let len = must_be_file(&option, &dimm.path)?;

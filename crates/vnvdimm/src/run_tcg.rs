@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use nvdimm_model::clock::SystemClock;
 use nvdimm_model::config::{parse_size, MIB};
-use nvdimm_model::{NvdimmPlatform, PlatformConfig};
+use nvdimm_model::NvdimmPlatform;
 use vnvdimm_control::{ApiServer, Backend};
 use vnvdimm_tcg::qemu::{QemuCommand, SerialTarget};
 use vnvdimm_tcg::{TcgLayout, TcgLayoutOptions, TcgVm, TcgVmSpec};
@@ -49,8 +49,7 @@ pub struct Prepared {
 /// backing files (sidecars next to them) and builds the spec. Nothing is started.
 pub fn prepare(args: &RunArgs, err: &mut dyn Write) -> Result<Prepared, Failure> {
     let memory = parse_size(&args.memory).map_err(|e| Failure::usage(format!("--memory: {}: {e}", args.memory)))?;
-    let config = PlatformConfig::parse(&args.nvdimm, &args.persistence_domain)
-        .map_err(|e| Failure::usage(format!("--nvdimm/--persistence-domain: {e}")))?;
+    let config = crate::platform_args::platform_config(args)?;
     let layout = TcgLayout::new(&config, layout_options(memory)?)
         .map_err(|e| Failure::usage(format!("--memory/--nvdimm (--backend tcg): {e}")))?;
     let work = crate::work_dir::create().map_err(|e| Failure::start_host(format!("creating a work directory: {e}")))?;

@@ -26,7 +26,8 @@
 use acpi_tables::sdt::Sdt;
 use acpi_tables::srat::MemoryAffinity;
 use acpi_tables::Aml;
-use nvdimm_model::nfit::{proximity_domain, HOST_PROXIMITY_DOMAIN};
+use nvdimm_model::nfit::HOST_PROXIMITY_DOMAIN;
+use nvdimm_model::spa_map::SpaMap;
 use nvdimm_model::PlatformConfig;
 
 use super::ids;
@@ -62,12 +63,18 @@ pub fn memory_domains(platform: &PlatformConfig, map: &MemoryMap) -> Vec<MemoryD
         length,
         flags: FLAG_ENABLED,
     });
-    let windows = platform.dimms.iter().zip(&map.layout.dimms).enumerate().map(|(i, (dimm, place))| MemoryDomain {
-        domain: proximity_domain(i),
-        base: place.spa_base,
-        length: dimm.size,
-        flags: FLAG_ENABLED | MEMORY_FLAG_NON_VOLATILE,
-    });
+    // One entry per NFIT range (an interleave set's DIMMs share theirs), in its domain.
+    let spa_map = SpaMap::new(platform, &map.layout);
+    let windows: Vec<MemoryDomain> = spa_map
+        .windows()
+        .iter()
+        .map(|w| MemoryDomain {
+            domain: w.proximity_domain,
+            base: w.base,
+            length: w.len,
+            flags: FLAG_ENABLED | MEMORY_FLAG_NON_VOLATILE,
+        })
+        .collect();
     ram.chain(windows).collect()
 }
 

@@ -146,17 +146,16 @@ impl PmemSlots {
     /// `Ok(None)`: nothing changed. Locks the platform briefly, never together with the slots.
     pub fn sync(&self, platform: &Mutex<NvdimmPlatform>) -> Result<Option<SyncStats>, MemslotError> {
         let current: Vec<PoisonSet> = {
-            let p = platform.lock_unpoisoned();
+            // Where the poisoned bytes are stored: each DIMM's own poison, except that an
+            // interleave set's bytes are stored across its members' files in address order.
+            let stored = platform.lock_unpoisoned().storage_poison();
             let mut inner = self.lock();
-            let same = inner.planned.as_ref().is_some_and(|planned| {
-                planned.len() == p.dimms().len() && planned.iter().zip(p.dimms()).all(|(a, d)| *a == d.state.poison)
-            });
-            if same {
+            if inner.planned.as_ref() == Some(&stored) {
                 return Ok(None);
             }
             // Cleared so a failed update is retried next time.
             inner.planned = None;
-            p.dimms().iter().map(|d| d.state.poison.clone()).collect()
+            stored
         };
         self.apply(current).map(Some)
     }
