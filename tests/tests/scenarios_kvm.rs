@@ -92,3 +92,15 @@ kvm_linux_test! {
         scenarios::s10_devdax_as_system_ram_and_back(guest(Kvm));
     }
 }
+
+kvm_linux_test! {
+    fn s11_interleave_4way_poison_in_each_dimm() {
+        scenarios::s11_interleave_4way_poison_in_each_dimm(guest(Kvm));
+    }
+}
+
+kvm_linux_test! {
+    fn s11_interleave_2way_namespace_survives_restart() {
+        scenarios::s11_interleave_2way_namespace_survives_restart(guest(Kvm));
+    }
+}

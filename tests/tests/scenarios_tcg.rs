@@ -75,3 +75,13 @@ fn s8_machine_check_on_a_dax_mapped_page_is_recovered() {
 fn s10_devdax_as_system_ram_and_back() {
     scenarios::s10_devdax_as_system_ram_and_back(guest(Tcg));
 }
+
+#[test]
+fn s11_interleave_4way_poison_in_each_dimm() {
+    scenarios::s11_interleave_4way_poison_in_each_dimm(guest(Tcg));
+}
+
+#[test]
+fn s11_interleave_2way_namespace_survives_restart() {
+    scenarios::s11_interleave_2way_namespace_survives_restart(guest(Tcg));
+}

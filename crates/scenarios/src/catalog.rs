@@ -26,6 +26,9 @@ use crate::support::{FetchedKernel, SharedBuf};
 
 /// KVM-only rows (tests/kvm_platform.rs).
 pub mod kvm_only;
+/// Interleave sets (issue 11).
+pub mod interleave;
+pub use interleave::{s11_interleave_2way_namespace_survives_restart, s11_interleave_4way_poison_in_each_dimm};
 
 /// Which `--backend` a scenario boots with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,6 +76,16 @@ pub const SCENARIOS: &[Scenario] = &[
         summary: "a devdax namespace onlined as system RAM in its own NUMA node, used, and returned",
         run: |g| catalog::s10_devdax_as_system_ram_and_back(g),
     },
+    Scenario {
+        name: "s11_interleave_4way_poison_in_each_dimm",
+        summary: "a 4-way interleave set beside a DIMM: host poison in every member is found by scrub at the interleaved sectors",
+        run: |g| catalog::s11_interleave_4way_poison_in_each_dimm(g),
+    },
+    Scenario {
+        name: "s11_interleave_2way_namespace_survives_restart",
+        summary: "an fsdax namespace across a 2-way interleave set keeps its labels, cookie and data across a restart",
+        run: |g| catalog::s11_interleave_2way_namespace_survives_restart(g),
+    },
 ];
 
 /// The scenario called `name`.
