@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::{as_list, boot, nvdimm, parse_badblocks, Guest, Vm, Work, MIB, SECTOR};
+use super::{as_list, boot, parse_badblocks, Guest, Vm, Work, MIB, SECTOR};
 
 /// Every DIMM of a set; the DIMM outside it has another size so regions tell apart.
 const MEMBER_SIZE: u64 = 64 * MIB;
@@ -49,10 +49,12 @@ fn merged(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 /// `--nvdimm` options and the `--interleave-set` for `ways` members (handles 1..) and
 /// one DIMM of its own (handle 9).
 fn platform(work: &Work, ways: u64, label_size: &str) -> (Vec<String>, Vec<String>) {
-    let mut dimms: Vec<String> = (0..ways)
-        .map(|i| nvdimm(&work.dimm(&format!("m{i}.img"), MEMBER_SIZE), &format!(",label-size={label_size},handle={}", i + 1)))
-        .collect();
-    dimms.push(nvdimm(&work.dimm("single.img", SINGLE_SIZE), &format!(",label-size={label_size},handle=9")));
+    let spec = |name: &str, size: u64, handle: u64| {
+        let path = work.dimm(name, size);
+        format!("path={},size={}M,label-size={label_size},handle={handle}", path.display(), size / MIB)
+    };
+    let mut dimms: Vec<String> = (0..ways).map(|i| spec(&format!("m{i}.img"), MEMBER_SIZE, i + 1)).collect();
+    dimms.push(spec("single.img", SINGLE_SIZE, 9));
     let members: Vec<String> = (0..ways).map(|i| i.to_string()).collect();
     let set = vec!["--interleave-set".to_string(), format!("dimms={},line=4K", members.join(","))];
     (dimms, set)
