@@ -61,7 +61,7 @@ fn poison_by_dimm_offset_is_recorded_listed_and_logged() {
     assert_eq!(
         added,
         json!({"dimm": 0, "offset": 0x2000, "length": 4096, "spa": DIMM0_SPA + 0x2000,
-        "notified": false, "machine_check": "none"})
+        "notified": false, "machine_check": "none", "spread": []})
     );
     let list: PoisonList = serde_json::from_value(vm.get("/dimms/0/poison").body).unwrap();
     assert_eq!(list.ranges.len(), 1);

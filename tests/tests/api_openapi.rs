@@ -222,6 +222,8 @@ fn event_types_match_the_event_log() {
         EventKind::PoisonCleared { dimm: 0, offset: 0, length: 1 },
         EventKind::HealthChanged { dimm: 0 },
         EventKind::PowerOff { reason: String::new() },
+        EventKind::MediaErased { dimm: 0, bytes: 0 },
+        EventKind::MediaEraseFailed { dimm: 0, error: String::new() },
     ];
     // A new EventKind variant makes this match fail to compile, so the list above stays complete.
     for kind in &kinds {
@@ -233,7 +235,9 @@ fn event_types_match_the_event_log() {
             | EventKind::PoisonAdded { .. }
             | EventKind::PoisonCleared { .. }
             | EventKind::HealthChanged { .. }
-            | EventKind::PowerOff { .. } => {}
+            | EventKind::PowerOff { .. }
+            | EventKind::MediaErased { .. }
+            | EventKind::MediaEraseFailed { .. } => {}
         }
     }
     let sent: BTreeSet<String> =

@@ -309,7 +309,7 @@ pub struct PoisonAdded {
     pub machine_check: MachineCheckRequest,
     /// Every DIMM range the request landed on, lowest address first, when a `spa` range
     /// spans several DIMMs of an interleave set (the fields above are the first).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub spread: Vec<AddedRange>,
 }
 
@@ -339,7 +339,7 @@ pub struct PoisonCleared {
     /// Poisoned bytes that were inside the range (0 when it was clean).
     pub cleared_bytes: u64,
     /// As in `PoisonAdded`: every DIMM range of a `spa` range across an interleave set.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub spread: Vec<AddedRange>,
 }
 

@@ -23,6 +23,7 @@ use crate::layout::DimmPlacement;
 use crate::persist::{self, PersistError, SidecarPaths};
 use crate::poison::PoisonSet;
 use crate::poison_journal::{PoisonJournal, PoisonOp};
+use crate::security::{SecurityKeys, SecuritySession};
 use crate::writeback::WritebackProbe;
 
 #[derive(Debug, Error)]
@@ -80,6 +81,8 @@ pub struct DimmState {
     pub latch_shutdown_status: bool,
     /// True while a VMM has the DIMM open; still true at open = the last stop was unclean.
     pub running: bool,
+    /// Passphrases (security.rs); the lock they put on the DIMM is per power cycle.
+    pub security: SecurityKeys,
 }
 
 impl Default for DimmState {
@@ -91,6 +94,7 @@ impl Default for DimmState {
             injection: SmartInjection::default(),
             latch_shutdown_status: true,
             running: false,
+            security: SecurityKeys::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Dimm {
     pub config: DimmConfig,
     pub placement: DimmPlacement,
     pub state: DimmState,
+    /// This power cycle's security: locked, frozen, attempts, a running overwrite.
+    pub security_session: SecuritySession,
     /// Label storage area (`config.label_size` bytes).
     pub labels: Vec<u8>,
     /// Sidecar files; `None` for an ephemeral DIMM.
@@ -135,6 +141,7 @@ impl Dimm {
         Dimm {
             config,
             placement,
+            security_session: SecuritySession::power_on(&state.security),
             state,
             labels,
             storage: None,
@@ -214,6 +221,7 @@ impl Dimm {
         Ok(Dimm {
             config,
             placement,
+            security_session: SecuritySession::power_on(&state.security),
             state,
             labels,
             storage: Some(paths),

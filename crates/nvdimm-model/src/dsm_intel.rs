@@ -12,6 +12,11 @@ use crate::dsm::{function_mask, intel_status, no_functions, status_only, Input, 
 use crate::events::Notification;
 use crate::health::{InjectRequest, SmartThresholds};
 use crate::mailbox::MAX_INPUT;
+use crate::dsm_security::SECURITY_FUNCTIONS;
+
+/// Function 4's extended status bit 0 (status bit 16): the label area is locked; Linux
+/// (`xlat_nvdimm_status`) turns it into -EACCES and marks the DIMM locked.
+pub const LABELS_LOCKED: u32 = 1 << 16;
 
 pub const FN_SMART: u32 = 1;
 pub const FN_SMART_THRESHOLDS: u32 = 2;
@@ -61,7 +66,11 @@ pub fn supported_functions(dimm: &Dimm, revision: u32) -> u64 {
         2 => &[(FN_FIRMWARE_INFO, true), (FN_SET_SMART_THRESHOLDS, true), (FN_INJECT_SMART, true)],
         _ => &[],
     };
-    let mask = bits.iter().filter(|(_, on)| *on).fold(0u64, |m, (f, _)| m | 1 << f);
+    let mut mask = bits.iter().filter(|(_, on)| *on).fold(0u64, |m, (f, _)| m | 1 << f);
+    // Security erases the media: not on a read-only DIMM (docs/security.md).
+    if revision == 2 && !dimm.config.readonly {
+        mask |= SECURITY_FUNCTIONS.fold(0u64, |m, f| m | 1 << f);
+    }
     if mask == 0 {
         0
     } else {
@@ -90,6 +99,12 @@ pub fn call(
         return status_only(intel_status::NOT_SUPPORTED);
     }
     let input = Input(input);
+    if dimm.security_session.locked && matches!(function, FN_LABEL_SIZE | FN_GET_LABEL | FN_SET_LABEL) {
+        return match function {
+            FN_LABEL_SIZE => Output::new().u32(LABELS_LOCKED).u32(0).u32(0).finish(),
+            _ => status_only(crate::security::INVALID_STATE),
+        };
+    }
     match function {
         FN_SMART => dimm.smart().encode().to_vec(),
         FN_SMART_THRESHOLDS => dimm.state.thresholds.encode().to_vec(),

@@ -33,6 +33,10 @@ pub enum EventKind {
     PoisonCleared { dimm: usize, offset: u64, length: u64 },
     HealthChanged { dimm: usize },
     PowerOff { reason: String },
+    /// Secure erase, master erase or overwrite zeroed the DIMM's media in its storage.
+    MediaErased { dimm: usize, bytes: u64 },
+    /// ... or could not (the guest was answered with a hardware error).
+    MediaEraseFailed { dimm: usize, error: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -15,7 +15,7 @@ use crate::events::{DsmCallRecord, Notification};
 use crate::layout::{LayoutError, PlatformLayout};
 use crate::mailbox::{self, DsmRequest, MailboxMemory};
 use crate::spa_map::SpaMap;
-use crate::{dsm_intel, dsm_root};
+use crate::{dsm_intel, dsm_root, dsm_security};
 
 #[derive(Debug, Error)]
 pub enum PlatformError {
@@ -118,10 +118,28 @@ impl NvdimmPlatform {
                 ("unknown", no_functions())
             }
         } else {
-            match self.dimms.iter_mut().find(|d| d.handle() == request.handle) {
-                Some(dimm) if request.uuid == INTEL_UUID => (
+            let now = self.clock.now();
+            match self.dimms.iter().position(|d| d.handle() == request.handle) {
+                Some(index) if request.uuid == INTEL_UUID && is_security_call(&self.dimms[index], request) => {
+                    let (mut output, erase) =
+                        dsm_security::call(&mut self.dimms[index], request.function, &request.input, now);
+                    if erase {
+                        if let Err(e) = self.erase_media(index) {
+                            self.log.push(EventKind::MediaEraseFailed { dimm: index, error: e.to_string() });
+                            output = crate::dsm::status_only(crate::dsm::intel_status::HW_ERROR);
+                        }
+                    }
+                    ("intel", output)
+                }
+                Some(index) if request.uuid == INTEL_UUID => (
                     "intel",
-                    dsm_intel::call(dimm, request.function, request.revision, &request.input, &mut self.notifications),
+                    dsm_intel::call(
+                        &mut self.dimms[index],
+                        request.function,
+                        request.revision,
+                        &request.input,
+                        &mut self.notifications,
+                    ),
                 ),
                 Some(_) => ("unknown", no_functions()),
                 // The AML only calls with handles it was generated for, so this is a
@@ -188,4 +206,11 @@ impl NvdimmPlatform {
     pub fn events_since(&self, after: u64) -> Vec<Event> {
         self.log.since(after)
     }
+}
+
+/// A security function (19-28) at the revision Linux calls it with, offered to this DIMM.
+fn is_security_call(dimm: &crate::dimm::Dimm, request: &DsmRequest) -> bool {
+    dsm_security::SECURITY_FUNCTIONS.contains(&request.function)
+        && request.revision == dsm_intel::revision_for(request.function)
+        && dsm_intel::supported_functions(dimm, request.revision) & (1u64 << request.function) != 0
 }

@@ -57,7 +57,8 @@ fn function_zero_answers_both_revisions_like_linux_probes() {
     let rev1 = mask(&call(&mut p, 0, 1, &[]));
     let rev2 = mask(&call(&mut p, 0, 2, &[]));
     assert_eq!(rev1, 1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 10);
-    assert_eq!(rev2, 1 | 1 << 12 | 1 << 17 | 1 << 18);
+    let security = (19..=28).fold(0u64, |m, f| m | 1 << f);
+    assert_eq!(rev2, 1 | 1 << 12 | 1 << 17 | 1 << 18 | security);
     // Linux's probe: function f is present iff function 0 at revision_for(f) has bit 0 and bit f.
     let probed: u64 = (1..=30u32)
         .filter(|&f| {
@@ -65,7 +66,7 @@ fn function_zero_answers_both_revisions_like_linux_probes() {
             m & 1 != 0 && m & (1 << f) != 0
         })
         .fold(0, |m, f| m | 1 << f);
-    assert_eq!(probed, 0x6147e, "nmemX/nfit/dsm_mask: 1-6, 10, 12, 17, 18");
+    assert_eq!(probed, 0x6147e | security, "nmemX/nfit/dsm_mask: 1-6, 10, 12, 17-28");
     assert_eq!(call(&mut p, 0, 3, &[]), vec![0], "unknown revision lists nothing");
 }
 
@@ -177,7 +178,8 @@ fn wrong_revision_and_unknown_functions_are_not_supported() {
         (9, 1),
         (11, 2),
         (13, 2),
-        (19, 2),
+        (19, 1),
+        (29, 2),
         (31, 1),
         (64, 1),
         (u32::MAX, 2),
