@@ -144,6 +144,7 @@ fn response_schemas_list_what_the_server_sends() {
     check("SmartHealth", &health["smart"]);
     check("SmartThresholds", &health["thresholds"]);
     check("SmartInjection", &health["injection"]);
+    check("SecurityResponse", &vm.get("/dimms/0/security").body);
     check("ArsResponse", &vm.get("/ars").body);
     let events = vm.get("/events").body;
     check("EventsResponse", &events);
@@ -197,6 +198,18 @@ fn request_schemas_list_what_the_server_accepts() {
     let shutdown = ShutdownStateUpdate { dirty_shutdown_count: Some(1), last_shutdown_state: Some(1) };
     assert_eq!(yaml.properties("ShutdownStateUpdate"), keys!(shutdown));
     assert_eq!(yaml.properties("ArsUpdate"), keys!(ArsUpdate { rate_bytes_per_sec: Bytes(1) }));
+    let security = SecurityUpdate {
+        passphrase: Some("p".into()),
+        passphrase_hex: Some("00".into()),
+        remove_passphrase: true,
+        master_passphrase: Some("m".into()),
+        master_enabled: Some(true),
+        locked: Some(true),
+        frozen: Some(true),
+        reset_attempts: true,
+        overwrite_time_ms: Some(1),
+    };
+    assert_eq!(yaml.properties("SecurityUpdate"), keys!(security));
     let exec = ExecRequest { command: "true".into(), timeout_secs: Some(1) };
     assert_eq!(yaml.properties("ExecRequest"), keys!(exec));
 }

@@ -9,6 +9,7 @@ use nvdimm_model::event_log::{EventKind, MachineCheckKind};
 use nvdimm_model::health::{valid, SmartHealth, SmartThresholds};
 use nvdimm_model::platform_health::HostHealthError;
 use nvdimm_model::platform_poison::HostPoisonError;
+use nvdimm_model::platform_security::HostSecurityError;
 use nvdimm_model::poison::MAX_RANGES;
 use nvdimm_model::spa_map::{SpaMap, SpaWindow};
 use nvdimm_model::NvdimmPlatform;
@@ -43,7 +44,7 @@ impl Reply {
 
 type Outcome = Result<Reply, Reply>;
 
-fn bad_request(message: impl Into<String>) -> Reply {
+pub(crate) fn bad_request(message: impl Into<String>) -> Reply {
     Reply::error(400, message)
 }
 
@@ -76,7 +77,8 @@ pub fn handle(backend: &dyn Backend, req: &Request<'_>) -> Reply {
 
 fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
     use Endpoint::*;
-    let takes_body = matches!(req.endpoint, AddPoison | ClearPoison | SetHealth | SetShutdownState | SetArs | Exec);
+    let takes_body =
+        matches!(req.endpoint, AddPoison | ClearPoison | SetHealth | SetShutdownState | SetSecurity | SetArs | Exec);
     if !takes_body && !req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(bad_request("this endpoint takes no request body"));
     }
@@ -118,6 +120,19 @@ fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
         SetShutdownState => {
             let update: ShutdownStateUpdate = parse(req.body)?;
             set_health(backend, req, |h, _| apply_shutdown_update(&update, h))
+        }
+        GetSecurity => {
+            let p = lock(backend)?;
+            let i = path_index(req, &p)?;
+            let view = p.security_view(i).map_err(security_failure)?;
+            Ok(Reply::ok(crate::security::response(i, view)))
+        }
+        SetSecurity => {
+            let change = crate::security::change(&parse(req.body)?)?;
+            let mut p = lock(backend)?;
+            let i = path_index(req, &p)?;
+            let view = p.set_security(i, &change).map_err(security_failure)?;
+            Ok(Reply::ok(crate::security::response(i, view)))
         }
         GetArs => Ok(Reply::ok(ars_response(&*lock(backend)?))),
         SetArs => {
@@ -334,6 +349,15 @@ fn windows(map: &SpaMap) -> String {
     let list: Vec<String> =
         map.windows().iter().map(|w| format!("{} [{:#x}, {:#x})", window_name(w), w.base, w.end())).collect();
     list.join(", ")
+}
+
+fn security_failure(e: HostSecurityError) -> Reply {
+    match e {
+        HostSecurityError::NoSuchDimm { .. } => Reply::error(404, e.to_string()),
+        HostSecurityError::ReadOnly { .. } => Reply::error(409, e.to_string()),
+        HostSecurityError::LockWithoutPassphrase { .. } => bad_request(e.to_string()),
+        HostSecurityError::Persist { .. } | HostSecurityError::Erase { .. } => Reply::error(500, e.to_string()),
+    }
 }
 
 fn model_failure(e: HostPoisonError) -> Reply {

@@ -20,6 +20,7 @@ pub mod http;
 pub mod limits;
 pub mod outcome;
 pub mod routes;
+mod security;
 pub mod server;
 pub mod types;
 

@@ -188,6 +188,55 @@ pub struct ShutdownStateUpdate {
     pub last_shutdown_state: Option<u8>,
 }
 
+/// `PUT /dimms/{index}/security`: prepare a DIMM's security state for a test. Absent
+/// fields stay as they are; at least one must be given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityUpdate {
+    /// Set the user passphrase: 1 to 32 bytes of text, zero-padded to 32 as ndctl's keys are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+    /// Set the user passphrase from 64 hex digits (the exact 32 bytes the guest sends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_hex: Option<String>,
+    /// Remove the user passphrase (security disabled, unlocked).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove_passphrase: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_passphrase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_enabled: Option<bool>,
+    /// Lock (needs a passphrase) or unlock the DIMM now, as a power-on or an unlock would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
+    /// Freeze or thaw security until the next power-on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<bool>,
+    /// Forget the wrong-passphrase counts (as a power cycle would).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset_attempts: bool,
+    /// How long the next overwrite takes, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overwrite_time_ms: Option<u64>,
+}
+
+/// `GET /dimms/{index}/security` and the answer to its `PUT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityResponse {
+    pub dimm: usize,
+    /// What Linux shows in nmemX/security: disabled, unlocked, locked, frozen or overwrite.
+    pub state: String,
+    pub passphrase_set: bool,
+    pub locked: bool,
+    pub frozen: bool,
+    pub failed_attempts: u8,
+    pub attempt_limit_reached: bool,
+    pub master_enabled: bool,
+    pub failed_master_attempts: u8,
+    pub overwrite_remaining_ms: u64,
+    pub overwrite_time_ms: u64,
+}
+
 /// `PUT /ars`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

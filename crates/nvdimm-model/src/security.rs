@@ -290,13 +290,15 @@ fn to_hex(p: &Passphrase) -> String {
     p.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn from_hex(s: &str) -> Result<Passphrase, String> {
-    if s.len() != 2 * PASSPHRASE_LEN {
-        return Err(format!("a stored passphrase is {} hex digits, {} found", 2 * PASSPHRASE_LEN, s.len()));
+/// A passphrase as 64 hex digits: the exact 32 bytes (the state file's form, and the
+/// host's way to give a binary key).
+pub fn passphrase_from_hex(s: &str) -> Result<Passphrase, String> {
+    if s.len() != 2 * PASSPHRASE_LEN || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("expected {} hex digits, got `{s}`", 2 * PASSPHRASE_LEN));
     }
     let mut p = ZERO;
     for (i, byte) in p.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| format!("stored passphrase: {e}"))?;
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
     }
     Ok(p)
 }
@@ -309,7 +311,7 @@ mod hex_pass {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<super::Passphrase, D::Error> {
-        super::from_hex(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+        super::passphrase_from_hex(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -324,7 +326,7 @@ mod hex_opt {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<super::Passphrase>, D::Error> {
-        Option::<String>::deserialize(d)?.map(|h| super::from_hex(&h)).transpose().map_err(serde::de::Error::custom)
+        Option::<String>::deserialize(d)?.map(|h| super::passphrase_from_hex(&h)).transpose().map_err(serde::de::Error::custom)
     }
 }
 

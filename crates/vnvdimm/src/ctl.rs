@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use vnvdimm_control::types::{
     AlarmsUpdate, ArsUpdate, Bytes, ClearPoisonRequest, ExecRequest, HealthUpdate, MachineCheckRequest, PoisonRequest,
+    SecurityUpdate,
     ShutdownStateUpdate, ThresholdsUpdate,
 };
 use vnvdimm_control::{ApiClient, ApiResponse, ClientError, ExecOutput};
@@ -52,6 +53,9 @@ pub enum CtlCommand {
     Health(HealthCommand),
     /// Set the dirty-shutdown count and last shutdown state (PUT /dimms/{index}/shutdown-state).
     ShutdownState(ShutdownArgs),
+    /// DIMM security (passphrase, lock, freeze, overwrite time): get, set.
+    #[command(subcommand)]
+    Security(SecurityCommand),
     /// Address Range Scrub speed: get, set.
     #[command(subcommand)]
     Ars(ArsCommand),
@@ -122,6 +126,45 @@ pub struct PoisonAddArgs {
     /// Also deliver a machine check (KVM only).
     #[arg(long, value_name = "KIND", default_value = "none", value_parser = ["none", "action-optional"])]
     pub machine_check: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecurityCommand {
+    /// The state Linux sees (disabled, unlocked, locked, frozen, overwrite) and the counters.
+    Get { index: usize },
+    /// Prepare a state, e.g. a locked DIMM (PUT /dimms/{index}/security).
+    Set(SecuritySetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecuritySetArgs {
+    pub index: usize,
+    /// Set the user passphrase (1-32 bytes of text, zero-padded).
+    #[arg(long, conflicts_with_all = ["passphrase_hex", "remove_passphrase"])]
+    pub passphrase: Option<String>,
+    /// Set the user passphrase as 64 hex digits.
+    #[arg(long, conflicts_with = "remove_passphrase")]
+    pub passphrase_hex: Option<String>,
+    /// Remove the user passphrase (security disabled).
+    #[arg(long)]
+    pub remove_passphrase: bool,
+    #[arg(long)]
+    pub master_passphrase: Option<String>,
+    /// true or false.
+    #[arg(long)]
+    pub master_enabled: Option<bool>,
+    /// true (needs a passphrase) or false.
+    #[arg(long)]
+    pub locked: Option<bool>,
+    /// true or false: frozen until the next power-on.
+    #[arg(long)]
+    pub frozen: Option<bool>,
+    /// Forget wrong-passphrase counts.
+    #[arg(long)]
+    pub reset_attempts: bool,
+    /// How long the next overwrite takes, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub overwrite_time_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +316,21 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
             &ShutdownStateUpdate {
                 dirty_shutdown_count: a.dirty_shutdown_count,
                 last_shutdown_state: a.last_shutdown_state,
+            },
+        ),
+        CtlCommand::Security(SecurityCommand::Get { index }) => client.get(&format!("/dimms/{index}/security")),
+        CtlCommand::Security(SecurityCommand::Set(a)) => client.put(
+            &format!("/dimms/{}/security", a.index),
+            &SecurityUpdate {
+                passphrase: a.passphrase.clone(),
+                passphrase_hex: a.passphrase_hex.clone(),
+                remove_passphrase: a.remove_passphrase,
+                master_passphrase: a.master_passphrase.clone(),
+                master_enabled: a.master_enabled,
+                locked: a.locked,
+                frozen: a.frozen,
+                reset_attempts: a.reset_attempts,
+                overwrite_time_ms: a.overwrite_time_ms,
             },
         ),
         CtlCommand::Ars(ArsCommand::Get) => client.get("/ars"),
