@@ -4,7 +4,7 @@
 # `dpkg-deb -x` into a scratch directory.
 #
 #   kernel     Debian's unmodified 6.1 kernel: bzImage + the ELF vmlinux inside it (PVH boot)
-#   initramfs  busybox, kmod, ndctl, daxctl, mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs) with
+#   initramfs  busybox, kmod, ndctl, daxctl, keyctl (keyutils: ndctl's passphrase keys), mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs) with
 #              their shared libraries; the libnvdimm/nfit/pmem/btt/dax/kmem/ext4/xfs/pvpanic modules
 #              with a depmod index; /init and the guest agent (/sbin/vnv-agent); the
 #              nested test host's init (/sbin/vnv-nested-init) with kvm_amd and 9p; the
@@ -29,7 +29,7 @@ die() { log "error: $*"; exit 1; }
 
 # User-space packages whose programs go into the initramfs; their library dependencies
 # (lib* packages, recursively) are added below.
-TOP_PKGS="busybox-static kmod ndctl daxctl e2fsprogs xfsprogs numactl libc6"
+TOP_PKGS="busybox-static kmod ndctl daxctl e2fsprogs xfsprogs numactl keyutils libc6"
 # Modules (with their dependencies). crc32c_generic: ext4, jbd2 and xfs ask the crypto API
 # for "crc32c" at mount time, and qemu64 has no SSE4.2 for crc32c-intel.
 MODULES="nfit nd_pmem nd_btt dax_pmem device_dax kmem ext4 xfs crc32c_generic pvpanic_mmio"
@@ -164,7 +164,7 @@ copy_with_libs() {
     done
 }
 copy_with_libs /bin/kmod /usr/bin/ndctl /usr/bin/daxctl /usr/bin/numactl /sbin/mke2fs /sbin/e2fsck /sbin/tune2fs \
-    /sbin/dumpe2fs /sbin/mkfs.xfs /sbin/xfs_repair
+    /sbin/dumpe2fs /sbin/mkfs.xfs /sbin/xfs_repair /bin/keyctl
 install -m 0755 "$(readlink -f "$ld_so")" "$root/lib64/ld-linux-x86-64.so.2"
 for tool in modprobe depmod lsmod insmod rmmod modinfo; do
     rm -f "$root/bin/$tool" "$root/sbin/$tool"

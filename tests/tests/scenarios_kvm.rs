@@ -104,3 +104,9 @@ kvm_linux_test! {
         scenarios::s11_interleave_2way_namespace_survives_restart(guest(Kvm));
     }
 }
+
+kvm_linux_test! {
+    fn s12_security_passphrase_lock_erase_overwrite_freeze() {
+        scenarios::s12_security_passphrase_lock_erase_overwrite_freeze(guest(Kvm));
+    }
+}

@@ -85,3 +85,8 @@ fn s11_interleave_4way_poison_in_each_dimm() {
 fn s11_interleave_2way_namespace_survives_restart() {
     scenarios::s11_interleave_2way_namespace_survives_restart(guest(Tcg));
 }
+
+#[test]
+fn s12_security_passphrase_lock_erase_overwrite_freeze() {
+    scenarios::s12_security_passphrase_lock_erase_overwrite_freeze(guest(Tcg));
+}

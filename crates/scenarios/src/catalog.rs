@@ -29,6 +29,9 @@ pub mod kvm_only;
 /// Interleave sets (issue 11).
 pub mod interleave;
 pub use interleave::{s11_interleave_2way_namespace_survives_restart, s11_interleave_4way_poison_in_each_dimm};
+/// DIMM security (issue 11).
+pub mod security;
+pub use security::s12_security_passphrase_lock_erase_overwrite_freeze;
 
 /// Which `--backend` a scenario boots with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -86,6 +86,11 @@ pub const SCENARIOS: &[Scenario] = &[
         summary: "an fsdax namespace across a 2-way interleave set keeps its labels, cookie and data across a restart",
         run: |g| catalog::s11_interleave_2way_namespace_survives_restart(g),
     },
+    Scenario {
+        name: "s12_security_passphrase_lock_erase_overwrite_freeze",
+        summary: "ndctl's passphrase flow: the DIMM boots locked, unlocks with the loaded keys; crypto erase, overwrite, freeze",
+        run: |g| catalog::s12_security_passphrase_lock_erase_overwrite_freeze(g),
+    },
 ];
 
 /// The scenario called `name`.
