@@ -40,6 +40,8 @@ pub enum ConfigError {
     MissingKey(&'static str),
     #[error("--nvdimm {field}: `{value}` is not valid: {reason}")]
     InvalidValue { field: &'static str, value: String, reason: String },
+    #[error("--firmware-activation: `{0}` is not one of live, next-boot")]
+    InvalidFirmwareActivation(String),
     #[error("--persistence-domain: `{0}` is not one of cpu_cache, memory_controller, none")]
     InvalidPersistenceDomain(String),
     #[error("nvdimm #{index}: handle {handle:#x} is already used by nvdimm #{other}")]
@@ -110,6 +112,29 @@ impl PersistenceDomain {
             Self::CpuCache => "cpu_cache",
             Self::MemoryController => "memory_controller",
             Self::None => "none",
+        }
+    }
+}
+
+/// How a staged firmware image is activated (docs/firmware-update.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FirmwareActivation {
+    /// At once through the Intel activation functions (`ndctl activate-firmware`), or
+    /// at the next power-on.
+    #[default]
+    Live,
+    /// Only at the next power-on: the platform offers no activation functions.
+    NextBoot,
+}
+
+impl FromStr for FirmwareActivation {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "live" => Ok(Self::Live),
+            "next-boot" | "next_boot" => Ok(Self::NextBoot),
+            other => Err(ConfigError::InvalidFirmwareActivation(other.to_string())),
         }
     }
 }
@@ -350,13 +375,18 @@ pub struct PlatformConfig {
     /// Sets of DIMMs interleaved behind one system-address range (docs/interleave-sets.md).
     #[serde(default)]
     pub interleave_sets: Vec<InterleaveSetConfig>,
+    #[serde(default)]
+    pub firmware_activation: FirmwareActivation,
 }
 
 pub const MAX_DIMMS: usize = 32;
 
 impl PlatformConfig {
     pub fn new(dimms: Vec<DimmConfig>, persistence_domain: PersistenceDomain) -> Result<Self, ConfigError> {
-        let config = PlatformConfig { dimms, persistence_domain, ars: ArsConfig::default(), interleave_sets: Vec::new() };
+        let config = PlatformConfig { dimms, persistence_domain, ars: ArsConfig::default(),
+            interleave_sets: Vec::new(),
+            firmware_activation: FirmwareActivation::default(),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -382,6 +412,7 @@ impl PlatformConfig {
             persistence_domain: PersistenceDomain::CpuCache,
             ars: ArsConfig::default(),
             interleave_sets: Vec::new(),
+            firmware_activation: FirmwareActivation::default(),
         }
     }
 

@@ -23,6 +23,7 @@ use crate::layout::DimmPlacement;
 use crate::persist::{self, PersistError, SidecarPaths};
 use crate::poison::PoisonSet;
 use crate::poison_journal::{PoisonJournal, PoisonOp};
+use crate::firmware::{FirmwareSession, FirmwareVersions};
 use crate::security::{SecurityKeys, SecuritySession};
 use crate::writeback::WritebackProbe;
 
@@ -83,6 +84,8 @@ pub struct DimmState {
     pub running: bool,
     /// Passphrases (security.rs); the lock they put on the DIMM is per power cycle.
     pub security: SecurityKeys,
+    /// Running and staged firmware versions (firmware.rs).
+    pub firmware: FirmwareVersions,
 }
 
 impl Default for DimmState {
@@ -95,6 +98,7 @@ impl Default for DimmState {
             latch_shutdown_status: true,
             running: false,
             security: SecurityKeys::default(),
+            firmware: FirmwareVersions::default(),
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct Dimm {
     pub state: DimmState,
     /// This power cycle's security: locked, frozen, attempts, a running overwrite.
     pub security_session: SecuritySession,
+    /// This power cycle's firmware update and activation state.
+    pub firmware_session: FirmwareSession,
     /// Label storage area (`config.label_size` bytes).
     pub labels: Vec<u8>,
     /// Sidecar files; `None` for an ephemeral DIMM.
@@ -142,6 +148,7 @@ impl Dimm {
             config,
             placement,
             security_session: SecuritySession::power_on(&state.security),
+            firmware_session: FirmwareSession::default(),
             state,
             labels,
             storage: None,
@@ -218,10 +225,13 @@ impl Dimm {
         }
         state.running = true;
         state.latch_shutdown_status = true;
+        // A staged firmware image runs from this power-on (activation at reset).
+        state.firmware.power_on();
         Ok(Dimm {
             config,
             placement,
             security_session: SecuritySession::power_on(&state.security),
+            firmware_session: FirmwareSession::default(),
             state,
             labels,
             storage: Some(paths),

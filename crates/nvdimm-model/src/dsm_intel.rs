@@ -12,6 +12,7 @@ use crate::dsm::{function_mask, intel_status, no_functions, status_only, Input, 
 use crate::events::Notification;
 use crate::health::{InjectRequest, SmartThresholds};
 use crate::mailbox::MAX_INPUT;
+use crate::dsm_firmware::{FN_ACTIVATE_ARM, FN_ACTIVATE_DIMM_INFO, FN_FIRMWARE_INFO, FN_QUERY_FINISH};
 use crate::dsm_security::SECURITY_FUNCTIONS;
 
 /// Function 4's extended status bit 0 (status bit 16): the label area is locked; Linux
@@ -25,20 +26,12 @@ pub const FN_LABEL_SIZE: u32 = 4;
 pub const FN_GET_LABEL: u32 = 5;
 pub const FN_SET_LABEL: u32 = 6;
 pub const FN_LATCH_SHUTDOWN_STATUS: u32 = 10;
-pub const FN_FIRMWARE_INFO: u32 = 12;
 pub const FN_SET_SMART_THRESHOLDS: u32 = 17;
 pub const FN_INJECT_SMART: u32 = 18;
 
 /// Largest label payload per get/set call: a set-label input (8-byte header plus data)
 /// must fit the 4096-byte mailbox input area.
 pub const MAX_LABEL_TRANSFER: u32 = (MAX_INPUT - 8) as u32;
-
-/// Function 12 output size (status word included), `struct nd_intel_fw_info`.
-pub const FIRMWARE_INFO_SIZE: usize = 44;
-/// Running firmware version reported by function 12 (ndctl prints it in hex).
-pub const FIRMWARE_VERSION: u64 = 0x0001_0000_0000_0001;
-/// Firmware Interface Specification version reported by function 12 (2.1).
-pub const FIS_VERSION: u32 = 0x0201;
 
 /// The revision Linux (and the Intel DSM spec) uses for `function`.
 pub fn revision_for(function: u32) -> u32 {
@@ -63,10 +56,18 @@ pub fn supported_functions(dimm: &Dimm, revision: u32) -> u64 {
             (FN_SET_LABEL, has_labels && !dimm.config.readonly),
             (FN_LATCH_SHUTDOWN_STATUS, true),
         ],
-        2 => &[(FN_FIRMWARE_INFO, true), (FN_SET_SMART_THRESHOLDS, true), (FN_INJECT_SMART, true)],
+        2 => &[(FN_SET_SMART_THRESHOLDS, true), (FN_INJECT_SMART, true)],
         _ => &[],
     };
     let mut mask = bits.iter().filter(|(_, on)| *on).fold(0u64, |m, (f, _)| m | 1 << f);
+    if revision == 2 {
+        // Firmware information and update (12-16) on every DIMM; live activation
+        // (29, 30) where the platform offers it (docs/firmware-update.md).
+        mask |= (FN_FIRMWARE_INFO..=FN_QUERY_FINISH).fold(0u64, |m, f| m | 1 << f);
+        if dimm.firmware_session.live_activation {
+            mask |= 1 << FN_ACTIVATE_DIMM_INFO | 1 << FN_ACTIVATE_ARM;
+        }
+    }
     // Security erases the media: not on a read-only DIMM (docs/security.md).
     if revision == 2 && !dimm.config.readonly {
         mask |= SECURITY_FUNCTIONS.fold(0u64, |m, f| m | 1 << f);
@@ -116,7 +117,6 @@ pub fn call(
         FN_GET_LABEL => get_label(dimm, &input),
         FN_SET_LABEL => set_label(dimm, &input),
         FN_LATCH_SHUTDOWN_STATUS => latch(dimm, &input),
-        FN_FIRMWARE_INFO => firmware_info(),
         FN_SET_SMART_THRESHOLDS => match SmartThresholds::decode_set(input.0) {
             Err(_) => status_only(intel_status::INVALID_INPUT),
             Ok(t) => with_events(dimm.set_thresholds(t), notifications),
@@ -177,22 +177,6 @@ fn latch(dimm: &mut Dimm, input: &Input<'_>) -> Vec<u8> {
         Ok(()) => status_only(intel_status::SUCCESS),
         Err(_) => status_only(intel_status::HW_ERROR),
     }
-}
-
-/// `struct nd_intel_fw_info`: no firmware update support (all update fields zero).
-fn firmware_info() -> Vec<u8> {
-    Output::new()
-        .u32(intel_status::SUCCESS)
-        .u32(0) // storage size
-        .u32(0) // max send length
-        .u32(0) // query interval
-        .u32(0) // max query time
-        .u8(0) // update capability
-        .zeros(3)
-        .u32(FIS_VERSION)
-        .u64(FIRMWARE_VERSION)
-        .u64(0) // updated version: none staged
-        .finish()
 }
 
 fn with_events(result: Result<Vec<Notification>, DimmError>, notifications: &mut Vec<Notification>) -> Vec<u8> {

@@ -37,6 +37,8 @@ pub enum EventKind {
     MediaErased { dimm: usize, bytes: u64 },
     /// ... or could not (the guest was answered with a hardware error).
     MediaEraseFailed { dimm: usize, error: String },
+    /// A DIMM's state sidecar could not be written after a change the guest made.
+    StateSaveFailed { dimm: usize, error: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -15,7 +15,7 @@ use crate::events::{DsmCallRecord, Notification};
 use crate::layout::{LayoutError, PlatformLayout};
 use crate::mailbox::{self, DsmRequest, MailboxMemory};
 use crate::spa_map::SpaMap;
-use crate::{dsm_intel, dsm_root, dsm_security};
+use crate::{dsm_firmware, dsm_intel, dsm_root, dsm_security};
 
 #[derive(Debug, Error)]
 pub enum PlatformError {
@@ -66,7 +66,11 @@ impl NvdimmPlatform {
         Self::ephemeral(config, layout).expect("the default platform on the example layout is valid")
     }
 
-    pub(crate) fn assemble(config: PlatformConfig, layout: PlatformLayout, dimms: Vec<Dimm>, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn assemble(config: PlatformConfig, layout: PlatformLayout, mut dimms: Vec<Dimm>, clock: Arc<dyn Clock>) -> Self {
+        let live = config.firmware_activation == crate::config::FirmwareActivation::Live;
+        for dimm in &mut dimms {
+            dimm.firmware_session.live_activation = live;
+        }
         NvdimmPlatform {
             map: SpaMap::new(&config, &layout),
             config,
@@ -104,7 +108,18 @@ impl NvdimmPlatform {
     /// handles get the answers the spec gives.
     pub fn call_dsm(&mut self, request: &DsmRequest) -> Vec<u8> {
         let (family, output) = if request.handle == 0 {
-            if request.uuid == ROOT_UUID {
+            if request.uuid == dsm_firmware::INTEL_BUS_UUID
+                && self.config.firmware_activation == crate::config::FirmwareActivation::Live
+            {
+                let (output, changed) =
+                    dsm_firmware::bus_call(&mut self.dimms, request.function, request.revision, &request.input);
+                for index in changed {
+                    if let Err(e) = self.dimms[index].save_state() {
+                        self.log.push(EventKind::StateSaveFailed { dimm: index, error: e.to_string() });
+                    }
+                }
+                ("intel-bus", output)
+            } else if request.uuid == ROOT_UUID {
                 let ctx = dsm_root::RootContext {
                     config: &self.config,
                     map: &self.map,
@@ -128,6 +143,14 @@ impl NvdimmPlatform {
                             self.log.push(EventKind::MediaEraseFailed { dimm: index, error: e.to_string() });
                             output = crate::dsm::status_only(crate::dsm::intel_status::HW_ERROR);
                         }
+                    }
+                    ("intel", output)
+                }
+                Some(index) if request.uuid == INTEL_UUID && is_firmware_call(&self.dimms[index], request) => {
+                    let dimm = &mut self.dimms[index];
+                    let (mut output, changed) = dsm_firmware::call(dimm, request.function, &request.input, now);
+                    if changed && dimm.save_state().is_err() {
+                        output = crate::dsm::status_only(crate::dsm::intel_status::HW_ERROR);
                     }
                     ("intel", output)
                 }
@@ -211,6 +234,13 @@ impl NvdimmPlatform {
 /// A security function (19-28) at the revision Linux calls it with, offered to this DIMM.
 fn is_security_call(dimm: &crate::dimm::Dimm, request: &DsmRequest) -> bool {
     dsm_security::SECURITY_FUNCTIONS.contains(&request.function)
+        && request.revision == dsm_intel::revision_for(request.function)
+        && dsm_intel::supported_functions(dimm, request.revision) & (1u64 << request.function) != 0
+}
+
+/// A firmware function (12-16, and 29-30 where offered) at revision 2, offered to this DIMM.
+fn is_firmware_call(dimm: &crate::dimm::Dimm, request: &DsmRequest) -> bool {
+    (dsm_firmware::is_update_function(request.function) || dsm_firmware::is_activation_function(request.function))
         && request.revision == dsm_intel::revision_for(request.function)
         && dsm_intel::supported_functions(dimm, request.revision) & (1u64 << request.function) != 0
 }

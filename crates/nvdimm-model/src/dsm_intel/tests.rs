@@ -58,7 +58,8 @@ fn function_zero_answers_both_revisions_like_linux_probes() {
     let rev2 = mask(&call(&mut p, 0, 2, &[]));
     assert_eq!(rev1, 1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 10);
     let security = (19..=28).fold(0u64, |m, f| m | 1 << f);
-    assert_eq!(rev2, 1 | 1 << 12 | 1 << 17 | 1 << 18 | security);
+    let firmware = (12..=16).fold(0u64, |m, f| m | 1 << f) | 1 << 29 | 1 << 30;
+    assert_eq!(rev2, 1 | 1 << 17 | 1 << 18 | security | firmware);
     // Linux's probe: function f is present iff function 0 at revision_for(f) has bit 0 and bit f.
     let probed: u64 = (1..=30u32)
         .filter(|&f| {
@@ -66,7 +67,7 @@ fn function_zero_answers_both_revisions_like_linux_probes() {
             m & 1 != 0 && m & (1 << f) != 0
         })
         .fold(0, |m, f| m | 1 << f);
-    assert_eq!(probed, 0x6147e | security, "nmemX/nfit/dsm_mask: 1-6, 10, 12, 17-28");
+    assert_eq!(probed, 0x6047e | security | firmware, "nmemX/nfit/dsm_mask: 1-6, 10, 12-30");
     assert_eq!(call(&mut p, 0, 3, &[]), vec![0], "unknown revision lists nothing");
 }
 
@@ -177,9 +178,9 @@ fn wrong_revision_and_unknown_functions_are_not_supported() {
         (8, 1),
         (9, 1),
         (11, 2),
-        (13, 2),
+        (13, 1),
         (19, 1),
-        (29, 2),
+        (29, 1),
         (31, 1),
         (64, 1),
         (u32::MAX, 2),
@@ -276,9 +277,9 @@ fn block_flags_latch_and_firmware_info() {
     assert_eq!(call(&mut p, 10, 1, &[1]), ST_OK.to_le_bytes());
     assert!(p.dimms()[0].state.latch_shutdown_status);
     let fw = call(&mut p, 12, 2, &[]);
-    assert_eq!(fw.len(), FIRMWARE_INFO_SIZE);
+    assert_eq!(fw.len(), crate::dsm_firmware::FIRMWARE_INFO_SIZE);
     assert_eq!(status(&fw), ST_OK);
-    assert_eq!(u64::from_le_bytes(fw[28..36].try_into().unwrap()), FIRMWARE_VERSION);
+    assert_eq!(u64::from_le_bytes(fw[28..36].try_into().unwrap()), crate::firmware::FACTORY_VERSION);
 }
 
 #[test]
