@@ -145,6 +145,7 @@ fn response_schemas_list_what_the_server_sends() {
     check("SmartThresholds", &health["thresholds"]);
     check("SmartInjection", &health["injection"]);
     check("SecurityResponse", &vm.get("/dimms/0/security").body);
+    check("FirmwareResponse", &vm.get("/dimms/0/firmware").body);
     check("ArsResponse", &vm.get("/ars").body);
     let events = vm.get("/events").body;
     check("EventsResponse", &events);
@@ -210,6 +211,12 @@ fn request_schemas_list_what_the_server_accepts() {
         overwrite_time_ms: Some(1),
     };
     assert_eq!(yaml.properties("SecurityUpdate"), keys!(security));
+    let firmware = FirmwareUpdate {
+        fail_next: Some(nvdimm_model::firmware::FirmwareFault::Busy),
+        cancel_fault: true,
+        verify_time_ms: Some(1),
+    };
+    assert_eq!(yaml.properties("FirmwareUpdate"), keys!(firmware));
     let exec = ExecRequest { command: "true".into(), timeout_secs: Some(1) };
     assert_eq!(yaml.properties("ExecRequest"), keys!(exec));
 }
@@ -237,6 +244,7 @@ fn event_types_match_the_event_log() {
         EventKind::PowerOff { reason: String::new() },
         EventKind::MediaErased { dimm: 0, bytes: 0 },
         EventKind::MediaEraseFailed { dimm: 0, error: String::new() },
+        EventKind::StateSaveFailed { dimm: 0, error: String::new() },
     ];
     // A new EventKind variant makes this match fail to compile, so the list above stays complete.
     for kind in &kinds {
@@ -250,7 +258,8 @@ fn event_types_match_the_event_log() {
             | EventKind::HealthChanged { .. }
             | EventKind::PowerOff { .. }
             | EventKind::MediaErased { .. }
-            | EventKind::MediaEraseFailed { .. } => {}
+            | EventKind::MediaEraseFailed { .. }
+            | EventKind::StateSaveFailed { .. } => {}
         }
     }
     let sent: BTreeSet<String> =

@@ -63,3 +63,4 @@ fn bad_security_requests_name_the_field_and_change_nothing() {
     assert!(vm.fails("GET", "/dimms/7/security", None, 404).contains("no nvdimm #7"));
     assert_eq!(vm.get("/dimms/0/security").body, before);
 }
+

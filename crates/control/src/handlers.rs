@@ -78,7 +78,7 @@ pub fn handle(backend: &dyn Backend, req: &Request<'_>) -> Reply {
 fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
     use Endpoint::*;
     let takes_body =
-        matches!(req.endpoint, AddPoison | ClearPoison | SetHealth | SetShutdownState | SetSecurity | SetArs | Exec);
+        matches!(req.endpoint, AddPoison | ClearPoison | SetHealth | SetShutdownState | SetSecurity | SetFirmware | SetArs | Exec);
     if !takes_body && !req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(bad_request("this endpoint takes no request body"));
     }
@@ -133,6 +133,19 @@ fn dispatch(backend: &dyn Backend, req: &Request<'_>) -> Outcome {
             let i = path_index(req, &p)?;
             let view = p.set_security(i, &change).map_err(security_failure)?;
             Ok(Reply::ok(crate::security::response(i, view)))
+        }
+        GetFirmware => {
+            let p = lock(backend)?;
+            let i = path_index(req, &p)?;
+            let view = p.firmware_view(i).map_err(|e| bad_request(e.to_string()))?;
+            Ok(Reply::ok(crate::firmware::response(i, view)))
+        }
+        SetFirmware => {
+            let change = crate::firmware::change(&parse(req.body)?)?;
+            let mut p = lock(backend)?;
+            let i = path_index(req, &p)?;
+            let view = p.set_firmware(i, &change).map_err(|e| bad_request(e.to_string()))?;
+            Ok(Reply::ok(crate::firmware::response(i, view)))
         }
         GetArs => Ok(Reply::ok(ars_response(&*lock(backend)?))),
         SetArs => {

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod client;
 pub mod exec_queue;
 pub mod exit_status;
+mod firmware;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod handlers;

@@ -7,6 +7,7 @@ use std::fmt;
 use nvdimm_model::config::parse_size;
 use nvdimm_model::health::{Alarms, HealthState, SmartHealth, SmartInjection, SmartThresholds, Temperature};
 use serde::de::{self, Visitor};
+use nvdimm_model::firmware::FirmwareFault;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::backend::{Capabilities, VmState};
@@ -235,6 +236,40 @@ pub struct SecurityResponse {
     pub failed_master_attempts: u8,
     pub overwrite_remaining_ms: u64,
     pub overwrite_time_ms: u64,
+}
+
+/// `PUT /dimms/{index}/firmware`: provoke an update or activation failure, or set the
+/// verify time. Absent fields stay as they are; at least one must be given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareUpdate {
+    /// bad_image (the next finish rejects the image), busy (the next start is refused)
+    /// or activation (the next live activation fails on this DIMM); taken once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_next: Option<FirmwareFault>,
+    /// Cancel a provoked failure not yet taken.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_fault: bool,
+    /// How long the DIMM verifies an image after finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_time_ms: Option<u64>,
+}
+
+/// `GET /dimms/{index}/firmware` and the answer to its `PUT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirmwareResponse {
+    pub dimm: usize,
+    pub running_version: u64,
+    pub staged_version: Option<u64>,
+    /// idle, receiving, verifying or done.
+    pub update: String,
+    pub received_bytes: u64,
+    pub armed: bool,
+    /// none, success, not_staged or error.
+    pub last_activation: String,
+    pub live_activation: bool,
+    pub verify_time_ms: u64,
+    pub pending_fault: Option<FirmwareFault>,
 }
 
 /// `PUT /ars`.

@@ -24,6 +24,7 @@ pub mod mailbox;
 pub mod nfit;
 pub mod persist;
 pub mod platform;
+pub mod platform_firmware;
 pub mod platform_health;
 pub mod platform_open;
 pub mod platform_poison;

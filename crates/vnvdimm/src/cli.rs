@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-use crate::{acpi_dump, ctl, demo, run as run_cmd, selftest, test_cmd};
+use crate::{acpi_dump, ctl, demo, firmware_image, run as run_cmd, selftest, test_cmd};
 
 pub use vnvdimm_control::exit_status::{
     FAILURE as EXIT_FAILURE, OK as EXIT_OK, START_HOST as EXIT_START_HOST, USAGE as EXIT_USAGE,
@@ -34,6 +34,8 @@ pub enum Command {
     Ctl(ctl::CtlArgs),
     /// Run the built-in scenarios (or your own --script) against a kernel: CI for dax and libnvdimm (docs/vnvdimm-test.md).
     Test(test_cmd::TestArgs),
+    /// Write a firmware image the emulated DIMMs accept, for `ndctl update-firmware` (docs/firmware-update.md).
+    FirmwareImage(firmware_image::FirmwareImageArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +100,7 @@ where
         Command::Selftest(args) => selftest::run(&args, out),
         Command::Ctl(args) => ctl::run(&args, out, err),
         Command::Test(args) => test_cmd::run(&args, out, err),
+        Command::FirmwareImage(args) => firmware_image::run(&args, out).map(|()| EXIT_OK),
     };
     match result {
         Ok(code) => code,

@@ -56,6 +56,9 @@ pub enum CtlCommand {
     /// DIMM security (passphrase, lock, freeze, overwrite time): get, set.
     #[command(subcommand)]
     Security(SecurityCommand),
+    /// DIMM firmware (versions, update progress; provoke failures): get, set.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
     /// Address Range Scrub speed: get, set.
     #[command(subcommand)]
     Ars(ArsCommand),
@@ -126,6 +129,38 @@ pub struct PoisonAddArgs {
     /// Also deliver a machine check (KVM only).
     #[arg(long, value_name = "KIND", default_value = "none", value_parser = ["none", "action-optional"])]
     pub machine_check: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirmwareCommand {
+    /// Running and staged versions, update progress, activation state.
+    Get { index: usize },
+    /// Provoke a failure or set the verify time (PUT /dimms/{index}/firmware).
+    Set(FirmwareSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FirmwareSetArgs {
+    pub index: usize,
+    /// bad-image, busy or activation: the DIMM fails once, at the next finish, start or live activation.
+    #[arg(long, value_parser = parse_firmware_fault, conflicts_with = "cancel_fault")]
+    pub fail_next: Option<nvdimm_model::firmware::FirmwareFault>,
+    /// Cancel a provoked failure not yet taken.
+    #[arg(long)]
+    pub cancel_fault: bool,
+    /// How long the DIMM verifies an image after finish, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub verify_time_ms: Option<u64>,
+}
+
+fn parse_firmware_fault(s: &str) -> Result<nvdimm_model::firmware::FirmwareFault, String> {
+    use nvdimm_model::firmware::FirmwareFault::*;
+    match s {
+        "bad-image" | "bad_image" => Ok(BadImage),
+        "busy" => Ok(Busy),
+        "activation" => Ok(Activation),
+        other => Err(format!("`{other}` is not one of bad-image, busy, activation")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +366,15 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
                 frozen: a.frozen,
                 reset_attempts: a.reset_attempts,
                 overwrite_time_ms: a.overwrite_time_ms,
+            },
+        ),
+        CtlCommand::Firmware(FirmwareCommand::Get { index }) => client.get(&format!("/dimms/{index}/firmware")),
+        CtlCommand::Firmware(FirmwareCommand::Set(a)) => client.put(
+            &format!("/dimms/{}/firmware", a.index),
+            &vnvdimm_control::types::FirmwareUpdate {
+                fail_next: a.fail_next,
+                cancel_fault: a.cancel_fault,
+                verify_time_ms: a.verify_time_ms,
             },
         ),
         CtlCommand::Ars(ArsCommand::Get) => client.get("/ars"),

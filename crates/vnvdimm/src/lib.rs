@@ -7,6 +7,7 @@ mod console_pipe;
 pub mod ctl;
 pub mod ctl_poison_batch;
 pub mod demo;
+pub mod firmware_image;
 pub mod guest_boot;
 pub mod kernel_check;
 pub mod modules;

@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// system-address range (line 4K by default); repeatable (docs/interleave-sets.md).
     #[arg(long = "interleave-set", value_name = "SPEC")]
     pub interleave_sets: Vec<String>,
+    /// live (ndctl activate-firmware works, and staged images also run at the next
+    /// boot) or next-boot (no activation functions).
+    #[arg(long, value_name = "MODE", default_value = "live")]
+    pub firmware_activation: String,
     /// cpu-cache or memory-controller.
     #[arg(long, value_name = "DOMAIN", default_value = "cpu-cache")]
     pub persistence_domain: String,
