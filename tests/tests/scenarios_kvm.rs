@@ -110,3 +110,9 @@ kvm_linux_test! {
         scenarios::s12_security_passphrase_lock_erase_overwrite_freeze(guest(Kvm));
     }
 }
+
+kvm_linux_test! {
+    fn s13_firmware_update_and_activation() {
+        scenarios::s13_firmware_update_and_activation(guest(Kvm));
+    }
+}

@@ -90,3 +90,8 @@ fn s11_interleave_2way_namespace_survives_restart() {
 fn s12_security_passphrase_lock_erase_overwrite_freeze() {
     scenarios::s12_security_passphrase_lock_erase_overwrite_freeze(guest(Tcg));
 }
+
+#[test]
+fn s13_firmware_update_and_activation() {
+    scenarios::s13_firmware_update_and_activation(guest(Tcg));
+}

@@ -32,6 +32,9 @@ pub use interleave::{s11_interleave_2way_namespace_survives_restart, s11_interle
 /// DIMM security (issue 11).
 pub mod security;
 pub use security::s12_security_passphrase_lock_erase_overwrite_freeze;
+/// Firmware update and activation (issue 11).
+pub mod firmware;
+pub use firmware::s13_firmware_update_and_activation;
 
 /// Which `--backend` a scenario boots with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -91,6 +91,11 @@ pub const SCENARIOS: &[Scenario] = &[
         summary: "ndctl's passphrase flow: the DIMM boots locked, unlocks with the loaded keys; crypto erase, overwrite, freeze",
         run: |g| catalog::s12_security_passphrase_lock_erase_overwrite_freeze(g),
     },
+    Scenario {
+        name: "s13_firmware_update_and_activation",
+        summary: "ndctl update-firmware in chunks, refusals the host provokes, live activate-firmware, a staged image after restart",
+        run: |g| catalog::s13_firmware_update_and_activation(g),
+    },
 ];
 
 /// The scenario called `name`.
