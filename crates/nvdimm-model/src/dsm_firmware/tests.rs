@@ -2,7 +2,7 @@
 //! them: info, start, send in chunks, finish, query; arm and the bus-level activate;
 //! the staged image running after a restart.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +14,19 @@ use crate::firmware::{build_image, status, FirmwareFault, FACTORY_VERSION};
 use crate::mailbox::DsmRequest;
 use crate::{NvdimmPlatform, PlatformConfig, PlatformLayout};
 
-fn open(path: &PathBuf, activation: FirmwareActivation, clock: Arc<ManualClock>) -> NvdimmPlatform {
-    let mut config = PlatformConfig::new(vec![DimmConfig::with_defaults(0, path.clone(), 16 * MIB)], PersistenceDomain::CpuCache).unwrap();
+fn open(path: &Path, activation: FirmwareActivation, clock: Arc<ManualClock>) -> NvdimmPlatform {
+    let mut config = PlatformConfig::new(vec![DimmConfig::with_defaults(0, path.to_path_buf(), 16 * MIB)], PersistenceDomain::CpuCache).unwrap();
     config.firmware_activation = activation;
     let layout = PlatformLayout::example(&config);
     NvdimmPlatform::open(config, layout, clock).unwrap()
+}
+
+/// A sparse 16 MiB backing file in a directory that lives as long as the guard.
+fn backing_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.img");
+    std::fs::File::create(&path).unwrap().set_len(16 * MIB).unwrap();
+    (dir, path)
 }
 
 fn dimm_call(p: &mut NvdimmPlatform, function: u32, input: &[u8]) -> Vec<u8> {
@@ -64,9 +72,7 @@ fn query(p: &mut NvdimmPlatform, context: u32) -> (u32, u64) {
 
 #[test]
 fn an_image_sent_in_chunks_is_staged_and_runs_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.img");
-    std::fs::File::create(&path).unwrap().set_len(16 * MIB).unwrap();
+    let (_dir, path) = backing_file();
     let clock = Arc::new(ManualClock::default());
     let mut p = open(&path, FirmwareActivation::NextBoot, clock.clone());
     let info = dimm_call(&mut p, FN_FIRMWARE_INFO, &[]);
@@ -86,9 +92,7 @@ fn an_image_sent_in_chunks_is_staged_and_runs_after_a_restart() {
 
 #[test]
 fn live_activation_arms_activates_and_reports_per_dimm() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.img");
-    std::fs::File::create(&path).unwrap().set_len(16 * MIB).unwrap();
+    let (_dir, path) = backing_file();
     let clock = Arc::new(ManualClock::default());
     let mut p = open(&path, FirmwareActivation::Live, clock.clone());
     assert_eq!(bus_call(&mut p, 0, &[]), crate::dsm::function_mask(0b111));
@@ -110,9 +114,7 @@ fn live_activation_arms_activates_and_reports_per_dimm() {
 
 #[test]
 fn host_provoked_failures_reach_the_guest() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.img");
-    std::fs::File::create(&path).unwrap().set_len(16 * MIB).unwrap();
+    let (_dir, path) = backing_file();
     let clock = Arc::new(ManualClock::default());
     let mut p = open(&path, FirmwareActivation::Live, clock.clone());
     p.dimm_mut(0).unwrap().firmware_session.fault = Some(FirmwareFault::BadImage);
@@ -131,9 +133,7 @@ fn host_provoked_failures_reach_the_guest() {
 
 #[test]
 fn next_boot_platforms_offer_no_activation_functions_and_lengths_are_strict() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.img");
-    std::fs::File::create(&path).unwrap().set_len(16 * MIB).unwrap();
+    let (_dir, path) = backing_file();
     let mut p = open(&path, FirmwareActivation::NextBoot, Arc::new(ManualClock::default()));
     assert_eq!(u32_at(&dimm_call(&mut p, FN_ACTIVATE_ARM, &[1]), 0), crate::dsm::intel_status::NOT_SUPPORTED);
     let unknown = p.call_dsm(&DsmRequest { handle: 0, uuid: INTEL_BUS_UUID, revision: 1, function: 0, input: vec![] });
