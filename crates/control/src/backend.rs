@@ -6,31 +6,66 @@
 //! Locking rule: the server never holds the platform lock while it calls another
 //! `Backend` method, so a backend may lock the platform inside any of them.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nvdimm_model::event_log::MachineCheckKind;
 use nvdimm_model::NvdimmPlatform;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 /// Why a backend could not do what the API asked. The server turns each kind into an
-/// HTTP status: `Unsupported` 501, `Conflict` 409, `Failed` 500.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
+/// HTTP status: `Unsupported` 501, `Conflict` 409, `Failed` and `FailedWith` 500.
+#[derive(Debug, Clone)]
 pub enum BackendError {
     /// This backend cannot do it at all (e.g. machine checks under QEMU TCG).
-    #[error("not supported by this backend: {0}")]
     Unsupported(String),
     /// Not possible in the VM's current state (e.g. the guest has already stopped).
-    #[error("{0}")]
     Conflict(String),
-    /// It should have worked but did not (an ioctl or I/O error).
-    #[error("{0}")]
+    /// It should have worked but did not, with nothing underneath to chain.
     Failed(String),
+    /// It should have worked but did not, because of `source` (an ioctl, I/O, QMP or
+    /// agent error), which stays reachable through `Error::source`. Shared so the
+    /// error stays cloneable, which is why Display and Error are written out below.
+    FailedWith { context: String, source: Arc<dyn std::error::Error + Send + Sync> },
     /// Stopped on purpose before it finished (a guest command whose client went away).
-    #[error("{0}")]
     Cancelled(String),
 }
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendError::Unsupported(m) => write!(f, "not supported by this backend: {m}"),
+            BackendError::Conflict(m) | BackendError::Failed(m) | BackendError::Cancelled(m) => f.write_str(m),
+            BackendError::FailedWith { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The cause itself, not the Arc around it, so callers can downcast it.
+            BackendError::FailedWith { source, .. } => Some(&**source as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
+}
+
+impl BackendError {
+    /// A failure caused by `source`, described by `context` (what was being done).
+    pub fn failed(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        BackendError::FailedWith { context: context.into(), source: Arc::new(source) }
+    }
+}
+
+/// Equal when of the same kind with the same message (a source compares by its text).
+impl PartialEq for BackendError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other) && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for BackendError {}
 
 /// Life cycle of the guest as the API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,5 +148,22 @@ pub trait Backend: Send + Sync {
     fn exec(&self, command: &str, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<ExecOutput, BackendError> {
         let _ = (command, timeout, cancelled);
         Err(BackendError::Unsupported("running guest commands: this backend has no guest agent channel".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_failure_keeps_its_cause_reachable_and_in_its_message() {
+        let cause = std::io::Error::new(std::io::ErrorKind::InvalidInput, "KVM_SET_USER_MEMORY_REGION: EINVAL");
+        let e = BackendError::failed("re-planning the NVDIMM memory slots failed", cause);
+        assert_eq!(e.to_string(), "re-planning the NVDIMM memory slots failed: KVM_SET_USER_MEMORY_REGION: EINVAL");
+        let source = e.source().expect("the cause is chained");
+        assert_eq!(source.downcast_ref::<std::io::Error>().map(|io| io.kind()), Some(std::io::ErrorKind::InvalidInput));
+        assert_eq!(e.clone(), e, "clones compare equal");
+        assert_ne!(e, BackendError::Failed(e.to_string()), "a different kind is a different error");
     }
 }

@@ -52,7 +52,7 @@ fn backend_failure(context: &str, e: BackendError) -> Reply {
     let status = match e {
         BackendError::Unsupported(_) => 501,
         BackendError::Conflict(_) => 409,
-        BackendError::Failed(_) => 500,
+        BackendError::Failed(_) | BackendError::FailedWith { .. } => 500,
         // Nobody reads it (the client is gone), but a proxy in between might.
         BackendError::Cancelled(_) => 499,
     };
@@ -332,7 +332,7 @@ fn resolve(
             let end = window.end();
             if length > end - spa {
                 return Err(bad_request(format!(
-                    "length: {spa:#x} + {length:#x} runs past the end of {} at {end:#x}",
+                    "length: {spa:#x} + {length:#x} runs past the end of the window of {} at {end:#x}",
                     window_name(window)
                 )));
             }
@@ -354,7 +354,7 @@ fn resolve(
 fn window_name(w: &SpaWindow) -> String {
     match w.set {
         Some(set) => format!("interleave set #{set} (nvdimms {:?})", w.members),
-        None => format!("nvdimm #{}'s window", w.members[0]),
+        None => format!("nvdimm #{}", w.members[0]),
     }
 }
 

@@ -40,7 +40,7 @@ fn dimms_after_a_crash(dir: &Path) -> vnvdimm_machine::Machine {
 }
 
 fn launch_failing(machine: vnvdimm_machine::Machine, api_socket: Option<&Path>, load: Result<(), String>) -> LaunchError {
-    let outcome = launch::run(machine, Box::new(std::io::sink()), api_socket, |_vm| load, |_backend| {
+    let outcome = launch::run(machine, Box::new(std::io::sink()), api_socket, |_vm| load, |_backend, _io| {
         panic!("the guest must not be started")
     });
     outcome.expect_err("the start should have failed")

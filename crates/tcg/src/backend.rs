@@ -78,7 +78,7 @@ impl Backend for TcgVm {
         }
         self.running()?;
         let line = srao_hmp_command(gpa);
-        let out = self.qmp.hmp(&line).map_err(|e| BackendError::Failed(format!("QEMU monitor `{line}`: {e}")))?;
+        let out = self.qmp.hmp(&line).map_err(|e| BackendError::failed(format!("QEMU monitor `{line}`"), e))?;
         // HMP reports refusals as text, not as a QMP error.
         if !out.trim().is_empty() {
             return Err(BackendError::Failed(format!("QEMU monitor `{line}`: {}", out.trim())));
@@ -109,7 +109,7 @@ impl Backend for TcgVm {
         }
         match self.qmp.execute("quit", None) {
             Ok(_) | Err(crate::qmp::QmpError::Closed) => Ok(()),
-            Err(e) => Err(BackendError::Failed(format!("QMP quit: {e}"))),
+            Err(e) => Err(BackendError::failed("QMP quit", e)),
         }
     }
 
@@ -134,12 +134,13 @@ impl TcgVm {
             (_, VmState::Stopped | VmState::ShuttingDown) => {
                 BackendError::Conflict(format!("the guest has stopped or is stopping: {e}"))
             }
-            (AgentError::NotReady(_), _) => BackendError::Failed(format!(
-                "{e} (the image's init starts the agent on ttyS2; a guest booted with vnv.agent=off, \
-                 another initramfs, or one that already powered off has none)"
-            )),
+            (AgentError::NotReady(_), _) => BackendError::failed(
+                "the guest agent did not answer (the image's init starts it on ttyS2; a guest booted with \
+                 vnv.agent=off, another initramfs, or one that already powered off has none)",
+                e,
+            ),
             (AgentError::Cancelled { .. }, _) => BackendError::Cancelled(e.to_string()),
-            _ => BackendError::Failed(e.to_string()),
+            _ => BackendError::failed("guest command", e),
         }
     }
 }

@@ -72,12 +72,13 @@ impl KvmBackend {
             return BackendError::Conflict(format!("the guest has stopped or is stopping: {e}"));
         }
         match e {
-            AgentError::NotReady(_) => BackendError::Failed(format!(
-                "{e} (the image's init starts the agent on ttyS2 (COM3, 0x3e8); a guest booted with \
-                 vnv.agent=off, another initramfs, or a bare-metal program has none)"
-            )),
+            AgentError::NotReady(_) => BackendError::failed(
+                "the guest agent did not answer (the image's init starts it on ttyS2 (COM3, 0x3e8); a guest \
+                 booted with vnv.agent=off, another initramfs, or a bare-metal program has none)",
+                e,
+            ),
             AgentError::Cancelled { .. } => BackendError::Cancelled(e.to_string()),
-            e => BackendError::Failed(e.to_string()),
+            e => BackendError::failed("guest command", e),
         }
     }
 }
@@ -112,7 +113,7 @@ impl Backend for KvmBackend {
 
     /// Posts the pending notifications and pulses the GED (`notifications`).
     fn raise_notifications(&self) -> Result<(), BackendError> {
-        self.notifications.deliver(&self.platform).map(|_| ()).map_err(|e| BackendError::Failed(e.to_string()))
+        self.notifications.deliver(&self.platform).map(|_| ()).map_err(|e| BackendError::failed("raising the ACPI notifications", e))
     }
 
     fn machine_check(&self, gpa: u64, kind: MachineCheckKind) -> Result<(), BackendError> {
@@ -137,7 +138,7 @@ impl Backend for KvmBackend {
         self.pmem
             .sync(&self.platform)
             .map(|_| ())
-            .map_err(|e| BackendError::Failed(format!("re-planning the NVDIMM memory slots failed: {e}")))
+            .map_err(|e| BackendError::failed("re-planning the NVDIMM memory slots failed", e))
     }
 
     fn flush_counts(&self) -> Vec<u64> {

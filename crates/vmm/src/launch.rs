@@ -72,7 +72,7 @@ pub fn run(
     console: Box<dyn Write + Send>,
     api_socket: Option<&Path>,
     load: impl FnOnce(&mut Vm) -> Result<(), String>,
-    running: impl FnOnce(Arc<KvmBackend>),
+    running: impl FnOnce(Arc<KvmBackend>, &crate::host_io::HostIo),
 ) -> Result<GuestOutcome, LaunchError> {
     // Opening is all-or-nothing on its own: every DIMM is locked and read before any
     // state file is written.
@@ -85,7 +85,7 @@ pub fn run(
         Ok(started) => started,
         Err(e) => return Err(undo_start(&platform, e)),
     };
-    running(backend.clone());
+    running(backend.clone(), &vm.host_io);
     let watch = writeback_watch::power_off_on_loss(&platform, move || {
         let _ = backend.power_off();
     });

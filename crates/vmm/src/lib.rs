@@ -7,6 +7,7 @@ pub mod arch;
 pub mod backend;
 pub mod devices;
 pub mod host_io;
+pub mod signal_source;
 pub mod kvm_check;
 pub mod launch;
 pub mod memory;

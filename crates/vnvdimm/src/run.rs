@@ -165,9 +165,11 @@ fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn 
                 vm.attach_console_input(source, escape).map_err(|e| e.to_string())?;
             }
             Ok(())
-        }, |backend| {
+        }, |backend, host_io| {
             use vnvdimm_control::Backend as _;
-            crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(backend.power_off()));
+            crate::stop_signals::forward_to(host_io, move || {
+                crate::stop_signals::already_stopping_is_fine(backend.power_off())
+            });
         })
     })
     .map_err(|e| Failure::other(format!("--backend kvm: cannot set up the console pipe: {e}")))?

@@ -112,8 +112,12 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
         },
         None => None,
     };
+    // The host I/O loop of this run: QEMU serves the guest's devices, so it carries only
+    // the stop signals (the KVM backend's loop carries them beside its devices).
+    let host_io = vnvdimm_vmm::host_io::HostIo::start()
+        .map_err(|e| undo_start(&prepared, Failure::start_host(format!("--backend tcg: {e}"))))?;
     let stopper = vm.clone();
-    crate::stop_signals::forward_to(move || crate::stop_signals::already_stopping_is_fine(stopper.power_off()));
+    crate::stop_signals::forward_to(&host_io, move || crate::stop_signals::already_stopping_is_fine(stopper.power_off()));
     if let (Some(keyboard), Some(qemu_stdin)) = (&input, vm.take_console_input()) {
         forward_keyboard(keyboard, qemu_stdin, vm.clone());
     }

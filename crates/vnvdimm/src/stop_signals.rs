@@ -4,12 +4,15 @@
 //!
 //! `main` blocks SIGINT, SIGTERM and SIGHUP before any thread exists (every thread
 //! inherits the mask; `std::process::Command` clears it again for QEMU). Once a VM runs,
-//! [`forward_to`] starts a thread that waits for them with `sigwait` and powers the VM
-//! off on the first; a second one ends the process at once, like the default action.
-//! Where the signals are not blocked (tests calling `cli::run` in-process) nothing is
-//! started and the signals keep their usual effect.
+//! [`forward_to`] adds a signalfd for them to the VM's host I/O loop
+//! (vnvdimm_vmm::signal_source): the first powers the VM off; a second one ends the
+//! process at once, like the default action. Where the signals are not blocked (tests
+//! calling `cli::run` in-process) nothing is added and the signals keep their usual effect.
 
 use std::io::Write;
+
+use vnvdimm_vmm::host_io::HostIo;
+use vnvdimm_vmm::signal_source::SignalSource;
 
 const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
@@ -63,36 +66,32 @@ fn name(sig: libc::c_int) -> &'static str {
     }
 }
 
-/// Runs `power_off` on the first stop signal (in its own thread); a second signal ends
-/// the process with status 128 + signal. Does nothing unless [`block_in_main`] ran in
-/// this thread's ancestry. Returns whether the forwarder runs.
-pub fn forward_to(power_off: impl Fn() -> Result<(), String> + Send + 'static) -> bool {
+/// Runs `power_off` on the first stop signal, in `io`'s loop; a second signal ends the
+/// process with status 128 + signal. Does nothing unless [`block_in_main`] ran in this
+/// thread's ancestry. Returns whether the signals are now watched.
+pub fn forward_to(io: &HostIo, power_off: impl Fn() -> Result<(), String> + Send + 'static) -> bool {
     if !blocked_here() {
         return false;
     }
-    std::thread::Builder::new()
-        .name("stop-signals".into())
-        .spawn(move || {
-            let set = stop_set();
-            let mut first = true;
-            loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: waits for one of the blocked signals in `set`.
-                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                    return;
-                }
-                let mut err = std::io::stderr();
-                if first {
-                    first = false;
-                    let _ = writeln!(err, "vnvdimm: {}: powering the guest off (again to stop at once)", name(sig));
-                    if let Err(e) = power_off() {
-                        let _ = writeln!(err, "vnvdimm: power-off after {}: {e}", name(sig));
-                    }
-                } else {
-                    let _ = writeln!(err, "vnvdimm: {} again: stopping now; the DIMMs are not closed cleanly", name(sig));
-                    std::process::exit(128 + sig);
-                }
+    let mut first = true;
+    let handler = move |sig: libc::c_int| {
+        let mut err = std::io::stderr();
+        if first {
+            first = false;
+            let _ = writeln!(err, "vnvdimm: {}: powering the guest off (again to stop at once)", name(sig));
+            if let Err(e) = power_off() {
+                let _ = writeln!(err, "vnvdimm: power-off after {}: {e}", name(sig));
             }
-        })
-        .is_ok()
+        } else {
+            let _ = writeln!(err, "vnvdimm: {} again: stopping now; the DIMMs are not closed cleanly", name(sig));
+            std::process::exit(128 + sig);
+        }
+    };
+    match SignalSource::new(&STOP_SIGNALS, handler) {
+        Ok(source) => io.add(Box::new(source)).is_ok(),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "vnvdimm: cannot watch stop signals ({e}); Ctrl-C ends the VMM without closing the DIMMs");
+            false
+        }
+    }
 }
