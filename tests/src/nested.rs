@@ -101,9 +101,10 @@ impl NestedHost {
         // L1 itself, not the guest or the VMM under test, can wedge (its own kernel's
         // soft-lockup watchdog fires: TCG emulating SVM starved on a loaded host) or
         // freeze (no heartbeat). And an L2 can crash with register state no real CPU
-        // produces (TCG's SVM emulation, seen a few times in hundreds of runs). Either
-        // gets one retry in a fresh L1, with the first attempt's whole story printed;
-        // a crash the VMM causes happens again and fails the test.
+        // produces (TCG's SVM emulation, seen a few times in hundreds of runs), or stop
+        // part-way through its boot (a 2-vCPU L2 once went silent 3 s in). Each gets one
+        // retry in a fresh L1, with the first attempt's whole story printed; a crash or
+        // a stall the VMM causes happens again and fails the test.
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -126,7 +127,7 @@ impl NestedHost {
             println!("(nested host: L1 ran {:.0} s)", run.elapsed.as_secs_f64());
             if rc != 0 && attempt == 1 && l2_crashed(&run.output) {
                 println!(
-                    "`{name}` failed because its L2 guest crashed (output above); retrying once in a fresh L1"
+                    "`{name}` failed because its L2 guest crashed or froze while booting (output above); retrying once in a fresh L1"
                 );
                 continue;
             }
@@ -354,9 +355,10 @@ fn stop_hung(child: &mut std::process::Child, monitor: &Path, output: &Path, sta
     )
 }
 
-/// Whether the test's failure report says its L2 guest crashed under it.
+/// Whether the test's failure report says its L2 guest crashed under it, or froze
+/// part-way through its boot (agent never up, console silent).
 fn l2_crashed(output: &str) -> bool {
-    output.contains(vnvdimm_scenarios::GUEST_CRASHED_MARK)
+    output.contains(vnvdimm_scenarios::GUEST_CRASHED_MARK) || output.contains(vnvdimm_scenarios::GUEST_FROZE_MARK)
 }
 
 /// How a wedged L1 is reported (and recognised for the one retry).
@@ -403,11 +405,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_reported_guest_crash_counts_as_one() {
+    fn only_a_reported_guest_crash_or_boot_freeze_counts_as_one() {
         let crashed = format!("L1| --- vnvdimm run: ended with exit 3, the guest crashed ({})", vnvdimm_scenarios::GUEST_CRASHED_MARK);
         assert!(l2_crashed(&crashed));
         assert!(!l2_crashed("L1| --- vnvdimm run: ended with exit 1"));
         assert!(!l2_crashed("L1| assertion failed: left == right"));
+        let froze = format!("POST /exec `nproc`: HTTP 500 {{...}} ({}: the agent never came up ...)", vnvdimm_scenarios::GUEST_FROZE_MARK);
+        assert!(l2_crashed(&froze));
     }
 
     #[test]

@@ -21,6 +21,10 @@ const MIB: u64 = 1 << 20;
 const ENDING_WAIT: Duration = Duration::from_secs(10);
 /// Printed in a failure report when the guest crashed under the test (exit 3).
 pub const GUEST_CRASHED_MARK: &str = "@@VNV-GUEST-CRASHED@@";
+/// Printed when the guest's agent never came up and its console had gone silent for
+/// [`FROZEN_AFTER`]: a boot that stopped part-way (the nested host gives it one retry).
+pub const GUEST_FROZE_MARK: &str = "@@VNV-GUEST-FROZE@@";
+const FROZEN_AFTER: Duration = Duration::from_secs(60);
 
 use crate::support::{FetchedKernel, SharedBuf};
 
@@ -281,6 +285,19 @@ impl Vm {
         }
     }
 
+    /// [`GUEST_FROZE_MARK`] with its evidence when `error` says the agent never came up
+    /// and the console has been silent for [`FROZEN_AFTER`]; empty otherwise.
+    fn froze(&self, error: &Value) -> String {
+        let never_up = error.to_string().contains("did not announce itself");
+        match self.console.silent_for() {
+            Some(silent) if never_up && silent >= FROZEN_AFTER => format!(
+                " ({GUEST_FROZE_MARK}: the agent never came up and the console has been silent for {} s)",
+                silent.as_secs()
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// Runs `cmd` in the guest through `POST /exec`; returns (status, output).
     fn exec(&mut self, cmd: &str) -> (i64, String) {
         let t = Instant::now();
@@ -288,13 +305,9 @@ impl Vm {
             .api
             .post("/exec", &json!({ "command": cmd, "timeout_secs": 90 }))
             .unwrap_or_else(|e| panic!("POST /exec `{cmd}`: {e}\n{}", self.context()));
-        assert!(
-            r.is_success(),
-            "POST /exec `{cmd}`: HTTP {} {}\n{}",
-            r.status,
-            r.body,
-            self.context()
-        );
+        if !r.is_success() {
+            panic!("POST /exec `{cmd}`: HTTP {} {}{}\n{}", r.status, r.body, self.froze(&r.body), self.context());
+        }
         let status = r.body["status"]
             .as_i64()
             .unwrap_or_else(|| panic!("no status in {}", r.body));

@@ -26,11 +26,15 @@ pub(crate) fn runner() -> RunVnvdimm {
 /// A `Write` a test can read while a command writes to it on another thread
 /// (e.g. `vnvdimm run`'s console output).
 #[derive(Clone, Default)]
-pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+pub struct SharedBuf(Arc<Mutex<(Vec<u8>, Option<std::time::Instant>)>>);
 
 impl Write for SharedBuf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock_unpoisoned().extend_from_slice(b);
+        let mut buf = self.0.lock_unpoisoned();
+        buf.0.extend_from_slice(b);
+        if !b.is_empty() {
+            buf.1 = Some(std::time::Instant::now());
+        }
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -41,7 +45,12 @@ impl Write for SharedBuf {
 impl SharedBuf {
     /// Everything written so far, lossily decoded.
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock_unpoisoned()).into_owned()
+        String::from_utf8_lossy(&self.0.lock_unpoisoned().0).into_owned()
+    }
+
+    /// How long ago the last byte arrived (None: nothing yet).
+    pub fn silent_for(&self) -> Option<std::time::Duration> {
+        self.0.lock_unpoisoned().1.map(|t| t.elapsed())
     }
 }
 
