@@ -231,16 +231,21 @@ impl NvdimmPlatform {
     }
 }
 
-/// A security function (19-28) at the revision Linux calls it with, offered to this DIMM.
-fn is_security_call(dimm: &crate::dimm::Dimm, request: &DsmRequest) -> bool {
-    dsm_security::SECURITY_FUNCTIONS.contains(&request.function)
+/// Whether `request` is an Intel-family call this DIMM offers (at the revision Linux
+/// uses for it) to a function `family` claims: the security and firmware functions are
+/// served outside dsm_intel because they need the clock or the whole platform.
+fn offered_in(family: impl Fn(u32) -> bool, dimm: &crate::dimm::Dimm, request: &DsmRequest) -> bool {
+    family(request.function)
         && request.revision == dsm_intel::revision_for(request.function)
         && dsm_intel::supported_functions(dimm, request.revision) & (1u64 << request.function) != 0
 }
 
-/// A firmware function (12-16, and 29-30 where offered) at revision 2, offered to this DIMM.
+/// A security function (19-28) offered to this DIMM.
+fn is_security_call(dimm: &crate::dimm::Dimm, request: &DsmRequest) -> bool {
+    offered_in(|f| dsm_security::SECURITY_FUNCTIONS.contains(&f), dimm, request)
+}
+
+/// A firmware function (12-16, and 29-30 where offered) offered to this DIMM.
 fn is_firmware_call(dimm: &crate::dimm::Dimm, request: &DsmRequest) -> bool {
-    (dsm_firmware::is_update_function(request.function) || dsm_firmware::is_activation_function(request.function))
-        && request.revision == dsm_intel::revision_for(request.function)
-        && dsm_intel::supported_functions(dimm, request.revision) & (1u64 << request.function) != 0
+    offered_in(|f| dsm_firmware::is_update_function(f) || dsm_firmware::is_activation_function(f), dimm, request)
 }
