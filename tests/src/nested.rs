@@ -202,7 +202,7 @@ impl NestedHost {
                 sampled = Instant::now();
                 let stuck = cpu_states(&monitor).and_then(|cpus| fault_loop.sample(&cpus));
                 if let Some((cpu, rip)) = stuck {
-                    return Err(stop_hung(&mut child, &monitor, &output, started, &format!(
+                    return Err(stop_hung(&mut child, L1Files { monitor: &monitor, output: &output, console: &console }, started, &format!(
                         "its vCPU {cpu} keeps faulting on fetching the instruction at {rip:#x} (never halted, the same faulting address sample after sample: TCG emulating SVM; last heartbeat {})",
                         watch.last_beat().unwrap_or("none"),
                     )));
@@ -226,7 +226,7 @@ impl NestedHost {
                         ));
                     }
                     L1Health::Frozen { silent_for, last_beat } => {
-                        return Err(stop_hung(&mut child, &monitor, &output, started, &format!(
+                        return Err(stop_hung(&mut child, L1Files { monitor: &monitor, output: &output, console: &console }, started, &format!(
                             "frozen, no heartbeat for {:.0} s (last: {})",
                             silent_for.as_secs_f64(),
                             last_beat.as_deref().unwrap_or("none since boot"),
@@ -336,23 +336,37 @@ impl NestedRun {
     }
 
     pub fn console_tail(&self, lines: usize) -> String {
-        let all: Vec<&str> = self.console.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        last_lines(&self.console, lines)
     }
 }
 
+/// The files through which one L1 is watched.
+struct L1Files<'a> {
+    monitor: &'a Path,
+    output: &'a Path,
+    console: &'a Path,
+}
+
 /// Stops a hung L1 after asking QEMU's monitor where its vCPUs are; the report (it
-/// starts with [`L1_HUNG`], so the test gets its one retry) says `why`.
-fn stop_hung(child: &mut std::process::Child, monitor: &Path, output: &Path, started: Instant, why: &str) -> String {
-    let snapshot = monitor_snapshot(monitor);
+/// starts with [`L1_HUNG`], so the test gets its one retry) says `why`, and ends with
+/// L1's console, where its kernel says what it saw (an oops, a lockup) if it could.
+fn stop_hung(child: &mut std::process::Child, files: L1Files, started: Instant, why: &str) -> String {
+    let snapshot = monitor_snapshot(files.monitor);
     let _ = child.kill();
     let _ = child.wait();
-    let output = std::fs::read(output).unwrap_or_default();
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
     format!(
-        "{L1_HUNG} after {:.0} s: {why}; the test's output so far:\n{}\n--- QEMU monitor:\n{snapshot}",
+        "{L1_HUNG} after {:.0} s: {why}; the test's output so far:\n{}\n--- QEMU monitor:\n{snapshot}\n--- L1 console (last 30 lines):\n{}",
         started.elapsed().as_secs_f64(),
-        String::from_utf8_lossy(&output),
+        read(files.output),
+        last_lines(&read(files.console), 30),
     )
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(n)..].join("\n")
 }
 
 /// Whether the test's failure report says its L2 guest crashed under it, or froze

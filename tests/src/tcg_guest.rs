@@ -18,6 +18,8 @@ pub const PRODUCT_CMDLINE: &str = "console=ttyS0 reboot=acpi panic=-1 vnv.agent=
 
 pub struct TcgGuest {
     pub vm: TcgVm,
+    /// The device model the guest runs on; closed cleanly by [`TcgGuest::stop`].
+    pub platform: Arc<Mutex<NvdimmPlatform>>,
     pub console_log: PathBuf,
     /// Every command so far with its status, time and output, for failure messages.
     pub log: Vec<String>,
@@ -43,14 +45,14 @@ impl TcgGuest {
             cpus: 1,
             memory_bytes,
             layout,
-            platform,
+            platform: platform.clone(),
             work_dir: work.to_path_buf(),
             console: SerialTarget::File(console_log.clone()),
             console_input: false,
             agent_socket: Some(work.join("agent.sock")),
         };
         let started = Instant::now();
-        Ok(TcgGuest { vm: TcgVm::start(&spec)?, console_log, log: Vec::new(), started })
+        Ok(TcgGuest { vm: TcgVm::start(&spec)?, platform, console_log, log: Vec::new(), started })
     }
 
     /// Runs `command` in the guest (the first call waits for the agent: the boot).
@@ -80,9 +82,14 @@ impl TcgGuest {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Powers the guest off through the API's path and waits for QEMU to end.
+    /// Powers the guest off through the API's path, waits for QEMU to end and closes
+    /// the DIMMs cleanly, as the end of `vnvdimm run` does.
     pub fn stop(self) -> GuestOutcome {
         let _ = self.vm.power_off();
-        self.vm.wait(Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("stopping the guest: {e}"))
+        let outcome = self.vm.wait(Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("stopping the guest: {e}"));
+        nvdimm_model::sync::LockUnpoisoned::lock_unpoisoned(&*self.platform)
+            .close_clean_all()
+            .unwrap_or_else(|e| panic!("stopping the guest ({outcome}): {e}"));
+        outcome
     }
 }

@@ -7,6 +7,8 @@
 //!   thread within [`limits::ServerLimits`]; [`http`] reads requests with size caps and deadlines.
 //! - [`client::ApiClient`]: a blocking client (used by `vnvdimm ctl`).
 //! - [`routes::ROUTES`]: the paths and methods answered.
+//! - [`lifecycle::run`]: one run of a guest (start, API, watch, run, close), the same
+//!   steps on every backend.
 //! - `fake::FakeBackend` (feature `fake`): a backend for tests.
 
 pub mod backend;
@@ -18,6 +20,7 @@ mod firmware;
 pub mod fake;
 pub mod handlers;
 pub mod http;
+pub mod lifecycle;
 pub mod limits;
 pub mod outcome;
 pub mod routes;

@@ -27,6 +27,13 @@ pub enum PlatformOpenError {
     Undo { failures: String },
 }
 
+/// Closing cleanly failed for one DIMM or more (each named); the others were closed.
+#[derive(Debug, Error)]
+#[error("closing the DIMMs cleanly failed: {failures}")]
+pub struct PlatformCloseError {
+    pub failures: String,
+}
+
 impl NvdimmPlatform {
     /// Opens every DIMM with [`Dimm::open`]: backing file sizes are checked without
     /// reading them, sidecars are loaded, and an unclean previous run is counted.
@@ -76,6 +83,24 @@ impl NvdimmPlatform {
         match failures.is_empty() {
             true => Ok(()),
             false => Err(PlatformOpenError::Undo { failures: failures.join("; ") }),
+        }
+    }
+}
+
+impl NvdimmPlatform {
+    /// Records a clean stop on every DIMM ([`Dimm::close_clean`]) once the guest has
+    /// stopped and its memory is unmapped. Every DIMM is closed even when one fails, so
+    /// a healthy one is not left marked running; the failures are named together.
+    pub fn close_clean_all(&mut self) -> Result<(), PlatformCloseError> {
+        let failures: Vec<String> = (0..self.dimms().len())
+            .filter_map(|index| {
+                let dimm = self.dimm_mut(index)?;
+                dimm.close_clean().err().map(|e| format!("nvdimm #{index}: {e}"))
+            })
+            .collect();
+        match failures.is_empty() {
+            true => Ok(()),
+            false => Err(PlatformCloseError { failures: failures.join("; ") }),
         }
     }
 }
@@ -217,6 +242,27 @@ mod tests {
         assert_eq!(after, before);
         let p = open(platform_config(dir.path(), files.clone())).unwrap();
         assert_eq!(p.dimms()[0].state.health.unsafe_shutdown_count, 1);
+    }
+
+    #[test]
+    fn close_clean_all_counts_no_unsafe_shutdown_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [dir.path().join("a.img"), dir.path().join("b.img")];
+        for f in &files {
+            std::fs::File::create(f).unwrap().set_len(16 << 20).unwrap();
+        }
+        let mut p = open(platform_config(dir.path(), files.clone())).unwrap();
+        p.close_clean_all().unwrap();
+        drop(p);
+        let p = open(platform_config(dir.path(), files.clone())).unwrap();
+        for dimm in p.dimms() {
+            assert_eq!(dimm.state.health.unsafe_shutdown_count, 0);
+        }
+        drop(p); // not closed: a crash, counted by the next start on every DIMM
+        let p = open(platform_config(dir.path(), files.clone())).unwrap();
+        for dimm in p.dimms() {
+            assert_eq!(dimm.state.health.unsafe_shutdown_count, 1);
+        }
     }
 
     #[test]

@@ -19,11 +19,14 @@ const STOP_WAIT: Duration = Duration::from_secs(180);
 const MIB: u64 = 1 << 20;
 /// How long a failure report waits for a `vnvdimm run` that may be ending.
 const ENDING_WAIT: Duration = Duration::from_secs(10);
-/// Printed in a failure report when the guest crashed under the test (exit 3).
+/// Printed in a failure report when the guest crashed under the test (exit 3, or a
+/// kernel panic on its console).
 pub const GUEST_CRASHED_MARK: &str = "@@VNV-GUEST-CRASHED@@";
 /// Printed when the guest's agent never came up and its console had gone silent for
 /// [`FROZEN_AFTER`]: a boot that stopped part-way (the nested host gives it one retry).
 pub const GUEST_FROZE_MARK: &str = "@@VNV-GUEST-FROZE@@";
+/// What a panicking Linux kernel prints on its console.
+const KERNEL_PANIC_LINE: &str = "Kernel panic - not syncing";
 const FROZEN_AFTER: Duration = Duration::from_secs(60);
 
 use crate::support::{FetchedKernel, SharedBuf};
@@ -276,10 +279,16 @@ impl Vm {
                 Err(h) => self.handle = Some(h),
             }
         }
+        // A kernel that panics before the pvpanic module is loaded resets the machine
+        // instead of reporting the crash: its console is the only witness.
+        let panicked = self.console.text().contains(KERNEL_PANIC_LINE);
         match self.ended {
             None => "still running".to_string(),
             Some(code) if code == vnvdimm_control::exit_status::GUEST_CRASHED => {
                 format!("ended with exit {code}, the guest crashed ({GUEST_CRASHED_MARK})")
+            }
+            Some(code) if panicked => {
+                format!("ended with exit {code} after the guest kernel panicked (console: \"{KERNEL_PANIC_LINE}\"), the guest crashed ({GUEST_CRASHED_MARK})")
             }
             Some(code) => format!("ended with exit {code}"),
         }

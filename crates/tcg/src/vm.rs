@@ -39,8 +39,6 @@ pub enum VmError {
     #[error("QEMU ended before it was ready ({status}); its messages:\n{messages}")]
     QemuEnded { status: String, messages: String },
     /// Every DIMM was tried; `failures` lists the ones that could not be closed.
-    #[error("{exit} ({qemu}); then closing the DIMMs cleanly failed: {failures}")]
-    Close { exit: GuestOutcome, qemu: String, failures: String },
     #[error("connecting to the guest agent's serial port: {0}")]
     Agent(vnvdimm_agent::AgentError),
 }
@@ -247,8 +245,9 @@ impl TcgVm {
         self.poller.lock().ok().and_then(|p| p.as_ref().map(|p| p.kicks())).unwrap_or(0)
     }
 
-    /// Waits until QEMU exits (or `timeout`, then kills it), stops the poller, closes
-    /// every DIMM cleanly and says how the guest ended.
+    /// Waits until QEMU exits (or `timeout`, then kills it), stops the poller and says
+    /// how the guest ended. The DIMMs stay open: the run's lifecycle closes them
+    /// (`vnvdimm_control::lifecycle`), once nothing can change them any more.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<GuestOutcome, VmError> {
         let status = self.wait_for_qemu(timeout)?;
         let qemu = match &status {
@@ -270,21 +269,6 @@ impl TcgVm {
             (Some(s), None) if s.success() => GuestOutcome::HostStopped("QEMU exited without a shutdown event".into()),
             (Some(s), None) => GuestOutcome::BackendFailed(format!("{s}; its messages:\n{}", read_lossy(&self.stderr_log))),
         };
-        // The VMM survived, so everything the guest stored is in the backing files'
-        // page cache: a clean shutdown from the DIMMs' point of view. Every DIMM is
-        // closed even when one fails, so a healthy one is not left marked running.
-        let mut failures = Vec::new();
-        let mut platform = self.platform.lock_unpoisoned();
-        for i in 0..platform.dimms().len() {
-            if let Some(d) = platform.dimm_mut(i) {
-                if let Err(e) = d.close_clean() {
-                    failures.push(format!("nvdimm #{i}: {e}"));
-                }
-            }
-        }
-        if !failures.is_empty() {
-            return Err(VmError::Close { exit, qemu, failures: failures.join("; ") });
-        }
         Ok(exit)
     }
 

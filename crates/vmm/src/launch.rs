@@ -1,11 +1,7 @@
-//! One whole KVM run as `vnvdimm run --backend kvm` makes it: open the DIMMs, build the
-//! VM, let a loader place the guest (Linux: `linux_boot`), serve the control API while
-//! the vCPU runs, and close the DIMMs cleanly when the guest stopped.
-//!
-//! A start that fails after the DIMMs were opened puts their state files back as they
-//! were (no `running` marker, no shutdown counted: issue 10, point 6), and while the guest
-//! runs, a watch asks the backing files for failed write-back, so guest stores that the
-//! host cannot keep end the run with the file named instead of being lost (point 7).
+//! One whole KVM run as `vnvdimm run --backend kvm` makes it: open the DIMMs, then the
+//! steps every backend shares (`vnvdimm_control::lifecycle`): build the VM and let a
+//! loader place the guest (Linux: `linux_boot`), serve the control API, run the vCPUs
+//! until the guest stops, close the DIMMs cleanly.
 
 use nvdimm_model::sync::LockUnpoisoned;
 use std::io::Write;
@@ -14,9 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use nvdimm_model::clock::SystemClock;
 use nvdimm_model::platform_open::PlatformOpenError;
-use nvdimm_model::{writeback_watch, NvdimmPlatform};
+use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
-use vnvdimm_control::{ApiServer, ApiServerHandle, Backend as _};
+use vnvdimm_control::lifecycle::{self, LifecycleError, StartedGuest};
+use vnvdimm_control::Backend;
 use vnvdimm_machine::Machine;
 
 use crate::backend::KvmBackend;
@@ -27,19 +24,19 @@ use crate::vm::{Vm, VmError};
 pub enum LaunchError {
     #[error(transparent)]
     Open(#[from] PlatformOpenError),
+    #[error(transparent)]
+    Steps(#[from] LifecycleError<KvmStepError>),
+}
+
+/// What can fail in the KVM backend's own steps of a run.
+#[derive(Debug, Error)]
+pub enum KvmStepError {
     #[error("{0}")]
     Vm(VmError),
     #[error("loading the guest: {0}")]
     Load(String),
-    #[error(transparent)]
-    Api(vnvdimm_control::ApiError),
     #[error("{error}{diagnosis}")]
     Run { error: VmError, diagnosis: String },
-    #[error("the guest stopped ({outcome}), but closing the DIMMs cleanly failed: {message}")]
-    Close { outcome: GuestOutcome, message: String },
-    /// A start failed and putting the DIMMs' state back failed too.
-    #[error("{start}; {undo}")]
-    Undo { start: Box<LaunchError>, undo: PlatformOpenError },
 }
 
 /// Which part of the user's request a [`LaunchError`] is about, for the exit status.
@@ -58,15 +55,32 @@ impl LaunchError {
     pub fn kind(&self) -> FailureKind {
         match self {
             LaunchError::Open(e) if e.is_usage() => FailureKind::Usage,
-            LaunchError::Open(_) | LaunchError::Vm(_) => FailureKind::StartHost,
-            LaunchError::Load(_) | LaunchError::Api(_) => FailureKind::Usage,
-            LaunchError::Run { .. } | LaunchError::Close { .. } => FailureKind::Run,
-            LaunchError::Undo { start, .. } => start.kind(),
+            LaunchError::Open(_) => FailureKind::StartHost,
+            LaunchError::Steps(LifecycleError::Api(_)) => FailureKind::Usage,
+            LaunchError::Steps(LifecycleError::Close { .. }) => FailureKind::Run,
+            LaunchError::Steps(steps) => match steps.backend_error() {
+                Some(KvmStepError::Vm(_)) => FailureKind::StartHost,
+                Some(KvmStepError::Load(_)) => FailureKind::Usage,
+                Some(KvmStepError::Run { .. }) | None => FailureKind::Run,
+            },
         }
     }
 }
 
-/// Runs `machine` until the guest stops; `load` sets up guest memory and vCPU 0.
+/// The VM once built and loaded, with the backend the API and the stop paths use.
+struct StartedVm {
+    vm: Vm,
+    backend: Arc<KvmBackend>,
+}
+
+impl StartedGuest for StartedVm {
+    fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
+    }
+}
+
+/// Runs `machine` until the guest stops; `load` sets up guest memory and vCPU 0;
+/// `running` sees the backend and the VM's host I/O loop once the guest can be served.
 pub fn run(
     machine: Machine,
     console: Box<dyn Write + Send>,
@@ -81,66 +95,33 @@ pub fn run(
         machine.memory_map.layout.clone(),
         Arc::new(SystemClock::new()),
     )?));
-    let (mut vm, backend, api) = match start(machine, &platform, console, api_socket, load) {
-        Ok(started) => started,
-        Err(e) => return Err(undo_start(&platform, e)),
-    };
-    running(backend.clone(), &vm.host_io);
-    let watch = writeback_watch::power_off_on_loss(&platform, move || {
-        let _ = backend.power_off();
-    });
-    let outcome = crate::vcpu::run_loop::run(&mut vm, None);
-    // A guest command still waiting on the agent sees the line close (409, not a timeout).
-    vm.agent.hang_up();
-    // Before closing: a check racing the final one could take the error away from it.
-    drop(watch);
-    drop(api);
-    let mut platform = platform.lock_unpoisoned();
-    let outcome = outcome.map_err(|error| LaunchError::Run { diagnosis: diagnose_run_failure(&error, &platform), error })?;
-    // The VMM survived, so every guest store is in the backing files' page cache: a
-    // clean shutdown from the DIMMs' point of view, unless write-back failed. Every DIMM
-    // is closed even when one fails.
-    let failures: Vec<String> = (0..platform.dimms().len())
-        .filter_map(|index| {
-            let dimm = platform.dimm_mut(index)?;
-            dimm.close_clean().err().map(|e| format!("DIMM {index}: {e}"))
-        })
-        .collect();
-    match failures.is_empty() {
-        true => Ok(outcome),
-        false => Err(LaunchError::Close { outcome, message: failures.join("; ") }),
-    }
+    let outcome = lifecycle::run(
+        &platform,
+        api_socket,
+        || {
+            let mut vm = Vm::with_shared_platform(machine, platform.clone(), console).map_err(KvmStepError::Vm)?;
+            load(&mut vm).map_err(KvmStepError::Load)?;
+            // A Linux guest starts its other vCPUs with INIT/SIPI through the in-kernel APIC.
+            vm.run_aps = true;
+            let backend = Arc::new(KvmBackend::new(&vm));
+            Ok(StartedVm { vm, backend })
+        },
+        |started| {
+            running(started.backend.clone(), &started.vm.host_io);
+            Ok(())
+        },
+        |StartedVm { mut vm, .. }| {
+            let outcome = crate::vcpu::run_loop::run(&mut vm, None);
+            // A guest command still waiting on the agent sees the line close (409, not a timeout).
+            vm.agent.hang_up();
+            outcome.map_err(|error| KvmStepError::Run {
+                diagnosis: diagnose_run_failure(&error, &platform.lock_unpoisoned()),
+                error,
+            })
+        },
+    )?;
+    Ok(outcome)
 }
-
-/// Everything between opening the DIMMs and running the guest.
-fn start(
-    machine: Machine,
-    platform: &Arc<Mutex<NvdimmPlatform>>,
-    console: Box<dyn Write + Send>,
-    api_socket: Option<&Path>,
-    load: impl FnOnce(&mut Vm) -> Result<(), String>,
-) -> Result<(Vm, Arc<KvmBackend>, Option<ApiServerHandle>), LaunchError> {
-    let mut vm = Vm::with_shared_platform(machine, platform.clone(), console).map_err(LaunchError::Vm)?;
-    load(&mut vm).map_err(LaunchError::Load)?;
-    // A Linux guest starts its other vCPUs with INIT/SIPI through the in-kernel APIC.
-    vm.run_aps = true;
-    // One backend for the API and for the caller (e.g. power-off on a stop signal).
-    let backend = Arc::new(KvmBackend::new(&vm));
-    let api = match api_socket {
-        Some(path) => Some(ApiServer::start(path, backend.clone()).map_err(LaunchError::Api)?),
-        None => None,
-    };
-    Ok((vm, backend, api))
-}
-
-fn undo_start(platform: &Arc<Mutex<NvdimmPlatform>>, start: LaunchError) -> LaunchError {
-    let mut platform = platform.lock_unpoisoned();
-    match platform.undo_open() {
-        Ok(()) => start,
-        Err(undo) => LaunchError::Undo { start: Box::new(start), undo },
-    }
-}
-
 
 /// KVM_RUN fails with EFAULT when the host cannot give the guest a page of a backing
 /// file (a sparse file on a full file system: the page cannot be allocated). KVM does

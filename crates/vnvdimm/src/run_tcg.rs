@@ -4,7 +4,6 @@
 //! imposes (RAM below 3 GiB, DIMM windows within 40 address bits) is checked here, still
 //! before QEMU starts.
 
-use nvdimm_model::sync::LockUnpoisoned;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use nvdimm_model::clock::SystemClock;
 use nvdimm_model::config::{parse_size, MIB};
 use nvdimm_model::NvdimmPlatform;
-use vnvdimm_control::{ApiServer, Backend};
+use thiserror::Error;
+use vnvdimm_control::lifecycle::{self, LifecycleError, StartedGuest};
+use vnvdimm_control::Backend;
+use vnvdimm_vmm::host_io::{HostIo, HostIoError};
 use vnvdimm_tcg::qemu::{QemuCommand, SerialTarget};
 use vnvdimm_tcg::{TcgLayout, TcgLayoutOptions, TcgVm, TcgVmSpec};
 
@@ -80,78 +82,100 @@ pub fn prepare(args: &RunArgs, err: &mut dyn Write) -> Result<Prepared, Failure>
     Ok(Prepared { spec, api_socket: args.api_socket.clone(), work })
 }
 
-/// A start that failed after the DIMMs were opened leaves them as they were: no
-/// `running` marker, no shutdown counted (issue 10, point 6).
-fn undo_start(prepared: &Prepared, failure: Failure) -> Failure {
-    let mut platform = prepared.spec.platform.lock_unpoisoned();
-    match platform.undo_open() {
-        Ok(()) => failure,
-        Err(e) => Failure { message: format!("{}; {e}", failure.message), ..failure },
+/// What can fail in the TCG backend's own steps of a run.
+#[derive(Debug, Error)]
+enum TcgStepError {
+    #[error("{0}")]
+    Qemu(#[from] vnvdimm_tcg::vm::VmError),
+    #[error("{0}")]
+    HostIo(#[from] HostIoError),
+}
+
+/// QEMU running the guest: the backend the API and the stop paths use.
+struct StartedQemu(Arc<TcgVm>);
+
+impl StartedGuest for StartedQemu {
+    fn backend(&self) -> Arc<dyn Backend> {
+        self.0.clone()
+    }
+}
+
+/// The exit status and message of a run that failed, by the step that failed.
+fn failure(e: LifecycleError<TcgStepError>) -> Failure {
+    let message = format!("--backend tcg: {e}");
+    match e {
+        LifecycleError::Api(_) => Failure::usage(message),
+        e if matches!(e.backend_error(), Some(TcgStepError::HostIo(_))) => Failure::start_host(message),
+        _ => Failure::other(message),
     }
 }
 
 /// Runs the guest to its end; returns the exit status (docs/tcg-backend.md).
 pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
-    let mut prepared = prepare(args, err)?;
+    let Prepared { mut spec, api_socket, work: _work } = prepare(args, err)?;
     let mut input = crate::console_input::ConsoleInput::from_stdin();
-    prepared.spec.console_input = input.is_some();
-    let vm = match TcgVm::start(&prepared.spec) {
-        Ok(vm) => Arc::new(vm),
-        Err(e) => return Err(undo_start(&prepared, Failure::other(format!("--backend tcg: {e}")))),
-    };
-    if std::env::var_os("VNVDIMM_DEBUG").is_some() {
-        let _ = writeln!(err, "vnvdimm: {}", vm.command_line());
-    }
-    let _api = match &prepared.api_socket {
-        Some(path) => match ApiServer::start(path, vm.clone() as Arc<dyn Backend>) {
-            Ok(api) => Some(api),
-            Err(e) => {
-                drop(vm); // kills QEMU
-                return Err(undo_start(&prepared, Failure::usage(e.to_string())));
+    spec.console_input = input.is_some();
+    let platform = spec.platform.clone();
+    let debug = std::env::var_os("VNVDIMM_DEBUG").is_some();
+    let mut qemu_ended = None;
+    let outcome = lifecycle::run(
+        &platform,
+        api_socket.as_deref(),
+        || {
+            let vm = Arc::new(TcgVm::start(&spec)?);
+            if debug {
+                let _ = writeln!(err, "vnvdimm: {}", vm.command_line());
             }
+            Ok(StartedQemu(vm))
         },
-        None => None,
-    };
-    // The host I/O loop of this run: QEMU serves the guest's devices, so it carries only
-    // the stop signals (the KVM backend's loop carries them beside its devices).
-    let host_io = vnvdimm_vmm::host_io::HostIo::start()
-        .map_err(|e| undo_start(&prepared, Failure::start_host(format!("--backend tcg: {e}"))))?;
-    let stopper = vm.clone();
-    crate::stop_signals::forward_to(&host_io, move || crate::stop_signals::already_stopping_is_fine(stopper.power_off()));
-    if let (Some(keyboard), Some(qemu_stdin)) = (&input, vm.take_console_input()) {
-        forward_keyboard(keyboard, qemu_stdin, vm.clone());
-    }
-    let stopper = vm.clone();
-    let watch = nvdimm_model::writeback_watch::power_off_on_loss(&prepared.spec.platform, move || {
-        let _ = stopper.power_off();
-    });
-    if let Some(mut console) = vm.take_console() {
-        let mut buf = [0u8; 4096];
-        loop {
-            match console.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    // A closed stdout must not stop the guest: keep draining the pipe.
-                    let _ = out.write_all(&buf[..n]);
-                    let _ = out.flush();
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+        |StartedQemu(vm)| {
+            // The host I/O loop of this run: QEMU serves the guest's devices, so it
+            // carries only the stop signals (the KVM backend's loop carries them beside
+            // its devices).
+            let host_io = HostIo::start()?;
+            let stopper = vm.clone();
+            crate::stop_signals::forward_to(&host_io, move || {
+                crate::stop_signals::already_stopping_is_fine(stopper.power_off())
+            });
+            if let (Some(keyboard), Some(qemu_stdin)) = (&input, vm.take_console_input()) {
+                forward_keyboard(keyboard, qemu_stdin, vm.clone());
             }
-        }
-    }
-    // QEMU has ended; the final check is close_clean's own (a watch check racing it
-    // could take the error away from it).
-    drop(watch);
-    let exit = vm.wait(None).map_err(|e| Failure::other(format!("--backend tcg: {e}")))?;
-    // Always say how QEMU itself ended: a guest power-off and a QEMU killed by a signal
-    // after it can look alike otherwise.
-    let qemu = vm.qemu_ended().unwrap_or_default();
+            Ok(host_io)
+        },
+        |StartedQemu(vm)| {
+            if let Some(console) = vm.take_console() {
+                copy_console(console, out);
+            }
+            let exit = vm.wait(None)?;
+            // Always said: a guest power-off and a QEMU killed by a signal after it can
+            // look alike otherwise.
+            qemu_ended = vm.qemu_ended();
+            Ok(exit)
+        },
+    )
+    .map_err(failure)?;
     if let Some(input) = &mut input {
         input.restore();
     }
-    let _ = writeln!(err, "vnvdimm: {exit} ({qemu})");
-    Ok(exit.exit_status())
+    let _ = writeln!(err, "vnvdimm: {outcome} ({})", qemu_ended.unwrap_or_default());
+    Ok(outcome.exit_status())
+}
+
+/// Copies QEMU's console output to `out` until QEMU closes it.
+fn copy_console(mut console: impl Read, out: &mut dyn Write) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match console.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                // A closed stdout must not stop the guest: keep draining the pipe.
+                let _ = out.write_all(&buf[..n]);
+                let _ = out.flush();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// Copies the console's input into QEMU's stdin (its console chardev), with the same
