@@ -20,7 +20,7 @@ fn a_guest_line_crosses_com3_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let machine = harness::sparse_machine(dir.path(), 1, DIMM_SIZE).unwrap();
     let mut vm = harness::boot(machine, firmware::AGENT_UART, Box::new(std::io::sink())).unwrap();
-    let host = vm.agent.take_host_end().expect("the agent line's host end");
+    let host = vm.agent().take_host_end().expect("the agent line's host end");
     host.set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     // 100 bytes and a newline: the guest has to drain the FIFO once for the rest to fit.
@@ -54,7 +54,7 @@ fn exec_after_the_guest_stopped_is_a_conflict() {
     let mut vm = harness::boot(machine, firmware::EXIT0, Box::new(std::io::sink())).unwrap();
     let backend = KvmBackend::new(&vm);
     assert!(
-        vm.agent.take_host_end().is_none(),
+        vm.agent().take_host_end().is_none(),
         "the backend holds the agent line"
     );
     let result = harness::run(&mut vm, None).unwrap();

@@ -40,10 +40,10 @@ fn start() -> Guest {
     let spa = machine.memory_map.layout.dimms.iter().map(|d| d.spa_base).collect();
     let backing = machine.platform.dimms.iter().map(|d| d.path.clone()).collect();
     let mut vm = harness::boot(machine, firmware::IDLE, Box::new(std::io::sink())).unwrap();
-    let commands = harness::attach_commands(&mut vm).unwrap();
+    let commands = vm.commands.clone();
     let socket = dir.path().join("api.sock");
     let api = harness::serve_api(&vm, &socket).unwrap();
-    let (report, pmem) = (vm.report.clone(), vm.pmem.clone());
+    let (report, pmem) = (vm.report.clone(), vm.pmem().clone());
     let vcpu = std::thread::spawn(move || harness::run(&mut vm, None).unwrap());
     let client = ApiClient::new(&socket);
     let guest = Guest { socket, client, commands, report, pmem, spa, backing, vcpu: Some(vcpu), _api: api, _dir: dir };

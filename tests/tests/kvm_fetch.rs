@@ -55,7 +55,7 @@ fn the_first_touch_of_a_window_piece_may_be_an_instruction_fetch() {
     drop(file);
 
     let mut vm = harness::boot(machine, &trampoline(spa + CODE_OFFSET), Box::new(std::io::sink())).unwrap();
-    let pmem = vm.pmem.clone();
+    let pmem = vm.pmem().clone();
     assert_eq!(pmem.slot_count(), 0, "no window slot before the guest touches one");
     assert!(pmem.is_unregistered(spa + CODE_OFFSET));
     let result = harness::run(&mut vm, None).unwrap();
@@ -73,15 +73,15 @@ fn a_fetch_from_a_poisoned_window_page_is_an_action_required_machine_check() {
     let machine = harness::sparse_machine(dir.path(), 1, DIMM_SIZE).unwrap();
     let spa = machine.memory_map.layout.dimms[0].spa_base;
     let mut vm = harness::boot(machine, &trampoline(spa + CODE_OFFSET), Box::new(std::io::sink())).unwrap();
-    vm.platform.lock().unwrap().add_poison(0, CODE_OFFSET, 4096).unwrap();
-    vm.pmem.sync(&vm.platform).unwrap();
-    let pmem = vm.pmem.clone();
+    vm.platform().lock().unwrap().add_poison(0, CODE_OFFSET, 4096).unwrap();
+    vm.pmem().sync(&vm.platform()).unwrap();
+    let pmem = vm.pmem().clone();
     assert!(pmem.is_hole(spa + CODE_OFFSET));
     let result = harness::run(&mut vm, None).unwrap();
 
     assert!(result.report.is_empty(), "nothing ran from the poisoned page: {:x?}", result.report);
     let checks: Vec<_> = vm
-        .platform
+        .platform()
         .lock()
         .unwrap()
         .events_since(0)

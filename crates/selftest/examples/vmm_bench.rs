@@ -62,14 +62,14 @@ fn main() {
         host_kernel / 1024
     );
     let pieces = 64u64;
-    let spa: Vec<u64> = vm.machine.memory_map.layout.dimms.iter().map(|d| d.spa_base).collect();
+    let spa: Vec<u64> = vm.machine().memory_map.layout.dimms.iter().map(|d| d.spa_base).collect();
     let available = kib("/proc/meminfo", "MemAvailable:");
     let mut times = Vec::new();
     for i in 0..pieces {
         // Spread over the four windows and over each window's 1 TiB.
         let gpa = spa[(i % 4) as usize] + (i / 4) * (61 << 30);
         let t = Instant::now();
-        vm.pmem.activate(gpa).unwrap().expect("a piece not registered yet");
+        vm.pmem().activate(gpa).unwrap().expect("a piece not registered yet");
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
@@ -80,7 +80,7 @@ fn main() {
         times[0],
         times[times.len() - 1],
         taken / pieces as f64,
-        vm.pmem.slot_count()
+        vm.pmem().slot_count()
     );
     drop(vm);
     let resident: usize = paths.iter().map(|p| resident_pages(p, 1 << 30)).sum();
@@ -101,7 +101,7 @@ fn flush_rounds() {
     for round in 0..ROUNDS {
         let machine = harness::sparse_machine(dir.path(), 1, 64 << 20).unwrap();
         let mut vm = harness::boot(machine, firmware::BENCH, Box::new(std::io::sink())).unwrap();
-        let tsc_khz = vm.vcpus[0].get_tsc_khz().unwrap_or(0) as f64;
+        let tsc_khz = vm.vcpus()[0].get_tsc_khz().unwrap_or(0) as f64;
         let run = harness::run(&mut vm, None).unwrap();
         assert_eq!(run.report.len(), 9, "bench.S reports N and four tick counts: {:?} ({})", run.report, run.outcome);
         let n = run.report[0];
@@ -169,8 +169,8 @@ impl std::fmt::Display for FlushRow {
 /// into the same page of DIMM 0 the guest dirties (bench.S DIRTY_OFFSET).
 fn host_flushes(vm: &vnvdimm_vmm::vm::Vm, n: u32) -> (f64, f64) {
     const DIRTY_OFFSET: u64 = 0x1000;
-    let window = &vm.memory.pmem[0];
-    let mut hint = FlushHint::new(0, vm.memory.clone(), vm.platform.clone(), vm.stats.flushes.clone());
+    let window = &vm.memory().pmem[0];
+    let mut hint = FlushHint::new(0, vm.memory().clone(), vm.platform().clone(), vm.stats().flushes.clone());
     let (mut plain, mut handler) = (0.0, 0.0);
     for i in 0..n {
         window.region.get_slice(DIRTY_OFFSET as usize, 8).unwrap().copy_from(&u64::from(i).to_le_bytes());

@@ -35,15 +35,15 @@ pub enum BareMetalError {
 /// What the identity map covers: the low 4 GiB, RAM above it, and the start of each window.
 fn mapped_ranges(vm: &Vm) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = vec![(0, 4 << 30)];
-    ranges.extend(vm.machine.memory_map.ram_blocks.iter().copied());
-    ranges.extend(vm.memory.pmem.iter().map(|w| (w.gpa, w.size().min(page_tables::WINDOW_MAP_LIMIT))));
+    ranges.extend(vm.machine().memory_map.ram_blocks.iter().copied());
+    ranges.extend(vm.memory().pmem.iter().map(|w| (w.gpa, w.size().min(page_tables::WINDOW_MAP_LIMIT))));
     ranges
 }
 
 /// Copies `program` to `LOAD_ADDR` and points vCPU 0 at its first byte in long mode.
 /// `rsi` is passed through (bare-metal programs take no arguments; tests may use it).
 pub fn load(vm: &mut Vm, program: &[u8]) -> Result<(), BareMetalError> {
-    vm.memory
+    vm.memory()
         .write_ram(LOAD_ADDR, program)
         .map_err(|source| BareMetalError::TooLarge {
             len: program.len(),
@@ -54,9 +54,9 @@ pub fn load(vm: &mut Vm, program: &[u8]) -> Result<(), BareMetalError> {
         &mapped_ranges(vm),
         PAGE_TABLES_END - PAGE_TABLES_ADDR,
     )?;
-    vm.memory.write_ram(PAGE_TABLES_ADDR, &tables)?;
-    vm.memory.write_ram(GDT_ADDR, &long_mode::gdt_bytes(GDT_ADDR))?;
-    let vcpu = &vm.vcpus[0];
+    vm.memory().write_ram(PAGE_TABLES_ADDR, &tables)?;
+    vm.memory().write_ram(GDT_ADDR, &long_mode::gdt_bytes(GDT_ADDR))?;
+    let vcpu = &vm.vcpus()[0];
     let sregs = vcpu.get_sregs().map_err(ioctl("KVM_GET_SREGS"))?;
     vcpu.set_sregs(&long_mode::sregs(sregs, PAGE_TABLES_ADDR, GDT_ADDR))
         .map_err(ioctl("KVM_SET_SREGS"))?;

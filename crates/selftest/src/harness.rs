@@ -21,7 +21,7 @@ use crate::command_port::{CommandPort, GuestCommands, CMD_PORT, CMD_PORT_LEN};
 use crate::debug_port::{DebugPorts, Report, DEBUG_PORTS_LEN, REPORT_PORT};
 use vnvdimm_vmm::outcome::GuestOutcome;
 use vnvdimm_vmm::vcpu::run_loop::{self, PmemFaultHandler};
-use vnvdimm_vmm::vm::{Vm, VmError};
+use vnvdimm_vmm::vm::{Vm, VmBuilder, VmError};
 
 #[derive(Debug, Error)]
 pub enum HarnessError {
@@ -65,6 +65,8 @@ pub struct BareMetalVm {
     pub vm: Vm,
     /// Words the program reported on the debug port, in order.
     pub report: Report,
+    /// The command port firmware/idle.S polls.
+    pub commands: Arc<GuestCommands>,
 }
 
 impl std::ops::Deref for BareMetalVm {
@@ -82,22 +84,37 @@ impl std::ops::DerefMut for BareMetalVm {
 
 /// Opens the platform (file-backed DIMM state) and builds the VM with `program` loaded.
 pub fn boot(machine: Machine, program: &[u8], console: Box<dyn Write + Send>) -> Result<BareMetalVm, HarnessError> {
+    boot_with(machine, program, console, |builder| builder)
+}
+
+/// As [`boot`], with `configure` adding to the VM's recipe (e.g. running vCPUs 1..).
+pub fn boot_with(
+    machine: Machine,
+    program: &[u8],
+    console: Box<dyn Write + Send>,
+    configure: impl FnOnce(VmBuilder) -> VmBuilder,
+) -> Result<BareMetalVm, HarnessError> {
     let platform =
         NvdimmPlatform::open(machine.platform.clone(), machine.memory_map.layout.clone(), Arc::new(SystemClock::new()))?;
-    let mut vm = Vm::new(machine, platform, console)?;
-    // The debug ports let a program end the run with any exit code it likes: test
-    // machinery for bare-metal programs, never on a Linux guest's bus (`Vm::new`).
+    // The debug ports let a program end the run with any exit code it likes, and the
+    // command port feeds firmware/idle.S: test machinery for bare-metal programs, never
+    // on a Linux guest's bus (`vnvdimm_vmm::launch`).
     let report = Report::default();
-    vm.io_bus.insert(
-        u64::from(REPORT_PORT),
-        DEBUG_PORTS_LEN,
-        Arc::new(std::sync::Mutex::new(DebugPorts::new(report.clone()))),
-    )?;
-    // The bare-metal programs read machine checks where QEMU reports them on any host
-    // (bank 9, Intel's layout); the vendor layouts are for what Linux expects.
-    vm.mca_vendor = vnvdimm_vmm::arch::x86_64::mce::McaVendor::Intel;
+    let commands = GuestCommands::new();
+    let builder = VmBuilder::new(machine, Arc::new(std::sync::Mutex::new(platform)))
+        .console(console)
+        .io_device(
+            u64::from(REPORT_PORT),
+            DEBUG_PORTS_LEN,
+            Arc::new(std::sync::Mutex::new(DebugPorts::new(report.clone()))),
+        )
+        .io_device(u64::from(CMD_PORT), CMD_PORT_LEN, Arc::new(std::sync::Mutex::new(CommandPort(commands.clone()))))
+        // The bare-metal programs read machine checks where QEMU reports them on any
+        // host (bank 9, Intel's layout); the vendor layouts are for what Linux expects.
+        .mca_vendor(vnvdimm_vmm::arch::x86_64::mce::McaVendor::Intel);
+    let mut vm = configure(builder).build()?;
     bare_metal::load(&mut vm, program)?;
-    Ok(BareMetalVm { vm, report })
+    Ok(BareMetalVm { vm, report, commands })
 }
 
 /// What a bare-metal run produced.
@@ -120,14 +137,6 @@ impl RunResult {
 /// `run`; the API then works while the guest runs (and answers 409 after it stopped).
 pub fn serve_api(vm: &Vm, socket: &Path) -> Result<ApiServerHandle, HarnessError> {
     Ok(ApiServer::start(socket, Arc::new(KvmBackend::new(vm)))?)
-}
-
-/// Puts the command port firmware/idle.S polls on the IO bus.
-pub fn attach_commands(vm: &mut Vm) -> Result<Arc<GuestCommands>, HarnessError> {
-    let commands = GuestCommands::new();
-    let port = Arc::new(std::sync::Mutex::new(CommandPort(commands.clone())));
-    vm.io_bus.insert(u64::from(CMD_PORT), CMD_PORT_LEN, port)?;
-    Ok(commands)
 }
 
 pub fn run(vm: &mut BareMetalVm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<RunResult, HarnessError> {
@@ -154,12 +163,12 @@ mod tests {
         .unwrap();
         // What `vnvdimm run` builds for a Linux guest: a guest must not be able to end the
         // VMM with an exit code of its choosing (e.g. 2, "bad options").
-        let product = Vm::new(machine.clone(), platform, Box::new(std::io::sink())).unwrap();
-        assert_eq!(product.io_bus.write(u64::from(EXIT_PORT), &[2]), Action::Continue);
+        let product = VmBuilder::new(machine.clone(), Arc::new(std::sync::Mutex::new(platform))).build().unwrap();
+        assert_eq!(product.io_bus().write(u64::from(EXIT_PORT), &[2]), Action::Continue);
         drop(product);
         let bare_metal = boot(machine, &[0xf4], Box::new(std::io::sink())).unwrap();
         assert_eq!(
-            bare_metal.io_bus.write(u64::from(EXIT_PORT), &[2]),
+            bare_metal.io_bus().write(u64::from(EXIT_PORT), &[2]),
             Action::Stop(GuestOutcome::DebugExit(2))
         );
     }

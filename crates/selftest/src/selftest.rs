@@ -134,7 +134,7 @@ pub fn check_dsm(vm: &mut Vm, run: &RunResult, _machine: &Machine) -> Result<Str
     }
     want("Intel F1 SMART status", 9, 0)?;
     want("Intel F1 output length", 10, 4 + 128)?;
-    let platform = vm.platform.lock_unpoisoned();
+    let platform = vm.platform().lock_unpoisoned();
     if platform.dimms()[0].read_labels(0, 16) != Some(&firmware::LABEL_PATTERN[..]) {
         return Err("the label area of DIMM 0 does not hold what the guest wrote with F6".into());
     }
@@ -176,12 +176,12 @@ pub fn check_pattern(_vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result
 
 pub fn check_flush(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<String, String> {
     expect("reported flush hint", run.u64_at(0), machine.memory_map.layout.dimms[0].flush_hints[0])?;
-    let counts = vm.stats.flushes.all();
+    let counts = vm.stats().flushes.all();
     if counts != [1, 0] {
         return Err(format!("flush counts per DIMM {counts:?}, want [1, 0]"));
     }
     let logged = vm
-        .platform
+        .platform()
         .lock_unpoisoned()
         .events_since(0)
         .iter()
@@ -203,11 +203,11 @@ pub fn check_flush(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<St
 /// Host-side injection, as `POST /poison` does: DIMM 0's page at `POISON_OFFSET` is
 /// recorded in the device model and taken out of the memslots before the guest starts.
 fn poison_page(vm: &Vm) -> Result<(), HarnessError> {
-    vm.platform
+    vm.platform()
         .lock_unpoisoned()
         .add_poison(0, firmware::POISON_OFFSET, 8)
         .map_err(|e| HarnessError::Backing { path: "DIMM 0 poison".into(), source: std::io::Error::other(e.to_string()) })?;
-    vm.pmem.sync(&vm.platform).map_err(|e| HarnessError::Vm(e.into()))?;
+    vm.pmem().sync(&vm.platform()).map_err(|e| HarnessError::Vm(e.into()))?;
     Ok(())
 }
 
@@ -219,7 +219,7 @@ pub fn check_poison(vm: &mut Vm, run: &RunResult, machine: &Machine) -> Result<S
     expect("MC9_ADDR in the guest's #MC handler", run.u64_at(2), gpa)?;
     expect("MC9_STATUS in the guest's #MC handler", run.u64_at(4), vnvdimm_vmm::arch::x86_64::mce::SRAR_STATUS)?;
     expect("MCG_STATUS in the guest's #MC handler", run.u64_at(6), vnvdimm_vmm::arch::x86_64::mce::SRAR_MCG_STATUS)?;
-    let logged = vm.platform.lock_unpoisoned().events_since(0).iter().any(|e| {
+    let logged = vm.platform().lock_unpoisoned().events_since(0).iter().any(|e| {
         e.kind
             == EventKind::MachineCheck {
                 gpa,

@@ -18,7 +18,7 @@ use vnvdimm_machine::Machine;
 
 use crate::backend::KvmBackend;
 use crate::outcome::GuestOutcome;
-use crate::vm::{Vm, VmError};
+use crate::vm::{Vm, VmBuilder, VmError};
 
 #[derive(Debug, Error)]
 pub enum LaunchError {
@@ -99,10 +99,13 @@ pub fn run(
         &platform,
         api_socket,
         || {
-            let mut vm = Vm::with_shared_platform(machine, platform.clone(), console).map_err(KvmStepError::Vm)?;
-            load(&mut vm).map_err(KvmStepError::Load)?;
             // A Linux guest starts its other vCPUs with INIT/SIPI through the in-kernel APIC.
-            vm.run_aps = true;
+            let mut vm = VmBuilder::new(machine, platform.clone())
+                .console(console)
+                .run_aps(true)
+                .build()
+                .map_err(KvmStepError::Vm)?;
+            load(&mut vm).map_err(KvmStepError::Load)?;
             let backend = Arc::new(KvmBackend::new(&vm));
             Ok(StartedVm { vm, backend })
         },

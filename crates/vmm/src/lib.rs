@@ -18,4 +18,4 @@ pub mod vcpu;
 pub mod vm;
 
 pub use outcome::GuestOutcome;
-pub use vm::{Vm, VmError, VmStats};
+pub use vm::{Vm, VmBuilder, VmError, VmStats};

@@ -104,56 +104,113 @@ pub struct VmStats {
 }
 
 pub struct Vm {
-    pub kvm: Kvm,
+    pub(crate) kvm: Kvm,
     /// Shared with `pmem` (memslot changes from the control API's thread).
-    pub vm_fd: Arc<VmFd>,
-    pub vcpus: Vec<VcpuFd>,
-    pub machine: Machine,
-    pub memory: Arc<GuestMemory>,
-    pub platform: Arc<Mutex<NvdimmPlatform>>,
-    pub io_bus: Bus,
-    pub mmio_bus: Bus,
-    /// RAM memslots; the NVDIMM windows' slots are `pmem`'s.
-    pub slots: Vec<SlotInfo>,
+    pub(crate) vm_fd: Arc<VmFd>,
+    pub(crate) vcpus: Vec<VcpuFd>,
+    pub(crate) machine: Machine,
+    pub(crate) memory: Arc<GuestMemory>,
+    pub(crate) platform: Arc<Mutex<NvdimmPlatform>>,
+    pub(crate) io_bus: Bus,
+    pub(crate) mmio_bus: Bus,
     /// The NVDIMM windows' memslots, with poisoned pages left out.
-    pub pmem: Arc<PmemSlots>,
-    pub stats: VmStats,
+    pub(crate) pmem: Arc<PmemSlots>,
+    pub(crate) stats: VmStats,
     /// Generic Event Device at `GED_MMIO_BASE` (ACPI notifications).
-    pub ged: Arc<Ged>,
+    pub(crate) ged: Arc<Ged>,
     /// Requests from other threads to the vCPU thread.
-    pub control: Arc<VcpuControl>,
+    pub(crate) control: Arc<VcpuControl>,
     /// The guest's MCG_CAP, or why KVM cannot give the guest machine checks.
-    pub mce: Result<u64, String>,
+    pub(crate) mce: Result<u64, String>,
     /// How machine checks are laid out for the guest CPU's vendor.
-    pub mca_vendor: mce::McaVendor,
+    pub(crate) mca_vendor: mce::McaVendor,
     /// Ok when the in-kernel interrupt controller exists, or why KVM refused it.
-    pub irqchip: Result<(), String>,
+    pub(crate) irqchip: Result<(), String>,
     /// Run vCPUs 1.. in threads of their own (Linux boots; needs `irqchip`). Off for
     /// bare-metal programs, which run on vCPU 0 alone.
-    pub run_aps: bool,
+    pub(crate) run_aps: bool,
     /// COM3 (ttyS2), the guest agent's line; `KvmBackend` takes its host end.
-    pub agent: Arc<AgentPort>,
+    pub(crate) agent: Arc<AgentPort>,
     /// COM1 (ttyS0), the console; [`Vm::attach_console_input`] feeds it.
-    pub console_uart: Arc<Mutex<BufferedUart>>,
+    pub(crate) console_uart: Arc<Mutex<BufferedUart>>,
     /// Serves the host side of COM1 and COM3. Declared after `agent`: it stops after
     /// the agent line was hung up.
-    pub host_io: HostIo,
+    pub(crate) host_io: HostIo,
+}
+
+/// How a [`Vm`] is made: the machine and its device model, then what differs between
+/// runs (the console, a Linux guest's other vCPUs, test machinery on the I/O bus); the
+/// VM's parts are then fixed, and read through its accessors.
+pub struct VmBuilder {
+    machine: Machine,
+    platform: Arc<Mutex<NvdimmPlatform>>,
+    console: Box<dyn Write + Send>,
+    run_aps: bool,
+    mca_vendor: Option<mce::McaVendor>,
+    io_devices: Vec<(u64, u64, SharedDevice)>,
+}
+
+impl VmBuilder {
+    /// `platform` is shared with the caller, who keeps it when the VM cannot be built
+    /// (to put the DIMMs' state back: a start that failed).
+    pub fn new(machine: Machine, platform: Arc<Mutex<NvdimmPlatform>>) -> VmBuilder {
+        VmBuilder {
+            machine,
+            platform,
+            console: Box::new(std::io::sink()),
+            run_aps: false,
+            mca_vendor: None,
+            io_devices: Vec::new(),
+        }
+    }
+
+    /// Where COM1 and COM2 (the console and the image's step results) write; nowhere
+    /// by default.
+    pub fn console(mut self, console: Box<dyn Write + Send>) -> VmBuilder {
+        self.console = console;
+        self
+    }
+
+    /// Runs vCPUs 1.. in threads of their own, started by the guest with INIT/SIPI
+    /// (a Linux guest; needs the in-kernel irqchip). Bare-metal programs run on vCPU 0
+    /// alone, the default.
+    pub fn run_aps(mut self, run_aps: bool) -> VmBuilder {
+        self.run_aps = run_aps;
+        self
+    }
+
+    /// Lays machine checks out for `vendor` instead of the host CPU's (the bare-metal
+    /// programs read them where QEMU reports them on any host).
+    pub fn mca_vendor(mut self, vendor: mce::McaVendor) -> VmBuilder {
+        self.mca_vendor = Some(vendor);
+        self
+    }
+
+    /// A device beyond the machine's own on the I/O bus at `base..base+len`: test
+    /// machinery (the selftest's debug and command ports), never on a Linux guest's bus.
+    pub fn io_device(mut self, base: u64, len: u64, device: SharedDevice) -> VmBuilder {
+        self.io_devices.push((base, len, device));
+        self
+    }
+
+    /// Sets the whole machine up; the vCPUs are created but their registers are left
+    /// for a loader (`bare_metal` or `linux_boot`) to set.
+    pub fn build(self) -> Result<Vm, VmError> {
+        let VmBuilder { machine, platform, console, run_aps, mca_vendor, io_devices } = self;
+        let mut vm = Vm::assemble(machine, platform, console)?;
+        vm.run_aps = run_aps;
+        if let Some(vendor) = mca_vendor {
+            vm.mca_vendor = vendor;
+        }
+        for (base, len, device) in io_devices {
+            vm.io_bus.insert(base, len, device)?;
+        }
+        Ok(vm)
+    }
 }
 
 impl Vm {
-    /// Sets the whole machine up; the vCPUs are created but their registers are left
-    /// for a loader (`bare_metal` or `linux_boot`) to set.
-    pub fn new(
-        machine: Machine,
-        platform: NvdimmPlatform,
-        console: Box<dyn Write + Send>,
-    ) -> Result<Self, VmError> {
-        Self::with_shared_platform(machine, Arc::new(Mutex::new(platform)), console)
-    }
-
-    /// As [`Vm::new`], with the platform shared with the caller, who keeps it when the
-    /// VM cannot be built (to put the DIMMs' state back: a start that failed).
-    pub fn with_shared_platform(
+    fn assemble(
         machine: Machine,
         platform: Arc<Mutex<NvdimmPlatform>>,
         console: Box<dyn Write + Send>,
@@ -271,7 +328,6 @@ impl Vm {
             platform,
             io_bus,
             mmio_bus,
-            slots,
             pmem,
             stats,
             ged,
@@ -284,6 +340,59 @@ impl Vm {
             console_uart,
             host_io,
         })
+    }
+
+    pub fn kvm(&self) -> &Kvm {
+        &self.kvm
+    }
+
+    pub fn vm_fd(&self) -> &Arc<VmFd> {
+        &self.vm_fd
+    }
+
+    pub fn vcpus(&self) -> &[VcpuFd] {
+        &self.vcpus
+    }
+
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    pub fn memory(&self) -> &Arc<GuestMemory> {
+        &self.memory
+    }
+
+    pub fn platform(&self) -> &Arc<Mutex<NvdimmPlatform>> {
+        &self.platform
+    }
+
+    /// The I/O port bus (tests write to it as a guest's `out` would).
+    pub fn io_bus(&self) -> &Bus {
+        &self.io_bus
+    }
+
+    /// The NVDIMM windows' memslots, with poisoned pages left out.
+    pub fn pmem(&self) -> &Arc<PmemSlots> {
+        &self.pmem
+    }
+
+    pub fn stats(&self) -> &VmStats {
+        &self.stats
+    }
+
+    /// The Generic Event Device (ACPI notifications).
+    pub fn ged(&self) -> &Arc<Ged> {
+        &self.ged
+    }
+
+    /// Ok when the in-kernel interrupt controller exists, or why KVM refused it.
+    pub fn irqchip(&self) -> &Result<(), String> {
+        &self.irqchip
+    }
+
+    /// COM3 (ttyS2), the guest agent's line.
+    pub fn agent(&self) -> &Arc<AgentPort> {
+        &self.agent
     }
 
     /// Makes `input` the console's keyboard: its bytes go to COM1 (ttyS0). With

@@ -1,6 +1,6 @@
 //! The vCPU exit loop: port and MMIO exits go to the buses; a device that stops
 //! the machine (power off, reset, debug exit) ends the run with its outcome.
-//! vCPU 0 runs on the caller's thread. With `Vm::run_aps` (Linux boots) and an
+//! vCPU 0 runs on the caller's thread. With `VmBuilder::run_aps` (Linux boots) and an
 //! in-kernel interrupt controller, every other vCPU runs in a thread of its own: KVM
 //! keeps it inside KVM_RUN until the guest starts it with INIT/SIPI. The first vCPU
 //! whose loop ends (power off, reset, crash, VMM error) stops all the others

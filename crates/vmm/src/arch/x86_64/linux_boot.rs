@@ -3,7 +3,7 @@
 //! (zero page for the 64-bit boot protocol, `hvm_start_info` for PVH), and say how the
 //! boot vCPU must enter the kernel.
 //!
-//! How the VMM uses it (after `Vm::new`, before the first KVM_RUN):
+//! How the VMM uses it (after `VmBuilder::build`, before the first KVM_RUN):
 //! ```ignore
 //! let spec = BootSpec { kernel, initramfs, cmdline };
 //! let loaded = linux_boot::load(&vm.memory, &vm.machine.memory_map, &spec)?;
