@@ -39,7 +39,7 @@ fn dimms_after_a_crash(dir: &Path) -> vnvdimm_machine::Machine {
     machine
 }
 
-fn launch_failing(machine: vnvdimm_machine::Machine, api_socket: Option<&Path>, load: Result<(), String>) -> LaunchError {
+fn launch_failing(machine: vnvdimm_machine::Machine, api_socket: Option<&Path>, load: Result<(), launch::LoadError>) -> LaunchError {
     let outcome = launch::run(machine, Box::new(std::io::sink()), api_socket, |_vm| load, |_backend, _io| {
         panic!("the guest must not be started")
     });
@@ -55,6 +55,8 @@ fn a_guest_that_cannot_be_loaded_leaves_the_state_files_as_they_were() {
     let err = launch_failing(machine, None, Err("the initramfs does not fit below the kernel".into()));
     assert_eq!(err.kind(), FailureKind::Usage, "{err}");
     assert!(err.to_string().contains("initramfs does not fit"), "{err}");
+    let cause = std::error::Error::source(&err).expect("the loader's own error stays reachable");
+    assert_eq!(cause.to_string(), "the initramfs does not fit below the kernel");
     assert_eq!(sidecars(dir.path()), before, "a failed start changed the DIMMs' state files");
     assert!(!state_path(&dir.path().join("nvdimm1.img")).exists(), "a failed start created a state file");
 }

@@ -28,13 +28,16 @@ pub enum LaunchError {
     Steps(#[from] LifecycleError<KvmStepError>),
 }
 
+/// Why a loader could not place the guest (its own error, kept for `Error::source`).
+pub type LoadError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What can fail in the KVM backend's own steps of a run.
 #[derive(Debug, Error)]
 pub enum KvmStepError {
     #[error("{0}")]
     Vm(VmError),
     #[error("loading the guest: {0}")]
-    Load(String),
+    Load(#[source] LoadError),
     #[error("{error}{diagnosis}")]
     Run { error: VmError, diagnosis: String },
 }
@@ -85,7 +88,7 @@ pub fn run(
     machine: Machine,
     console: Box<dyn Write + Send>,
     api_socket: Option<&Path>,
-    load: impl FnOnce(&mut Vm) -> Result<(), String>,
+    load: impl FnOnce(&mut Vm) -> Result<(), LoadError>,
     running: impl FnOnce(Arc<KvmBackend>, &crate::host_io::HostIo),
 ) -> Result<GuestOutcome, LaunchError> {
     // Opening is all-or-nothing on its own: every DIMM is locked and read before any

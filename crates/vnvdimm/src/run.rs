@@ -159,10 +159,10 @@ fn run_kvm(args: &RunArgs, machine: Machine, out: &mut dyn Write, err: &mut dyn 
     let outcome = crate::console_pipe::run_with_console(out, |console| {
         vnvdimm_vmm::launch::run(machine, console, api_socket, |vm| {
             let map = vm.machine().memory_map.clone();
-            let loaded = vnvdimm_vmm::arch::x86_64::linux_boot::load(&vm.memory(), &map, &spec).map_err(|e| e.to_string())?;
-            vnvdimm_vmm::arch::x86_64::linux_boot::configure_vcpu(&vm.vcpus()[0], &loaded.entry).map_err(|e| e.to_string())?;
+            let loaded = vnvdimm_vmm::arch::x86_64::linux_boot::load(vm.memory(), &map, &spec)?;
+            vnvdimm_vmm::arch::x86_64::linux_boot::configure_vcpu(&vm.vcpus()[0], &loaded.entry)?;
             if let Some((source, escape)) = keyboard {
-                vm.attach_console_input(source, escape).map_err(|e| e.to_string())?;
+                vm.attach_console_input(source, escape)?;
             }
             Ok(())
         }, |backend, host_io| {
