@@ -74,7 +74,7 @@ fn a_fetch_from_a_poisoned_window_page_is_an_action_required_machine_check() {
     let spa = machine.memory_map.layout.dimms[0].spa_base;
     let mut vm = harness::boot(machine, &trampoline(spa + CODE_OFFSET), Box::new(std::io::sink())).unwrap();
     vm.platform().lock().unwrap().add_poison(0, CODE_OFFSET, 4096).unwrap();
-    vm.pmem().sync(&vm.platform()).unwrap();
+    vm.pmem().sync(vm.platform()).unwrap();
     let pmem = vm.pmem().clone();
     assert!(pmem.is_hole(spa + CODE_OFFSET));
     let result = harness::run(&mut vm, None).unwrap();

@@ -35,7 +35,7 @@ fn the_irqchip_exists_and_the_ged_line_can_be_raised() {
     let dir = tempfile::tempdir().unwrap();
     let vm = vm(dir.path(), 1, firmware::EXIT0);
     assert_eq!(vm.irqchip(), &Ok(()), "KVM_CREATE_IRQCHIP on this host");
-    vm.ged().raise(GED_EVENT_NVDIMM, &KvmIrqLine::new(&vm.vm_fd(), GED_GSI)).expect("KVM_IRQ_LINE on GSI 5");
+    vm.ged().raise(GED_EVENT_NVDIMM, &KvmIrqLine::new(vm.vm_fd(), GED_GSI)).expect("KVM_IRQ_LINE on GSI 5");
     assert_eq!(vm.ged().pending() & GED_EVENT_NVDIMM, GED_EVENT_NVDIMM);
     let mut reg = [0u8; 4];
     vm.ged().mmio_read(0, &mut reg);

@@ -57,7 +57,7 @@ impl MachineConfig {
         if got > MAX_MEMORY {
             return Err(MachineConfigError::MemoryTooLarge { got });
         }
-        if got % MEMORY_ALIGN != 0 {
+        if !got.is_multiple_of(MEMORY_ALIGN) {
             return Err(MachineConfigError::MemoryUnaligned { got });
         }
         if self.cpus == 0 || self.cpus > MAX_CPUS {

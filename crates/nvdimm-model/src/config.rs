@@ -321,14 +321,14 @@ impl DimmConfig {
         if self.size < MIN_DIMM_SIZE {
             return Err(invalid("size", &size, "must be at least 16M"));
         }
-        if self.size % DIMM_SIZE_ALIGN != 0 {
+        if !self.size.is_multiple_of(DIMM_SIZE_ALIGN) {
             return Err(invalid("size", &size, "must be a multiple of 2M so namespaces stay aligned"));
         }
         let label = self.label_size;
         if label != 0 && !(MIN_LABEL_AREA..=MAX_LABEL_AREA).contains(&label) {
             return Err(invalid("label-size", &label.to_string(), "must be 0 (label-less) or 1K..16M"));
         }
-        if label % 256 != 0 {
+        if !label.is_multiple_of(256) {
             return Err(invalid("label-size", &label.to_string(), "must be a multiple of 256 bytes"));
         }
         if self.handle == 0 || self.handle > MAX_NFIT_HANDLE {

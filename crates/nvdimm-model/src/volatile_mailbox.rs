@@ -72,10 +72,8 @@ mod tests {
         let ptr = backing.as_mut_ptr();
         // SAFETY: `backing` outlives the slice and is only read back after `f` returns.
         let bytes = unsafe { VolatileSlice::new(ptr, len) };
-        let mut mailbox = VolatileMailbox::new(bytes);
         let mut out = vec![0u8; len];
-        f(&mut mailbox, &mut out);
-        drop(mailbox);
+        f(&mut VolatileMailbox::new(bytes), &mut out);
         assert_eq!(backing, out, "the mailbox wrote what the closure expected");
     }
 

@@ -560,22 +560,6 @@ fn kernel_code_in_system_ram(iomem: &str) -> Result<(), String> {
     }
 }
 
-#[cfg(test)]
-mod iomem_tests {
-    use super::kernel_code_in_system_ram;
-
-    #[test]
-    fn kernel_code_must_sit_in_system_ram() {
-        let good = "00100000-3fffffff : System RAM\n  01000000-01ffffff : Kernel code\n";
-        assert_eq!(kernel_code_in_system_ram(good), Ok(()));
-        let outside = "00100000-3fffffff : System RAM\n124000000-12bffffff : Persistent Memory\n  124000000-125ffffff : Kernel code\n";
-        assert!(kernel_code_in_system_ram(outside).unwrap_err().contains("Persistent Memory"));
-        let top = "00100000-3fffffff : System RAM\n124000000-125ffffff : Kernel code\n";
-        assert!(kernel_code_in_system_ram(top).unwrap_err().contains("outside"));
-        assert!(kernel_code_in_system_ram("").is_err());
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // (1) ndctl list -BDRNH
 // ---------------------------------------------------------------------------------
@@ -960,7 +944,7 @@ pub fn s4_guest_injection_matches_host_poison(guest: impl Into<Guest>) {
     assert!(
         status
             .get("badblocks")
-            .map_or(true, |b| b.as_array().is_some_and(|a| a.is_empty())),
+            .is_none_or(|b| b.as_array().is_some_and(|a| a.is_empty())),
         "--status after clear-errors: {status}"
     );
     let wall = vm.stop();
@@ -1546,4 +1530,20 @@ pub fn s10_devdax_as_system_ram_and_back(guest: impl Into<Guest>) {
     assert_eq!(as_list(&back)[0]["mode"], "devdax", "{back}");
     let wall = vm.stop();
     println!("[kmem] {blocks} blocks of 128 MiB to node 1 and back; total {wall:?}");
+}
+
+#[cfg(test)]
+mod iomem_tests {
+    use super::kernel_code_in_system_ram;
+
+    #[test]
+    fn kernel_code_must_sit_in_system_ram() {
+        let good = "00100000-3fffffff : System RAM\n  01000000-01ffffff : Kernel code\n";
+        assert_eq!(kernel_code_in_system_ram(good), Ok(()));
+        let outside = "00100000-3fffffff : System RAM\n124000000-12bffffff : Persistent Memory\n  124000000-125ffffff : Kernel code\n";
+        assert!(kernel_code_in_system_ram(outside).unwrap_err().contains("Persistent Memory"));
+        let top = "00100000-3fffffff : System RAM\n124000000-125ffffff : Kernel code\n";
+        assert!(kernel_code_in_system_ram(top).unwrap_err().contains("outside"));
+        assert!(kernel_code_in_system_ram("").is_err());
+    }
 }

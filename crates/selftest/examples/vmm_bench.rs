@@ -7,8 +7,9 @@
 //! 2. the doorbell round trip and flush-hint latency as the bare-metal guest sees them
 //!    (rdtsc), beside an empty MMIO exit measured the same way, against plain fdatasync
 //!    calls on the same file with the same page dirtied first (see `flush_rounds`).
-//! Run: cargo build --release -p vnvdimm-selftest --example vmm_bench &&
-//!      VNV_T0_NS=$(date +%s%N) target/release/examples/vmm_bench
+//!
+//! Run: `cargo build --release -p vnvdimm-selftest --example vmm_bench &&
+//! VNV_T0_NS=$(date +%s%N) target/release/examples/vmm_bench`
 
 mod host_stats;
 

@@ -207,7 +207,7 @@ fn poison_page(vm: &Vm) -> Result<(), HarnessError> {
         .lock_unpoisoned()
         .add_poison(0, firmware::POISON_OFFSET, 8)
         .map_err(|e| HarnessError::Backing { path: "DIMM 0 poison".into(), source: std::io::Error::other(e.to_string()) })?;
-    vm.pmem().sync(&vm.platform()).map_err(|e| HarnessError::Vm(e.into()))?;
+    vm.pmem().sync(vm.platform()).map_err(|e| HarnessError::Vm(e.into()))?;
     Ok(())
 }
 

@@ -140,7 +140,7 @@ pub fn post_notifications(mailbox: &MailboxMapping, platform: &Mutex<NvdimmPlatf
         if let Some(counter) = platform.notify_counter(n) {
             mailbox.increment_u32(counter.raised);
         }
-        platform.log_event(nvdimm_model::event_log::EventKind::Notify(n.clone()));
+        platform.log_event(nvdimm_model::event_log::EventKind::Notify(*n));
     }
     pending
 }

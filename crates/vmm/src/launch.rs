@@ -143,7 +143,7 @@ fn diagnose_run_failure(error: &VmError, platform: &NvdimmPlatform) -> String {
         .dimms()
         .iter()
         .filter(|d| !d.config.readonly)
-        .filter(|d| d.backing_file().is_some_and(|f| no_room_left(f)))
+        .filter(|d| d.backing_file().is_some_and(no_room_left))
         .map(|d| d.config.path.display().to_string())
         .collect();
     match full.is_empty() {

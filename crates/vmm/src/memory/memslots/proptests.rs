@@ -12,7 +12,10 @@ const P: u64 = PAGE_SIZE;
 /// Up to three windows of 1..48 pages, each at its own 1 GiB-aligned guest address,
 /// with poison ranges (byte offset, length) and lazily activated pieces (page index,
 /// pages) inside each.
-fn setup() -> impl Strategy<Value = Vec<(u64, Vec<(u64, u64)>, Vec<(u64, u64)>)>> {
+/// One window: its size in pages, its poison ranges, its active pieces.
+type WindowSpec = (u64, Vec<(u64, u64)>, Vec<(u64, u64)>);
+
+fn setup() -> impl Strategy<Value = Vec<WindowSpec>> {
     prop::collection::vec(
         (1u64..48).prop_flat_map(|pages| {
             let size = pages * P;
@@ -26,7 +29,7 @@ fn setup() -> impl Strategy<Value = Vec<(u64, Vec<(u64, u64)>, Vec<(u64, u64)>)>
     )
 }
 
-fn build(spec: &[(u64, Vec<(u64, u64)>, Vec<(u64, u64)>)]) -> (Vec<DimmWindow>, Vec<PoisonSet>, Vec<Active>) {
+fn build(spec: &[WindowSpec]) -> (Vec<DimmWindow>, Vec<PoisonSet>, Vec<Active>) {
     let mut windows = Vec::new();
     let mut sets = Vec::new();
     let mut actives = Vec::new();
