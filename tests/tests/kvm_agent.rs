@@ -40,7 +40,7 @@ fn a_guest_line_crosses_com3_both_ways() {
             (greeting, echo)
         })
     };
-    let result = harness::run(&mut vm, None).unwrap();
+    let result = harness::run(&mut vm).unwrap();
     assert_eq!(result.outcome, GuestOutcome::DebugExit(0));
     let (greeting, echo) = host_side.join().unwrap();
     assert_eq!(greeting.as_bytes(), firmware::AGENT_UART_GREETING);
@@ -57,7 +57,7 @@ fn exec_after_the_guest_stopped_is_a_conflict() {
         vm.agent().take_host_end().is_none(),
         "the backend holds the agent line"
     );
-    let result = harness::run(&mut vm, None).unwrap();
+    let result = harness::run(&mut vm).unwrap();
     assert_eq!(result.outcome, GuestOutcome::DebugExit(0));
     match backend.exec("true", Duration::from_secs(1), &|| false) {
         Err(BackendError::Conflict(msg)) => assert!(msg.contains("stopped"), "{msg}"),

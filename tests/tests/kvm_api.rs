@@ -44,7 +44,7 @@ fn start() -> Guest {
     let socket = dir.path().join("api.sock");
     let api = harness::serve_api(&vm, &socket).unwrap();
     let (report, pmem) = (vm.report.clone(), vm.pmem().clone());
-    let vcpu = std::thread::spawn(move || harness::run(&mut vm, None).unwrap());
+    let vcpu = std::thread::spawn(move || harness::run(&mut vm).unwrap());
     let client = ApiClient::new(&socket);
     let guest = Guest { socket, client, commands, report, pmem, spa, backing, vcpu: Some(vcpu), _api: api, _dir: dir };
     // The guest is idling once it answers a command.

@@ -58,7 +58,7 @@ fn the_first_touch_of_a_window_piece_may_be_an_instruction_fetch() {
     let pmem = vm.pmem().clone();
     assert_eq!(pmem.slot_count(), 0, "no window slot before the guest touches one");
     assert!(pmem.is_unregistered(spa + CODE_OFFSET));
-    let result = harness::run(&mut vm, None).unwrap();
+    let result = harness::run(&mut vm).unwrap();
 
     assert_eq!(result.outcome, GuestOutcome::DebugExit(7), "report {:x?}", result.report);
     let first_word = u32::from_le_bytes([code[0], code[1], code[2], code[3]]);
@@ -77,7 +77,7 @@ fn a_fetch_from_a_poisoned_window_page_is_an_action_required_machine_check() {
     vm.pmem().sync(vm.platform()).unwrap();
     let pmem = vm.pmem().clone();
     assert!(pmem.is_hole(spa + CODE_OFFSET));
-    let result = harness::run(&mut vm, None).unwrap();
+    let result = harness::run(&mut vm).unwrap();
 
     assert!(result.report.is_empty(), "nothing ran from the poisoned page: {:x?}", result.report);
     let checks: Vec<_> = vm

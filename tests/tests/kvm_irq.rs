@@ -75,7 +75,7 @@ fn the_end_of_vcpu_0_stops_the_waiting_application_processors() {
     assert_eq!(vm.vcpus().len(), 3);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let run = harness::run(&mut vm, None).unwrap();
+        let run = harness::run(&mut vm).unwrap();
         let _ = tx.send((run.outcome, vm.vcpus().len()));
     });
     let (outcome, vcpus) = rx.recv_timeout(Duration::from_secs(20)).expect("the run returned");
@@ -92,7 +92,7 @@ fn api_power_off_stops_every_vcpu_thread() {
     let backend = KvmBackend::new(&vm);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(harness::run(&mut vm, None).unwrap().outcome);
+        let _ = tx.send(harness::run(&mut vm).unwrap().outcome);
     });
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "the idle guest keeps running");
     backend.power_off().unwrap();

@@ -12,7 +12,7 @@ fn a_panic_reported_on_port_0x505_ends_the_run_as_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let machine = harness::sparse_machine(dir.path(), 1, 64 << 20).unwrap();
     let mut vm = harness::boot(machine, firmware::PVPANIC, Box::new(std::io::sink())).unwrap();
-    let run = harness::run(&mut vm, None).unwrap();
+    let run = harness::run(&mut vm).unwrap();
     assert_eq!(run.outcome, GuestOutcome::Crashed("kernel panic (pvpanic)".into()), "the program exits 7 if the write was ignored");
     assert_eq!(run.outcome.exit_status(), 3);
 }

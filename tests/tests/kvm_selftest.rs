@@ -37,7 +37,7 @@ fn guest_stores_land_in_the_backing_file() {
     let path = machine.platform.dimms[0].path.clone();
     let other = machine.platform.dimms[1].path.clone();
     let mut vm = harness::boot(machine, firmware::PATTERN, Box::new(std::io::sink())).unwrap();
-    let run = harness::run(&mut vm, None).unwrap();
+    let run = harness::run(&mut vm).unwrap();
     assert_eq!(run.outcome, GuestOutcome::DebugExit(0));
     let file = std::fs::File::open(&path).unwrap();
     let mut word = [0u8; 8];
@@ -56,7 +56,7 @@ fn crashing_guest_is_reported() {
     let machine = harness::sparse_machine(dir.path(), 1, DIMM_SIZE).unwrap();
     // ud2: this host cannot deliver the #UD, so KVM reports shutdown or internal error.
     let mut vm = harness::boot(machine, &[0x0f, 0x0b], Box::new(std::io::sink())).unwrap();
-    let run = harness::run(&mut vm, None).unwrap();
+    let run = harness::run(&mut vm).unwrap();
     assert!(matches!(run.outcome, GuestOutcome::Crashed(_)), "{:?}", run.outcome);
     assert_eq!(run.outcome.exit_status(), 3);
 }

@@ -45,7 +45,7 @@ fn main() {
     let start = Instant::now();
     let mut vm = harness::boot(machine, firmware::EXIT0, Box::new(std::io::sink())).unwrap();
     let built = start.elapsed();
-    let run = harness::run(&mut vm, None).unwrap();
+    let run = harness::run(&mut vm).unwrap();
     let first = start.elapsed();
     println!("four 1 TiB sparse DIMMs: VM built in {built:?}, first guest instruction (exit) after {first:?} ({})", run.outcome);
     // The shell's clock before exec (`VNV_T0_NS=$(date +%s%N)`), so exec, dynamic
@@ -103,7 +103,7 @@ fn flush_rounds() {
         let machine = harness::sparse_machine(dir.path(), 1, 64 << 20).unwrap();
         let mut vm = harness::boot(machine, firmware::BENCH, Box::new(std::io::sink())).unwrap();
         let tsc_khz = vm.vcpus()[0].get_tsc_khz().unwrap_or(0) as f64;
-        let run = harness::run(&mut vm, None).unwrap();
+        let run = harness::run(&mut vm).unwrap();
         assert_eq!(run.report.len(), 9, "bench.S reports N and four tick counts: {:?} ({})", run.report, run.outcome);
         let n = run.report[0];
         let per = |word: usize| run.u64_at(word).unwrap() as f64 / f64::from(n) / tsc_khz * 1e3; // us

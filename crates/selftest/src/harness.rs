@@ -20,7 +20,7 @@ use crate::bare_metal::{self, BareMetalError};
 use crate::command_port::{CommandPort, GuestCommands, CMD_PORT, CMD_PORT_LEN};
 use crate::debug_port::{DebugPorts, Report, DEBUG_PORTS_LEN, REPORT_PORT};
 use vnvdimm_vmm::outcome::GuestOutcome;
-use vnvdimm_vmm::vcpu::run_loop::{self, PmemFaultHandler};
+use vnvdimm_vmm::vcpu::run_loop;
 use vnvdimm_vmm::vm::{Vm, VmBuilder, VmError};
 
 #[derive(Debug, Error)]
@@ -139,8 +139,8 @@ pub fn serve_api(vm: &Vm, socket: &Path) -> Result<ApiServerHandle, HarnessError
     Ok(ApiServer::start(socket, Arc::new(KvmBackend::new(vm)))?)
 }
 
-pub fn run(vm: &mut BareMetalVm, pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<RunResult, HarnessError> {
-    let outcome = run_loop::run(vm, pmem_faults)?;
+pub fn run(vm: &mut BareMetalVm) -> Result<RunResult, HarnessError> {
+    let outcome = run_loop::run(vm)?;
     let report = vm.report.lock_unpoisoned().clone();
     Ok(RunResult { outcome, report })
 }

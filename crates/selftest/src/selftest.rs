@@ -75,7 +75,7 @@ pub fn run_check(dir: &Path, name: &'static str, f: CheckFn) -> Check {
         if name == "poison-read" {
             poison_page(&vm)?;
         }
-        let run = harness::run(&mut vm, None)?;
+        let run = harness::run(&mut vm)?;
         Ok((vm.vm, run, machine))
     })();
     let (status, detail) = match result {

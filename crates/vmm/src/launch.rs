@@ -117,7 +117,7 @@ pub fn run(
             Ok(())
         },
         |StartedVm { mut vm, .. }| {
-            let outcome = crate::vcpu::run_loop::run(&mut vm, None);
+            let outcome = crate::vcpu::run_loop::run(&mut vm);
             // A guest command still waiting on the agent sees the line close (409, not a timeout).
             vm.agent.hang_up();
             outcome.map_err(|error| KvmStepError::Run {

@@ -3,3 +3,4 @@
 
 pub mod run_loop;
 pub mod vcpu_control;
+pub mod vcpu_port;

@@ -418,15 +418,6 @@ impl Vm {
     pub fn can_deliver(&self, kind: MachineCheckKind) -> bool {
         self.mce.is_ok() && mce::unsupported_for(self.mca_vendor, kind).is_none()
     }
-
-    /// The DIMM window containing `gpa`: (dimm index, offset into the DIMM).
-    pub fn pmem_at(&self, gpa: u64) -> Option<(usize, u64)> {
-        self.memory
-            .pmem
-            .iter()
-            .find(|w| gpa >= w.gpa && gpa - w.gpa < w.size())
-            .map(|w| (w.dimm, gpa - w.gpa))
-    }
 }
 
 fn create_irqchip(vm_fd: &VmFd) -> Result<(), String> {

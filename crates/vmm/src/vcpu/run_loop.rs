@@ -20,55 +20,112 @@
 //! the device model's poison (the guest may have cleared or injected some).
 //! Before every KVM_RUN the loop serves `VcpuControl` requests (machine checks and
 //! power-off from the control API).
+//!
+//! The loop sees the machine only through [`ExitTargets`] and each vCPU only through
+//! [`VcpuPort`], so its decisions are tested with fabricated exits and no /dev/kvm
+//! (`run_loop/tests.rs`).
+
+use std::sync::Mutex;
 
 use nvdimm_model::sync::LockUnpoisoned;
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::VcpuExit;
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
+use nvdimm_model::NvdimmPlatform;
 
-use crate::devices::bus::Action;
-use crate::arch::x86_64::mce;
+use crate::arch::x86_64::mce::{self, McaVendor};
+use crate::devices::bus::{Action, Bus};
+use crate::devices::notifications::NotificationPath;
 use crate::memory::memslots::WindowAccess;
+use crate::memory::pmem_slots::{FetchFault, PmemSlots};
 use crate::outcome::GuestOutcome;
-use crate::memory::pmem_slots::FetchFault;
-use crate::vcpu::vcpu_control::{Request, RunState};
+use crate::vcpu::vcpu_control::{Request, RunState, VcpuControl};
+use crate::vcpu::vcpu_port::VcpuPort;
 use crate::vm::{Vm, VmError};
-
-/// Overrides the built-in handling of an access inside an NVDIMM window that exited
-/// (tests that want to see the raw accesses).
-pub trait PmemFaultHandler: Send {
-    /// `dimm`/`offset` locate the access. Reads must fill `data`.
-    fn access(&mut self, vm: &Vm, gpa: u64, dimm: usize, offset: u64, data: PmemAccess<'_>) -> Action;
-}
-
-pub enum PmemAccess<'a> {
-    Read(&'a mut [u8]),
-    Write(&'a [u8]),
-}
 
 /// Why the control API's power-off ended the run (`GuestOutcome::PowerOff`, exit status 0).
 pub const API_POWER_OFF_REASON: &str = "control API";
 
-pub fn run(vm: &mut Vm, mut pmem_faults: Option<&mut dyn PmemFaultHandler>) -> Result<GuestOutcome, VmError> {
+/// The NVDIMM windows as the loop meets them: pages left out of the memslots (poisoned,
+/// or in a piece not registered yet) exit, and are served here (`PmemSlots`).
+pub trait WindowExits: Sync {
+    /// A load that exited; `None` when `gpa` is in no window.
+    fn on_read(&self, gpa: u64, data: &mut [u8]) -> Option<WindowAccess>;
+    /// A store that exited; `None` when `gpa` is in no window.
+    fn on_write(&self, gpa: u64, data: &[u8]) -> Option<WindowAccess>;
+    /// KVM could not emulate the instruction whose bytes lie at `gpas`.
+    fn on_fetch_failure(&self, gpas: &[u64]) -> FetchFault;
+}
+
+impl WindowExits for PmemSlots {
+    fn on_read(&self, gpa: u64, data: &mut [u8]) -> Option<WindowAccess> {
+        PmemSlots::on_read(self, gpa, data)
+    }
+
+    fn on_write(&self, gpa: u64, data: &[u8]) -> Option<WindowAccess> {
+        PmemSlots::on_write(self, gpa, data)
+    }
+
+    fn on_fetch_failure(&self, gpas: &[u64]) -> FetchFault {
+        PmemSlots::on_fetch_failure(self, gpas)
+    }
+}
+
+/// The machine side of the loop: where exits go and whom the loop tells.
+pub struct ExitTargets<'a> {
+    pub io_bus: &'a Bus,
+    pub mmio_bus: &'a Bus,
+    pub windows: &'a dyn WindowExits,
+    pub control: &'a VcpuControl,
+    pub platform: &'a Mutex<NvdimmPlatform>,
+    /// The layout the guest's machine checks take, or `None` where this KVM cannot give
+    /// the guest machine checks.
+    pub machine_checks: Option<McaVendor>,
+    /// After a `_DSM` call: the windows' slots follow the device model's poison again
+    /// (the guest may have cleared or injected some), and queued notifications go out.
+    pub after_dsm: &'a (dyn Fn() + Sync),
+}
+
+/// Runs `vm` until the guest stops the machine; its outcome.
+pub fn run(vm: &mut Vm) -> Result<GuestOutcome, VmError> {
     // The vCPUs are taken out while they run so exits can borrow the rest of the VM.
     let mut vcpus = std::mem::take(&mut vm.vcpus);
-    let run_aps = vm.run_aps && vm.irqchip.is_ok();
-    let result = match vcpus.split_first_mut() {
-        None => Err(VmError::NoVcpus),
-        Some((bsp, aps)) => run_all(vm, bsp, aps, run_aps, &mut pmem_faults),
+    let result = {
+        let vm = &*vm;
+        let notifications = NotificationPath::of(vm);
+        let after_dsm = || {
+            resync_poison(&vm.pmem, &vm.platform);
+            if let Err(e) = notifications.deliver(&vm.platform) {
+                log::debug!("{e}");
+            }
+        };
+        let targets = ExitTargets {
+            io_bus: &vm.io_bus,
+            mmio_bus: &vm.mmio_bus,
+            windows: &*vm.pmem,
+            control: &vm.control,
+            platform: &vm.platform,
+            machine_checks: vm.mce.is_ok().then_some(vm.mca_vendor),
+            after_dsm: &after_dsm,
+        };
+        let run_aps = vm.run_aps && vm.irqchip.is_ok();
+        run_vcpus(&targets, &mut vcpus, run_aps)
     };
     vm.vcpus = vcpus;
     result
 }
 
-fn run_all(
-    vm: &Vm,
-    bsp: &mut VcpuFd,
-    aps: &mut [VcpuFd],
-    run_aps: bool,
-    pmem_faults: &mut Option<&mut dyn PmemFaultHandler>,
-) -> Result<GuestOutcome, VmError> {
+/// vCPU 0 on this thread, the others (with `run_aps`) in threads of their own, until
+/// one of them stops the machine.
+pub fn run_vcpus<V: VcpuPort>(targets: &ExitTargets<'_>, vcpus: &mut [V], run_aps: bool) -> Result<GuestOutcome, VmError> {
+    match vcpus.split_first_mut() {
+        None => Err(VmError::NoVcpus),
+        Some((bsp, aps)) => run_all(targets, bsp, aps, run_aps),
+    }
+}
+
+fn run_all<V: VcpuPort>(targets: &ExitTargets<'_>, bsp: &mut V, aps: &mut [V], run_aps: bool) -> Result<GuestOutcome, VmError> {
     // SAFETY: the kvm_run mapping belongs to `bsp`, which outlives the `leave` below.
-    unsafe { vm.control.enter(bsp.get_kvm_run()) };
+    unsafe { targets.control.enter(bsp.kvm_run()) };
     let result = std::thread::scope(|scope| {
         let threads: Vec<_> = if run_aps {
             aps.iter_mut()
@@ -76,14 +133,14 @@ fn run_all(
                 .map(|(i, vcpu)| {
                     std::thread::Builder::new()
                         .name(format!("vcpu{}", i + 1))
-                        .spawn_scoped(scope, move || run_ap(vm, vcpu))
+                        .spawn_scoped(scope, move || run_ap(targets, vcpu))
                 })
                 .collect()
         } else {
             Vec::new()
         };
-        let mut result = run_vcpu(vm, bsp, pmem_faults, true);
-        vm.control.stop_all();
+        let mut result = run_vcpu(targets, bsp, true);
+        targets.control.stop_all();
         for thread in threads {
             let ap = match thread {
                 Ok(handle) => handle.join().unwrap_or_else(|_| {
@@ -99,71 +156,59 @@ fn run_all(
         }
         result
     });
-    vm.control.leave();
+    targets.control.leave();
     result.map(|outcome| {
         outcome.unwrap_or_else(|| GuestOutcome::Crashed("every vCPU stopped without a reason (a vnvdimm bug)".into()))
     })
 }
 
-/// An application processor's thread: no requests, no fault handler; its end stops all.
-fn run_ap(vm: &Vm, vcpu: &mut VcpuFd) -> Result<Option<GuestOutcome>, VmError> {
+/// An application processor's thread: no requests; its end stops all.
+fn run_ap<V: VcpuPort>(targets: &ExitTargets<'_>, vcpu: &mut V) -> Result<Option<GuestOutcome>, VmError> {
     // SAFETY: the kvm_run mapping belongs to `vcpu`, which outlives the `leave_ap` below.
-    unsafe { vm.control.enter_ap(vcpu.get_kvm_run()) };
-    let result = run_vcpu(vm, vcpu, &mut None, false);
-    vm.control.leave_ap();
-    vm.control.stop_all();
+    unsafe { targets.control.enter_ap(vcpu.kvm_run()) };
+    let result = run_vcpu(targets, vcpu, false);
+    targets.control.leave_ap();
+    targets.control.stop_all();
     result
 }
 
 /// Runs `vcpu` until it stops the machine (`Some`) or `stop_all` was called (`None`).
 /// Only the boot vCPU (`serves_requests`) serves `VcpuControl` requests.
-fn run_vcpu(
-    vm: &Vm,
-    vcpu: &mut VcpuFd,
-    pmem_faults: &mut Option<&mut dyn PmemFaultHandler>,
-    serves_requests: bool,
-) -> Result<Option<GuestOutcome>, VmError> {
+fn run_vcpu<V: VcpuPort>(targets: &ExitTargets<'_>, vcpu: &mut V, serves_requests: bool) -> Result<Option<GuestOutcome>, VmError> {
     loop {
         if serves_requests {
-            if let Some(outcome) = serve_requests(vm, vcpu) {
+            if let Some(outcome) = serve_requests(targets, vcpu) {
                 return Ok(Some(outcome));
             }
         }
-        if vm.control.stopping() {
+        if targets.control.stopping() {
             return Ok(None);
         }
         let action = match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
-                vm.io_bus.read(u64::from(port), data);
+                targets.io_bus.read(u64::from(port), data);
                 Action::Continue
             }
-            Ok(VcpuExit::IoOut(port, data)) => vm.io_bus.write(u64::from(port), data),
-            Ok(VcpuExit::MmioRead(gpa, data)) => match (vm.pmem_at(gpa), pmem_faults.as_deref_mut()) {
-                (Some((dimm, offset)), Some(handler)) => handler.access(vm, gpa, dimm, offset, PmemAccess::Read(data)),
-                _ => match vm.pmem.on_read(gpa, data) {
-                    Some(WindowAccess::Poisoned { .. }) => {
-                        consume_poison(vm, vcpu, gpa);
-                        Action::Continue
-                    }
-                    Some(_) => Action::Continue,
-                    None => {
-                        vm.mmio_bus.read(gpa, data);
-                        Action::Continue
-                    }
-                },
+            Ok(VcpuExit::IoOut(port, data)) => targets.io_bus.write(u64::from(port), data),
+            Ok(VcpuExit::MmioRead(gpa, data)) => match targets.windows.on_read(gpa, data) {
+                Some(WindowAccess::Poisoned { .. }) => {
+                    deliver(targets, vcpu, gpa, MachineCheckKind::ActionRequired);
+                    Action::Continue
+                }
+                Some(_) => Action::Continue,
+                None => {
+                    targets.mmio_bus.read(gpa, data);
+                    Action::Continue
+                }
             },
-            Ok(VcpuExit::MmioWrite(gpa, data)) => match (vm.pmem_at(gpa), pmem_faults.as_deref_mut()) {
-                (Some((dimm, offset)), Some(handler)) => handler.access(vm, gpa, dimm, offset, PmemAccess::Write(data)),
-                _ => match vm.pmem.on_write(gpa, data) {
-                    Some(_) => Action::Continue,
-                    None => match vm.mmio_bus.write(gpa, data) {
-                        Action::DsmServed => {
-                            resync_poison(vm);
-                            deliver_notifications(vm);
-                            Action::Continue
-                        }
-                        action => action,
-                    },
+            Ok(VcpuExit::MmioWrite(gpa, data)) => match targets.windows.on_write(gpa, data) {
+                Some(_) => Action::Continue,
+                None => match targets.mmio_bus.write(gpa, data) {
+                    Action::DsmServed => {
+                        (targets.after_dsm)();
+                        Action::Continue
+                    }
+                    action => action,
                 },
             },
             // Only without an in-kernel irqchip: with one, KVM keeps a halted vCPU
@@ -174,14 +219,14 @@ fn run_vcpu(
             Ok(VcpuExit::Shutdown) => Action::Stop(GuestOutcome::Crashed(
                 "KVM_EXIT_SHUTDOWN: triple fault, or an exception this host's KVM cannot deliver".into(),
             )),
-            Ok(VcpuExit::InternalError) => on_internal_error(vm, vcpu),
+            Ok(VcpuExit::InternalError) => on_internal_error(targets, vcpu),
             Ok(VcpuExit::FailEntry(reason, cpu)) => Action::Stop(GuestOutcome::Crashed(format!(
                 "KVM could not enter the guest (hardware entry failure {reason:#x} on CPU {cpu})"
             ))),
             Ok(other) => Action::Stop(GuestOutcome::Crashed(format!("unexpected vCPU exit {other:?}"))),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 // A kick (vcpu_control): the requests are served at the top of the loop.
-                vcpu.set_kvm_immediate_exit(0);
+                vcpu.clear_immediate_exit();
                 Action::Continue
             }
             Err(e) => return Err(VmError::Ioctl { what: "KVM_RUN".into(), source: e }),
@@ -193,96 +238,65 @@ fn run_vcpu(
 }
 
 /// Machine checks and power-off queued by the control API. `Some` ends the run.
-fn serve_requests(vm: &Vm, vcpu: &VcpuFd) -> Option<GuestOutcome> {
+fn serve_requests<V: VcpuPort>(targets: &ExitTargets<'_>, vcpu: &V) -> Option<GuestOutcome> {
     let mut outcome = None;
-    let requests = vm.control.drain();
+    let requests = targets.control.drain();
     let count = requests.len();
     for request in requests {
         match request {
-            Request::MachineCheck { gpa, kind } => deliver(vm, vcpu, gpa, kind),
+            Request::MachineCheck { gpa, kind } => deliver(targets, vcpu, gpa, kind),
             Request::PowerOff => {
-                vm.control.set_state(RunState::ShuttingDown);
-                lock(vm).log_event(EventKind::PowerOff { reason: API_POWER_OFF_REASON.to_string() });
+                targets.control.set_state(RunState::ShuttingDown);
+                targets
+                    .platform
+                    .lock_unpoisoned()
+                    .log_event(EventKind::PowerOff { reason: API_POWER_OFF_REASON.to_string() });
                 outcome = Some(GuestOutcome::PowerOff);
             }
         }
     }
-    vm.control.mark_served(count);
+    targets.control.mark_served(count);
     outcome
 }
 
-fn lock(vm: &Vm) -> std::sync::MutexGuard<'_, nvdimm_model::NvdimmPlatform> {
-    vm.platform.lock_unpoisoned()
-}
-
-/// Injects (if this KVM can) and logs a machine check; `delivered` says whether KVM took it.
-fn deliver(vm: &Vm, vcpu: &VcpuFd, gpa: u64, kind: MachineCheckKind) {
-    let result = if vm.mce.is_ok() {
-        mce::deliver_and_log(vcpu, gpa, kind, vm.mca_vendor, &mut lock(vm))
-    } else {
-        lock(vm).log_event(EventKind::MachineCheck { gpa, kind, delivered: false });
-        Ok(())
+/// Injects (if this KVM can) and logs a machine check, `delivered` saying whether KVM
+/// took it.
+fn deliver<V: VcpuPort>(targets: &ExitTargets<'_>, vcpu: &V, gpa: u64, kind: MachineCheckKind) {
+    let mut platform = targets.platform.lock_unpoisoned();
+    let result = match targets.machine_checks {
+        Some(vendor) => mce::deliver_and_log(vcpu, gpa, kind, vendor, &mut platform),
+        None => {
+            platform.log_event(EventKind::MachineCheck { gpa, kind, delivered: false });
+            Ok(())
+        }
     };
     if let Err(e) = result {
         log::debug!("machine check for {gpa:#x} not delivered: {e}");
     }
 }
 
-/// A guest load hit a poisoned page: SRAR for that address, raised at the next KVM_RUN.
-fn consume_poison(vm: &Vm, vcpu: &VcpuFd, gpa: u64) {
-    deliver(vm, vcpu, gpa, MachineCheckKind::ActionRequired);
-}
-
-/// A `_DSM` call may have queued notifications (an error injection with its notify
-/// flag): the guest gets them now, as the host's own do.
-fn deliver_notifications(vm: &Vm) {
-    if let Err(e) = crate::devices::notifications::NotificationPath::of(vm).deliver(&vm.platform) {
-        log::debug!("{e}");
-    }
-}
-
-fn resync_poison(vm: &Vm) {
+fn resync_poison(pmem: &PmemSlots, platform: &Mutex<NvdimmPlatform>) {
     // The poison stays recorded in the device model; only the trapping of the changed
     // pages lags until a later sync succeeds (each doorbell ring retries).
-    if let Err(e) = vm.pmem.sync(&vm.platform) {
+    if let Err(e) = pmem.sync(platform) {
         vnvdimm_host_log::warn_limited!("re-planning the NVDIMM memslots after a _DSM call failed: {e}");
     }
 }
 
-/// The longest x86 instruction: its last byte may lie on the page after its first.
-const MAX_INSTRUCTION_LEN: u64 = 15;
-
-/// Guest physical addresses of the first and last possible byte of the instruction at
-/// CS:RIP, as far as the guest's page tables map them (empty if the registers cannot be read).
-fn fetch_gpas(vcpu: &VcpuFd) -> Vec<u64> {
-    let (Ok(regs), Ok(sregs)) = (vcpu.get_regs(), vcpu.get_sregs()) else {
-        return Vec::new();
-    };
-    // 64-bit code ignores the CS base; outside it linear addresses are 32 bits wide.
-    let linear = if sregs.cs.l != 0 { regs.rip } else { sregs.cs.base.wrapping_add(regs.rip) & 0xffff_ffff };
-    [linear, linear.wrapping_add(MAX_INSTRUCTION_LEN - 1)]
-        .into_iter()
-        .filter_map(|gva| vcpu.translate_gva(gva).ok())
-        .filter(|t| t.valid != 0)
-        .map(|t| t.physical_address)
-        .collect()
-}
-
 /// KVM_EXIT_INTERNAL_ERROR: an emulation failure, which is how an instruction fetch from
 /// an NVDIMM page without a memslot (piece not registered yet, or poisoned) ends.
-fn on_internal_error(vm: &Vm, vcpu: &VcpuFd) -> Action {
-    let gpas = fetch_gpas(vcpu);
-    match vm.pmem.on_fetch_failure(&gpas) {
+fn on_internal_error<V: VcpuPort>(targets: &ExitTargets<'_>, vcpu: &V) -> Action {
+    match targets.windows.on_fetch_failure(&vcpu.fetch_gpas()) {
         FetchFault::Registered => Action::Continue,
         // Without machine checks the fetch would fail again at once: no way to go on.
-        FetchFault::Poisoned { gpa } if vm.mce.is_err() => {
-            consume_poison(vm, vcpu, gpa);
+        FetchFault::Poisoned { gpa } if targets.machine_checks.is_none() => {
+            deliver(targets, vcpu, gpa, MachineCheckKind::ActionRequired);
             Action::Stop(GuestOutcome::Crashed(format!(
                 "the guest executed code from poisoned NVDIMM page {gpa:#x} and this KVM cannot inject a machine check"
             )))
         }
         FetchFault::Poisoned { gpa } => {
-            consume_poison(vm, vcpu, gpa);
+            deliver(targets, vcpu, gpa, MachineCheckKind::ActionRequired);
             Action::Continue
         }
         FetchFault::NotWindows => Action::Stop(GuestOutcome::Crashed(
@@ -290,3 +304,6 @@ fn on_internal_error(vm: &Vm, vcpu: &VcpuFd) -> Action {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

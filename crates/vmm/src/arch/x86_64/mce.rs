@@ -284,13 +284,13 @@ pub fn inject_action_optional(vcpu: &VcpuFd, gpa: u64) -> Result<(), MceError> {
 /// Injects and records `MachineCheck { gpa, kind, delivered }` in the platform event log,
 /// `delivered` being whether KVM accepted it. The error is returned for the VMM's log too.
 pub fn deliver_and_log(
-    vcpu: &VcpuFd,
+    vcpu: &impl crate::vcpu::vcpu_port::VcpuPort,
     gpa: u64,
     kind: MachineCheckKind,
     vendor: McaVendor,
     platform: &mut NvdimmPlatform,
 ) -> Result<(), MceError> {
-    let result = inject(vcpu, gpa, kind, vendor);
+    let result = vcpu.inject_machine_check(gpa, kind, vendor);
     platform.log_event(EventKind::MachineCheck {
         gpa,
         kind,
