@@ -153,9 +153,12 @@ impl WindowExits for FakeWindows {
     }
 }
 
+/// (offset, bytes) of every write a device saw.
+type Writes = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
 /// Records what it is written, answers reads with `answer`, and says `on_write`.
 struct Recorder {
-    writes: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+    writes: Writes,
     answer: u8,
     on_write: fn() -> Action,
 }
@@ -182,8 +185,8 @@ fn reset() -> Step {
 struct Machine {
     io_bus: Bus,
     mmio_bus: Bus,
-    port_writes: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
-    doorbell_writes: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+    port_writes: Writes,
+    doorbell_writes: Writes,
     control: Arc<VcpuControl>,
     platform: Mutex<NvdimmPlatform>,
     dsm_calls: AtomicUsize,
