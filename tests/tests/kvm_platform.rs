@@ -17,6 +17,13 @@ kvm_linux_test! {
 }
 
 kvm_linux_test! {
+    fn poison_consumed_on_an_interleave_set_is_recovered() {
+        vnvdimm_scenarios::set_runner(vnvdimm::cli::run_args);
+        kvm_only::poison_consumed_on_an_interleave_set_is_recovered();
+    }
+}
+
+kvm_linux_test! {
     fn poison_consumed_through_a_devdax_mapping_is_recovered() {
         vnvdimm_scenarios::set_runner(vnvdimm::cli::run_args);
         kvm_only::poison_consumed_through_a_devdax_mapping_is_recovered();

@@ -7,6 +7,8 @@
 //!   thread within [`limits::ServerLimits`]; [`http`] reads requests with size caps and deadlines.
 //! - [`client::ApiClient`]: a blocking client (used by `vnvdimm ctl`).
 //! - [`routes::ROUTES`]: the paths and methods answered.
+//! - [`host_io::HostIo`]: the host I/O loop (event-manager) each backend's VM runs, with
+//!   [`signal_source::SignalSource`] for the stop signals.
 //! - [`lifecycle::run`]: one run of a guest (start, API, watch, run, close), the same
 //!   steps on every backend.
 //! - `fake::FakeBackend` (feature `fake`): a backend for tests.
@@ -19,6 +21,7 @@ mod firmware;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod handlers;
+pub mod host_io;
 pub mod http;
 pub mod lifecycle;
 pub mod limits;
@@ -26,6 +29,7 @@ pub mod outcome;
 pub mod routes;
 mod security;
 pub mod server;
+pub mod signal_source;
 pub mod types;
 
 pub use backend::{Backend, BackendError, Capabilities, ExecOutput, VmInfo, VmState};

@@ -1,19 +1,22 @@
 //! A minimal QMP client (QEMU Machine Protocol: one JSON object per line over a Unix
-//! socket). One connection carries both our commands and QEMU's events; a reader
-//! thread hands replies to the caller waiting for them and keeps the events (the
-//! `SHUTDOWN` event tells a guest power-off from a reset or a host `quit`).
+//! socket). One connection carries both our commands and QEMU's events; its reading
+//! side is a source of the VM's host I/O loop (`QmpReader`), which hands replies to the
+//! caller waiting for them and keeps the events (the `SHUTDOWN` event tells a guest
+//! power-off from a reset or a host `quit`).
 
 use nvdimm_model::sync::LockUnpoisoned;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use serde_json::{json, Value};
 use thiserror::Error;
+use vnvdimm_control::host_io::{HostIo, HostIoError};
 
 #[derive(Debug, Error)]
 pub enum QmpError {
@@ -21,6 +24,8 @@ pub enum QmpError {
     Connect { path: PathBuf, waited: Duration, source: std::io::Error },
     #[error("QMP I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot read QMP in the host I/O loop: {0}")]
+    HostIo(#[from] HostIoError),
     #[error("QEMU closed the QMP connection (it has exited)")]
     Closed,
     #[error("QEMU did not answer {command} within {0:?}", REPLY_TIMEOUT)]
@@ -46,9 +51,9 @@ pub struct Qmp {
 }
 
 impl Qmp {
-    /// Connects (retrying while QEMU creates the socket) and leaves the greeting
-    /// phase with `qmp_capabilities`.
-    pub fn connect(path: &Path, wait: Duration) -> Result<Qmp, QmpError> {
+    /// Connects (retrying while QEMU creates the socket), reads QEMU's side in `host_io`
+    /// and leaves the greeting phase with `qmp_capabilities`.
+    pub fn connect(path: &Path, wait: Duration, host_io: &HostIo) -> Result<Qmp, QmpError> {
         let started = Instant::now();
         let stream = loop {
             match UnixStream::connect(path) {
@@ -61,22 +66,8 @@ impl Qmp {
         };
         let (tx, rx) = mpsc::channel();
         let events = Arc::new(Mutex::new(Vec::new()));
-        let reader = BufReader::new(stream.try_clone()?);
-        let thread_events = events.clone();
-        thread::Builder::new().name("qmp-reader".into()).spawn(move || {
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                let Ok(value) = serde_json::from_str::<Value>(&line) else { continue };
-                if let Some(name) = value.get("event").and_then(Value::as_str) {
-                    let event = QmpEvent { name: name.to_string(), data: value.get("data").cloned().unwrap_or(Value::Null) };
-                    if let Ok(mut e) = thread_events.lock() {
-                        e.push(event);
-                    }
-                } else if value.get("QMP").is_none() && tx.send(value).is_err() {
-                    break;
-                }
-            }
-        })?;
+        let reader = QmpReader { stream: stream.try_clone()?, pending: Vec::new(), replies: Some(tx), events: events.clone() };
+        host_io.add(Box::new(reader))?;
         let qmp = Qmp { channel: Mutex::new((stream, rx)), events };
         qmp.execute("qmp_capabilities", None)?;
         Ok(qmp)
@@ -131,9 +122,62 @@ impl Qmp {
     }
 }
 
+/// QEMU's side of the connection, read when epoll says so. The socket stays blocking
+/// (its writing side is the caller's): one `read` per readiness, which cannot block.
+struct QmpReader {
+    stream: UnixStream,
+    /// Bytes of a line not complete yet.
+    pending: Vec<u8>,
+    /// Dropped when QEMU closes the connection, so a waiting caller sees `Closed`.
+    replies: Option<Sender<Value>>,
+    events: Arc<Mutex<Vec<QmpEvent>>>,
+}
+
+impl QmpReader {
+    fn take_line(&mut self, line: &[u8]) {
+        let Ok(value) = serde_json::from_slice::<Value>(line) else { return };
+        if let Some(name) = value.get("event").and_then(Value::as_str) {
+            let event = QmpEvent { name: name.to_string(), data: value.get("data").cloned().unwrap_or(Value::Null) };
+            self.events.lock_unpoisoned().push(event);
+        } else if value.get("QMP").is_none() {
+            if let Some(replies) = &self.replies {
+                // Nobody waits any more only when the `Qmp` is gone.
+                let _ = replies.send(value);
+            }
+        }
+    }
+}
+
+impl MutEventSubscriber for QmpReader {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&self.stream, EventSet::IN)) {
+            log::error!("QMP cannot be read: {e:?}");
+            self.replies = None;
+        }
+    }
+
+    fn process(&mut self, _events: Events, ops: &mut EventOps) {
+        let mut buf = [0u8; 4096];
+        match self.stream.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                // QEMU has exited (or the `Qmp` shut the socket down): no more lines.
+                let _ = ops.remove(Events::new(&self.stream, EventSet::IN));
+                self.replies = None;
+            }
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = self.pending.drain(..=end).collect();
+                    self.take_line(&line);
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Qmp {
     fn drop(&mut self) {
-        // Ends the reader thread's clone of the socket too.
+        // Ends the reader's clone of the socket too (the loop sees the end and drops it).
         if let Ok(guard) = self.channel.lock() {
             let _ = guard.0.shutdown(std::net::Shutdown::Both);
         }
@@ -143,6 +187,7 @@ impl Drop for Qmp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixListener;
 
     /// A scripted QMP server: greeting, then one canned reply per command, with an
@@ -175,7 +220,8 @@ mod tests {
             }
             seen
         });
-        let qmp = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
+        let host_io = HostIo::start().unwrap();
+        let qmp = Qmp::connect(&path, Duration::from_secs(5), &host_io).unwrap();
         assert_eq!(qmp.hmp("mce 0 9 0x1 0x2 0x3 0x4").unwrap(), "ran mce 0 9 0x1 0x2 0x3 0x4\r\n");
         let err = qmp.execute("bogus", None).unwrap_err();
         assert!(matches!(&err, QmpError::Refused { message, .. } if message == "nope"), "{err}");
@@ -184,10 +230,42 @@ mod tests {
         assert_eq!(server.join().unwrap(), vec!["qmp_capabilities", "human-monitor-command", "bogus"]);
     }
 
+    /// A reply that arrives in pieces is still one reply; a QEMU that goes away is
+    /// `Closed` at once, not a reply timeout.
+    #[test]
+    fn a_reply_in_pieces_then_a_closed_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut w = stream.try_clone().unwrap();
+            let mut lines = BufReader::new(stream).lines();
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            lines.next(); // qmp_capabilities
+            w.write_all(br#"{"ret"#).unwrap();
+            thread::sleep(Duration::from_millis(50));
+            w.write_all(b"urn\": {}}\n").unwrap();
+            lines.next(); // query-status
+            w.write_all(br#"{"return": {"status": "run"#).unwrap();
+            thread::sleep(Duration::from_millis(50));
+            w.write_all(b"ning\"}}\n").unwrap();
+            lines.next(); // the command QEMU never answers: it exits
+        });
+        let host_io = HostIo::start().unwrap();
+        let qmp = Qmp::connect(&path, Duration::from_secs(5), &host_io).unwrap();
+        assert_eq!(qmp.execute("query-status", None).unwrap()["status"], "running");
+        // Closed, not Timeout: the loop saw the end of the connection.
+        let err = qmp.execute("stop", None).unwrap_err();
+        assert!(matches!(err, QmpError::Closed), "{err}");
+        server.join().unwrap();
+    }
+
     #[test]
     fn connect_gives_up_with_a_message() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Qmp::connect(&dir.path().join("none.sock"), Duration::from_millis(50)).err().unwrap();
+        let host_io = HostIo::start().unwrap();
+        let err = Qmp::connect(&dir.path().join("none.sock"), Duration::from_millis(50), &host_io).err().unwrap();
         assert!(err.to_string().contains("QMP socket"), "{err}");
     }
 }

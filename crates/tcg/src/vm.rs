@@ -21,6 +21,7 @@ use crate::console_in::ConsoleIn;
 use crate::poller::{MailboxPoller, PollerError};
 use crate::qemu::{DimmBacking, QemuCommand, SerialTarget};
 use crate::qmp::{Qmp, QmpError};
+use vnvdimm_control::host_io::HostIo;
 use crate::ram::{MailboxMapping, RamError};
 
 
@@ -36,9 +37,10 @@ pub enum VmError {
     Qmp(QmpError, String),
     #[error("waiting for QEMU: {0}")]
     Wait(std::io::Error),
+    #[error(transparent)]
+    HostIo(#[from] vnvdimm_control::host_io::HostIoError),
     #[error("QEMU ended before it was ready ({status}); its messages:\n{messages}")]
     QemuEnded { status: String, messages: String },
-    /// Every DIMM was tried; `failures` lists the ones that could not be closed.
     #[error("connecting to the guest agent's serial port: {0}")]
     Agent(vnvdimm_agent::AgentError),
 }
@@ -103,6 +105,9 @@ pub struct TcgVm {
     qemu_ended: Mutex<Option<String>>,
     /// The guest agent, when the spec asked for its port; one command at a time.
     pub(crate) agent: Option<Mutex<vnvdimm_agent::AgentLink>>,
+    /// The VM's host I/O loop: QMP, and whatever the caller adds (the stop signals).
+    /// Declared last: it stops after QMP's socket was shut down.
+    host_io: HostIo,
 }
 
 impl TcgVm {
@@ -118,6 +123,7 @@ impl TcgVm {
         };
         let (ram, ram_fds) = create_ram_file(&spec.layout)?;
         let qmp_socket = dir.join("qmp.sock");
+        let host_io = HostIo::start()?;
         let q = QemuCommand {
             qemu: spec.qemu.clone(),
             kernel: spec.kernel.clone(),
@@ -167,7 +173,7 @@ impl TcgVm {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let qmp = match Qmp::connect(&qmp_socket, QMP_WAIT) {
+        let qmp = match Qmp::connect(&qmp_socket, QMP_WAIT, &host_io) {
             Ok(qmp) => qmp,
             Err(e) => {
                 let _ = child.kill();
@@ -204,7 +210,13 @@ impl TcgVm {
             command_line,
             qemu_ended: Mutex::new(None),
             agent,
+            host_io,
         })
+    }
+
+    /// The VM's host I/O loop, for more sources (the stop signals: `vnvdimm run`).
+    pub fn host_io(&self) -> &HostIo {
+        &self.host_io
     }
 
     /// Where the console's input goes (QEMU's stdin) when the spec asked for it.

@@ -6,8 +6,6 @@
 pub mod arch;
 pub mod backend;
 pub mod devices;
-pub mod host_io;
-pub mod signal_source;
 pub mod kvm_check;
 pub mod launch;
 pub mod memory;
@@ -19,3 +17,6 @@ pub mod vm;
 
 pub use outcome::GuestOutcome;
 pub use vm::{Vm, VmBuilder, VmError, VmStats};
+
+// The host I/O loop and its signal source are backend-neutral (both backends run one).
+pub use vnvdimm_control::{host_io, signal_source};

@@ -11,10 +11,8 @@ use std::sync::{Arc, Mutex};
 use nvdimm_model::clock::SystemClock;
 use nvdimm_model::config::{parse_size, MIB};
 use nvdimm_model::NvdimmPlatform;
-use thiserror::Error;
 use vnvdimm_control::lifecycle::{self, LifecycleError, StartedGuest};
 use vnvdimm_control::Backend;
-use vnvdimm_vmm::host_io::{HostIo, HostIoError};
 use vnvdimm_tcg::qemu::{QemuCommand, SerialTarget};
 use vnvdimm_tcg::{TcgLayout, TcgLayoutOptions, TcgVm, TcgVmSpec};
 
@@ -82,15 +80,6 @@ pub fn prepare(args: &RunArgs, err: &mut dyn Write) -> Result<Prepared, Failure>
     Ok(Prepared { spec, api_socket: args.api_socket.clone(), work })
 }
 
-/// What can fail in the TCG backend's own steps of a run.
-#[derive(Debug, Error)]
-enum TcgStepError {
-    #[error("{0}")]
-    Qemu(#[from] vnvdimm_tcg::vm::VmError),
-    #[error("{0}")]
-    HostIo(#[from] HostIoError),
-}
-
 /// QEMU running the guest: the backend the API and the stop paths use.
 struct StartedQemu(Arc<TcgVm>);
 
@@ -101,11 +90,10 @@ impl StartedGuest for StartedQemu {
 }
 
 /// The exit status and message of a run that failed, by the step that failed.
-fn failure(e: LifecycleError<TcgStepError>) -> Failure {
+fn failure(e: LifecycleError<vnvdimm_tcg::vm::VmError>) -> Failure {
     let message = format!("--backend tcg: {e}");
     match e {
         LifecycleError::Api(_) => Failure::usage(message),
-        e if matches!(e.backend_error(), Some(TcgStepError::HostIo(_))) => Failure::start_host(message),
         _ => Failure::other(message),
     }
 }
@@ -129,18 +117,14 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
             Ok(StartedQemu(vm))
         },
         |StartedQemu(vm)| {
-            // The host I/O loop of this run: QEMU serves the guest's devices, so it
-            // carries only the stop signals (the KVM backend's loop carries them beside
-            // its devices).
-            let host_io = HostIo::start()?;
             let stopper = vm.clone();
-            crate::stop_signals::forward_to(&host_io, move || {
+            crate::stop_signals::forward_to(vm.host_io(), move || {
                 crate::stop_signals::already_stopping_is_fine(stopper.power_off())
             });
             if let (Some(keyboard), Some(qemu_stdin)) = (&input, vm.take_console_input()) {
                 forward_keyboard(keyboard, qemu_stdin, vm.clone());
             }
-            Ok(host_io)
+            Ok(())
         },
         |StartedQemu(vm)| {
             if let Some(console) = vm.take_console() {

@@ -140,6 +140,45 @@ pub fn poison_consumed_through_an_fsdax_mapping_is_recovered() {
     vm.stop();
 }
 
+/// SRAR on a 2-way interleave set (4 KiB lines): the page the guest maps is poisoned by
+/// its system address; the VMM must find it in the member and at the offset the
+/// interleave gives, leave exactly that page out of the memslots, and raise the machine
+/// check at the address the guest loaded. The recovery write then clears it in that member.
+pub fn poison_consumed_on_an_interleave_set_is_recovered() {
+    const LINE: u64 = 4096;
+    let work = Work::new("mce-ar-interleave", KVM);
+    let m0 = work.dimm("m0.img", 256 * MIB);
+    let m1 = work.dimm("m1.img", 256 * MIB);
+    let mut vm = boot(
+        &work,
+        &[nvdimm(&m0, ",label-size=0,handle=1"), nvdimm(&m1, ",label-size=0,handle=2")],
+        &["--interleave-set", "dimms=0,1,line=4K"],
+    );
+    fsdax_file(&mut vm);
+    let base = vm.api("GET", "/dimms/0", None)["spa_base"].as_u64().expect("spa_base");
+    let mut member = None;
+    let r = probe(&mut vm, "/mnt/d/f", 2 * 4096, 4 * MIB, |vm, phys| {
+        // Line n of the set is line n / 2 of member n % 2.
+        let line = (phys - base) / LINE;
+        let (dimm, offset) = (line % 2, line / 2 * LINE);
+        let answer = vm.api("POST", "/poison", Some(json!({ "spa": phys, "length": 4096 })));
+        assert_eq!((answer["dimm"].as_u64(), answer["offset"].as_u64()), (Some(dimm), Some(offset)), "{answer}");
+        assert_eq!(vm.host_poison(dimm as usize), vec![(offset, 4096)]);
+        assert_eq!(vm.host_poison(1 - dimm as usize), vec![], "the other member is clean");
+        member = Some(dimm as usize);
+    });
+    assert_sigbus_ar(&r);
+    let pfn = r.phys / 4096;
+    let line = dmesg_line(&mut vm, &format!("{pfn:#x}: recovery action for dax page"));
+    assert!(line.trim_end().ends_with("Recovered"), "{line}");
+    let member = member.expect("the probe poisoned its page");
+    vm.ok("dd if=/dev/zero of=/mnt/d/f bs=4096 seek=2 count=1 conv=notrunc,fsync");
+    assert_eq!(vm.host_poison(member), vec![], "the recovery write cleared the member's poison");
+    let again = probe(&mut vm, "/mnt/d/f", 2 * 4096, 4 * MIB, |_, _| {});
+    assert!(again.outcome.starts_with("read ok"), "mapped again after the repair: {}", again.outcome);
+    vm.stop();
+}
+
 pub fn poison_consumed_through_a_devdax_mapping_is_recovered() {
     let work = Work::new("mce-ar-devdax", KVM);
     let a = work.dimm("a.img", 256 * MIB);

@@ -1,7 +1,8 @@
 //! The host I/O loop: one thread running an event-manager `EventManager` that serves
-//! every host-side byte source of the KVM VM (the console's input into COM1, the guest
-//! agent's socket into COM3), each a subscriber woken by epoll, none polled. Sources are
-//! added from any thread through the manager's remote endpoint.
+//! every host-side source of a VM, each a subscriber woken by epoll, none polled: under
+//! KVM the console's input into COM1 and the guest agent's socket into COM3; under TCG
+//! QMP; on both the stop signals (`signal_source`). Sources are added from any thread
+//! through the manager's remote endpoint.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
