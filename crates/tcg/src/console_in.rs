@@ -15,16 +15,28 @@ pub struct ConsoleIn {
 }
 
 impl ConsoleIn {
-    pub(crate) fn new(qemu_stdin: ChildStdin, multiplexed: bool) -> Self {
+    pub fn new(qemu_stdin: ChildStdin, multiplexed: bool) -> Self {
         ConsoleIn { qemu_stdin, multiplexed, focused: !multiplexed }
     }
 
-    /// Sends the guest's bytes to its ttyS0.
+    /// Sends the guest's bytes to its ttyS0 (blocking while QEMU's pipe is full).
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let encoded = encode(bytes, self.multiplexed, !self.focused);
-        self.focused = true;
+        let encoded = self.encode(bytes);
         self.qemu_stdin.write_all(&encoded)?;
         self.qemu_stdin.flush()
+    }
+
+    /// The bytes QEMU's stdin must get for the guest's `bytes`; for a caller that
+    /// writes them itself, through [`ConsoleIn::pipe`].
+    pub fn encode(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let encoded = encode(bytes, self.multiplexed, !self.focused);
+        self.focused = true;
+        encoded
+    }
+
+    /// QEMU's stdin.
+    pub fn pipe(&mut self) -> &mut ChildStdin {
+        &mut self.qemu_stdin
     }
 }
 

@@ -192,8 +192,13 @@ mod tests {
 
     /// A scripted QMP server: greeting, then one canned reply per command, with an
     /// event in between to check events and replies are told apart.
-    #[test]
-    fn commands_replies_errors_and_events() {
+    type Lines = std::io::Lines<BufReader<UnixStream>>;
+
+    /// A QEMU stand-in on a socket in a fresh directory: it greets the client, then
+    /// `script` gets its writing end and the client's lines.
+    fn fake_qemu<T: Send + 'static>(
+        script: impl FnOnce(&mut UnixStream, &mut Lines) -> T + Send + 'static,
+    ) -> (tempfile::TempDir, PathBuf, thread::JoinHandle<T>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("qmp.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -202,6 +207,14 @@ mod tests {
             let mut w = stream.try_clone().unwrap();
             let mut lines = BufReader::new(stream).lines();
             writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            script(&mut w, &mut lines)
+        });
+        (dir, path, server)
+    }
+
+    #[test]
+    fn commands_replies_errors_and_events() {
+        let (_dir, path, server) = fake_qemu(|w, lines| {
             let mut seen = Vec::new();
             while let Some(Ok(line)) = lines.next() {
                 let v: Value = serde_json::from_str(&line).unwrap();
@@ -234,14 +247,7 @@ mod tests {
     /// `Closed` at once, not a reply timeout.
     #[test]
     fn a_reply_in_pieces_then_a_closed_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qmp.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let server = thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
-            let mut w = stream.try_clone().unwrap();
-            let mut lines = BufReader::new(stream).lines();
-            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+        let (_dir, path, server) = fake_qemu(|w, lines| {
             lines.next(); // qmp_capabilities
             w.write_all(br#"{"ret"#).unwrap();
             thread::sleep(Duration::from_millis(50));

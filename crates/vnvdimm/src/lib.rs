@@ -10,6 +10,7 @@ pub mod demo;
 pub mod firmware_image;
 pub mod guest_boot;
 pub mod kernel_check;
+pub mod keyboard_to_qemu;
 pub mod modules;
 pub mod platform_args;
 pub mod run;

@@ -117,12 +117,14 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u
             Ok(StartedQemu(vm))
         },
         |StartedQemu(vm)| {
-            let stopper = vm.clone();
-            crate::stop_signals::forward_to(vm.host_io(), move || {
-                crate::stop_signals::already_stopping_is_fine(stopper.power_off())
+            // The loop's sources are the VM's own: they hold it weakly, or it could never go.
+            let stopper = Arc::downgrade(vm);
+            crate::stop_signals::forward_to(vm.host_io(), move || match stopper.upgrade() {
+                Some(vm) => crate::stop_signals::already_stopping_is_fine(vm.power_off()),
+                None => Ok(()),
             });
             if let (Some(keyboard), Some(qemu_stdin)) = (&input, vm.take_console_input()) {
-                forward_keyboard(keyboard, qemu_stdin, vm.clone());
+                forward_keyboard(keyboard, qemu_stdin, vm);
             }
             Ok(())
         },
@@ -162,31 +164,29 @@ fn copy_console(mut console: impl Read, out: &mut dyn Write) {
     }
 }
 
-/// Copies the console's input into QEMU's stdin (its console chardev), with the same
-/// Ctrl-A commands as the KVM backend's console. The thread ends with the input or
-/// with QEMU (a write to its closed stdin fails).
-fn forward_keyboard(input: &crate::console_input::ConsoleInput, mut qemu_stdin: vnvdimm_tcg::console_in::ConsoleIn, vm: Arc<TcgVm>) {
-    let Ok(mut source) = input.source.try_clone() else { return };
-    let mut escape = input.escape.then(|| {
+/// Feeds the console's input to QEMU's stdin (its console chardev) from the VM's host
+/// I/O loop, with the same Ctrl-A commands as the KVM backend's console. Without it the
+/// guest runs on, deaf: said on stderr.
+fn forward_keyboard(input: &crate::console_input::ConsoleInput, qemu_stdin: vnvdimm_tcg::console_in::ConsoleIn, vm: &Arc<TcgVm>) {
+    let weak = Arc::downgrade(vm);
+    let escape = input.escape.then(|| {
         vnvdimm_vmm::devices::console_escape::ConsoleEscape::new(Box::new(move || {
-            let _ = vm.power_off();
+            if let Some(vm) = weak.upgrade() {
+                let _ = vm.power_off();
+            }
         }))
     });
-    let _ = std::thread::Builder::new().name("vnv-console-in".into()).spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = match source.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            let bytes = vnvdimm_vmm::devices::console_escape::filter(escape.as_mut(), &buf[..n]);
-            if qemu_stdin.send(&bytes).is_err() {
-                return;
-            }
-        }
-    });
+    let feed = input
+        .source
+        .try_clone()
+        .and_then(|source| crate::keyboard_to_qemu::KeyboardToQemu::new(source, qemu_stdin, escape));
+    let added = match feed {
+        Ok(feed) => vm.host_io().add(Box::new(feed)).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = added {
+        log::warn!("console input: {e}; the guest gets no keyboard input");
+    }
 }
 
 #[cfg(test)]
