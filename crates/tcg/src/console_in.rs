@@ -3,7 +3,6 @@
 //! last, ttyS1, and reads Ctrl-A as its own escape key. So the first write rotates the
 //! focus to ttyS0 (Ctrl-A c) and every Ctrl-A meant for the guest is doubled.
 
-use std::io::Write;
 use std::process::ChildStdin;
 
 const CTRL_A: u8 = 0x01;
@@ -19,15 +18,8 @@ impl ConsoleIn {
         ConsoleIn { qemu_stdin, multiplexed, focused: !multiplexed }
     }
 
-    /// Sends the guest's bytes to its ttyS0 (blocking while QEMU's pipe is full).
-    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let encoded = self.encode(bytes);
-        self.qemu_stdin.write_all(&encoded)?;
-        self.qemu_stdin.flush()
-    }
-
-    /// The bytes QEMU's stdin must get for the guest's `bytes`; for a caller that
-    /// writes them itself, through [`ConsoleIn::pipe`].
+    /// The bytes QEMU's stdin must get for the guest's `bytes`, written by the caller
+    /// through [`ConsoleIn::pipe`] (the host I/O loop's keyboard feed, non-blocking).
     pub fn encode(&mut self, bytes: &[u8]) -> Vec<u8> {
         let encoded = encode(bytes, self.multiplexed, !self.focused);
         self.focused = true;
