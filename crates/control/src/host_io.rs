@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use event_manager::{EventManager, MutEventSubscriber, RemoteEndpoint, SubscriberOps};
+use event_manager::{EventManager, MutEventSubscriber, RemoteEndpoint, SubscriberId, SubscriberOps};
 use thiserror::Error;
 
 pub type Subscriber = Box<dyn MutEventSubscriber + Send>;
@@ -53,13 +53,23 @@ impl HostIo {
     }
 
     /// Adds a source; its `init` registers the descriptors it waits on.
-    pub fn add(&self, subscriber: Subscriber) -> Result<(), HostIoError> {
+    pub fn add(&self, subscriber: Subscriber) -> Result<SubscriberId, HostIoError> {
         self.endpoint
             .call_blocking(move |ops: &mut dyn SubscriberOps<Subscriber = Subscriber>| {
-                ops.add_subscriber(subscriber);
-                Ok::<(), event_manager::Error>(())
+                Ok::<_, event_manager::Error>(ops.add_subscriber(subscriber))
             })
             .map_err(HostIoError::Add)
+    }
+
+    /// Takes a source out of the loop; once this returns it is never called again.
+    /// Dropped here, or at once if the loop has already ended.
+    pub fn remove(&self, id: SubscriberId) {
+        let removed = self.endpoint.call_blocking(move |ops: &mut dyn SubscriberOps<Subscriber = Subscriber>| {
+            ops.remove_subscriber(id).map(drop)
+        });
+        if let Err(e) = removed {
+            log::debug!("host I/O loop: source {id:?} was already gone: {e:?}");
+        }
     }
 }
 
@@ -71,4 +81,21 @@ impl Drop for HostIo {
             let _ = thread.join();
         }
     }
+}
+
+/// A timer for a source of the loop: non-blocking, because re-arming it between epoll's
+/// report and the source's read clears the expiry, and a blocking read would then wait
+/// for the next one, holding up every other source.
+pub fn loop_timer() -> std::io::Result<vmm_sys_util::timerfd::TimerFd> {
+    use std::os::fd::AsRawFd;
+    let timer = vmm_sys_util::timerfd::TimerFd::new()?;
+    let fd = timer.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor the timer owns; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(timer)
 }

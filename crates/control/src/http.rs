@@ -1,9 +1,10 @@
-//! The HTTP/1.1 the control API speaks, and no more: one request per connection, its
-//! head read under a size cap and a deadline, its body read only when a `Content-Length`
-//! within [`MAX_BODY`] announces it (never allocated from what the client claims), and an
-//! answer that always closes the connection. Keeping it this small is what lets the
-//! server promise that no client can make it allocate, wait or queue without bound
-//! (docs/api.md, "Limits").
+//! The HTTP/1.1 the control API speaks, and no more: one request per connection, read
+//! without blocking as it arrives ([`RequestReader`]), its head under a size cap, its
+//! body read only when a `Content-Length` within [`MAX_BODY`] announces it (never
+//! allocated from what the client claims), and an answer that always closes the
+//! connection. The server (`api_connection.rs`) holds each part to its [`Deadlines`].
+//! Keeping it this small is what lets the server promise that no client can make it
+//! allocate, wait or queue without bound (docs/api.md, "Limits").
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -76,69 +77,100 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
-/// Reads one request from `stream`, each part within its deadline. Sends
-/// `100 Continue` when the client waits for it (curl does for bodies over 1 KiB).
-pub fn read_request(stream: &mut UnixStream, deadlines: &Deadlines) -> Result<HttpRequest, HttpError> {
-    let head_deadline = Instant::now() + deadlines.head;
-    let (head, mut body) = read_head(stream, head_deadline, deadlines.head)?;
-    let head = parse_head(&head)?;
-    let length = head.content_length.unwrap_or(0);
-    // Checked before reading or reserving anything: the claim is the client's, not ours.
-    if length > MAX_BODY as u64 {
-        return Err(HttpError::BodyTooLarge);
-    }
-    let length = length as usize;
-    if head.expect_continue && body.len() < length {
-        write_all_by(stream, b"HTTP/1.1 100 Continue\r\n\r\n", Instant::now() + deadlines.write)
-            .map_err(HttpError::Io)?;
-    }
-    // Bytes after the body (a pipelined second request) are ignored: one request per connection.
-    body.truncate(length);
-    let body_deadline = Instant::now() + deadlines.body;
-    let mut chunk = [0u8; 4096];
-    while body.len() < length {
-        let want = (length - body.len()).min(chunk.len());
-        let n = read_by(stream, &mut chunk[..want], body_deadline).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HttpError::BodyTimeout(deadlines.body),
-            _ => HttpError::Io(e),
-        })?;
-        if n == 0 {
-            return Err(HttpError::Closed);
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Ok(HttpRequest { method: head.method, target: head.target, body })
+/// The part of a request being read, each with its own deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Head,
+    Body,
 }
 
-/// Reads up to the empty line that ends the headers; returns the head (without it)
-/// and whatever followed it in the same reads.
-fn read_head(stream: &mut UnixStream, deadline: Instant, limit: Duration) -> Result<(Vec<u8>, Vec<u8>), HttpError> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some((end, skip)) = head_end(&buf) {
-            if end > MAX_HEAD {
+/// What a read of the bytes that have arrived gave.
+#[derive(Debug)]
+pub enum Progress {
+    /// More is needed; nothing arrived that could complete it yet.
+    Pending,
+    Complete(HttpRequest),
+}
+
+/// One request read from a non-blocking stream as its bytes arrive, so that the host I/O
+/// loop serves every client without waiting for any. What it holds is bounded by
+/// [`MAX_HEAD`] and [`MAX_BODY`] whatever the client sends.
+#[derive(Debug, Default)]
+pub struct RequestReader {
+    /// The head until it is complete, then the body.
+    buf: Vec<u8>,
+    head: Option<Head>,
+    continue_owed: bool,
+}
+
+impl RequestReader {
+    pub fn part(&self) -> Part {
+        if self.head.is_some() {
+            Part::Body
+        } else {
+            Part::Head
+        }
+    }
+
+    /// Whether `100 Continue` is owed now (curl waits for it before bodies over 1 KiB);
+    /// true once at most.
+    pub fn take_continue(&mut self) -> bool {
+        std::mem::take(&mut self.continue_owed)
+    }
+
+    /// Reads what `stream` has (until it would block). Bytes after the body (a pipelined
+    /// second request) are never read: one request per connection.
+    pub fn read_from(&mut self, stream: &mut impl Read) -> Result<Progress, HttpError> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let want = match &self.head {
+                None => chunk.len(),
+                Some(head) if self.buf.len() >= head.length => {
+                    let head = self.head.take().expect("matched just above");
+                    let body = std::mem::take(&mut self.buf);
+                    return Ok(Progress::Complete(HttpRequest { method: head.method, target: head.target, body }));
+                }
+                Some(head) => (head.length - self.buf.len()).min(chunk.len()),
+            };
+            match stream.read(&mut chunk[..want]) {
+                Ok(0) => {
+                    return Err(if self.head.is_none() && !self.buf.is_empty() {
+                        HttpError::Malformed("incomplete headers".into())
+                    } else {
+                        HttpError::Closed
+                    })
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if self.head.is_none() {
+                        self.take_head()?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Pending),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(HttpError::Io(e)),
+            }
+        }
+    }
+
+    /// Parses the head once its end has arrived; what followed it starts the body.
+    fn take_head(&mut self) -> Result<(), HttpError> {
+        let Some((end, skip)) = head_end(&self.buf) else {
+            if self.buf.len() > MAX_HEAD {
                 return Err(HttpError::HeadTooLarge);
             }
-            let rest = buf.split_off(end + skip);
-            buf.truncate(end);
-            return Ok((buf, rest));
-        }
-        if buf.len() > MAX_HEAD {
+            return Ok(());
+        };
+        if end > MAX_HEAD {
             return Err(HttpError::HeadTooLarge);
         }
-        let n = read_by(stream, &mut chunk, deadline).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HttpError::HeadTimeout(limit),
-            _ => HttpError::Io(e),
-        })?;
-        if n == 0 {
-            return Err(if buf.is_empty() {
-                HttpError::Closed
-            } else {
-                HttpError::Malformed("incomplete headers".into())
-            });
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        let head = parse_head(&self.buf[..end])?;
+        let mut body = self.buf.split_off(end + skip);
+        body.truncate(head.length);
+        self.continue_owed = head.expect_continue && body.len() < head.length;
+        self.buf = body;
+        self.head = Some(head);
+        Ok(())
     }
 }
 
@@ -153,10 +185,12 @@ fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+#[derive(Debug)]
 struct Head {
     method: String,
     target: String,
-    content_length: Option<u64>,
+    /// The body's length, at most [`MAX_BODY`].
+    length: usize,
     expect_continue: bool,
 }
 
@@ -178,8 +212,8 @@ fn parse_head(raw: &[u8]) -> Result<Head, HttpError> {
     if version != "HTTP/1.1" && version != "HTTP/1.0" {
         return Err(HttpError::Version(printable(version)));
     }
-    let mut head =
-        Head { method: method.to_string(), target: target.to_string(), content_length: None, expect_continue: false };
+    let mut content_length: Option<u64> = None;
+    let mut expect_continue = false;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             return Err(HttpError::Malformed(format!("header line `{}`", printable(line))));
@@ -187,17 +221,22 @@ fn parse_head(raw: &[u8]) -> Result<Head, HttpError> {
         let value = value.trim_matches([' ', '\t']);
         if name.eq_ignore_ascii_case("content-length") {
             let length = parse_length(value)?;
-            if head.content_length.is_some_and(|l| l != length) {
+            if content_length.is_some_and(|l| l != length) {
                 return Err(HttpError::Malformed("two different Content-Length headers".into()));
             }
-            head.content_length = Some(length);
+            content_length = Some(length);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HttpError::TransferEncoding);
         } else if name.eq_ignore_ascii_case("expect") && value.eq_ignore_ascii_case("100-continue") {
-            head.expect_continue = true;
+            expect_continue = true;
         }
     }
-    Ok(head)
+    let length = content_length.unwrap_or(0);
+    // Checked before reading or reserving anything: the claim is the client's, not ours.
+    if length > MAX_BODY as u64 {
+        return Err(HttpError::BodyTooLarge);
+    }
+    Ok(Head { method: method.to_string(), target: target.to_string(), length: length as usize, expect_continue })
 }
 
 /// A Content-Length: digits only. Values beyond u64 are as "too large" as 2^40 is.
@@ -211,19 +250,6 @@ fn parse_length(value: &str) -> Result<u64, HttpError> {
 /// At most 64 characters, control bytes escaped: error messages quote client input.
 fn printable(s: &str) -> String {
     s.chars().take(64).flat_map(char::escape_debug).collect()
-}
-
-/// One `read` that gives up at `deadline` (a trickling client gets no more time by
-/// sending a byte now and then: each read gets only what is left).
-fn read_by(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-    loop {
-        let left = remaining(deadline)?;
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
 }
 
 /// Whether the peer has closed its end completely (for a Unix stream socket, POLLHUP:
@@ -260,15 +286,9 @@ fn remaining(deadline: Instant) -> io::Result<Duration> {
     Ok(left)
 }
 
-/// Writes a complete answer: status, JSON body, `Content-Length`, `Connection: close`,
-/// and `Allow` for a 405.
-pub fn write_response(
-    stream: &mut UnixStream,
-    status: u16,
-    body: &[u8],
-    allow: Option<&str>,
-    deadline: Instant,
-) -> io::Result<()> {
+/// A complete answer: status, JSON body, `Content-Length`, `Connection: close`, and
+/// `Allow` for a 405.
+pub fn response_bytes(status: u16, body: &[u8], allow: Option<&str>) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason(status),
@@ -280,8 +300,11 @@ pub fn write_response(
     head.push_str("\r\n");
     let mut answer = head.into_bytes();
     answer.extend_from_slice(body);
-    write_all_by(stream, &answer, deadline)
+    answer
 }
+
+/// The answer `100 Continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -305,17 +328,16 @@ fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    fn deadlines() -> Deadlines {
-        let d = Duration::from_secs(5);
-        Deadlines { head: d, body: d, write: d }
-    }
-
-    /// Sends `input` on one end of a socket pair (then closes it) and reads a request from the other.
+    /// Reads what a client sent and then closed (so the read never waits).
     fn read(input: &[u8]) -> Result<HttpRequest, HttpError> {
         let (mut ours, mut theirs) = UnixStream::pair().unwrap();
         theirs.write_all(input).unwrap();
         drop(theirs);
-        read_request(&mut ours, &deadlines())
+        ours.set_nonblocking(true).unwrap();
+        match RequestReader::default().read_from(&mut ours)? {
+            Progress::Complete(request) => Ok(request),
+            Progress::Pending => panic!("a closed client left the request pending"),
+        }
     }
 
     #[test]
@@ -362,6 +384,11 @@ mod tests {
     fn oversized_heads_are_431() {
         let input = format!("GET /x HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
         assert!(matches!(read(input.as_bytes()), Err(HttpError::HeadTooLarge)));
+        // Without an end of headers in sight, too.
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(format!("GET /x HTTP/1.1\r\nX: {}", "a".repeat(2 * MAX_HEAD)).as_bytes()).unwrap();
+        ours.set_nonblocking(true).unwrap();
+        assert!(matches!(RequestReader::default().read_from(&mut ours), Err(HttpError::HeadTooLarge)));
     }
 
     #[test]
@@ -371,30 +398,44 @@ mod tests {
         assert_eq!(read(b"GET /x HTTP/1.1\r\n").unwrap_err().status(), Some(400));
     }
 
+    /// A request that arrives in pieces is read piece by piece, the part it is in known
+    /// at each step (the connection's deadline depends on it).
     #[test]
-    fn a_silent_client_times_out() {
+    fn a_request_in_pieces_completes_with_its_last_piece() {
         let (mut ours, mut theirs) = UnixStream::pair().unwrap();
-        let short = Deadlines { head: Duration::from_millis(50), body: Duration::from_millis(50), ..deadlines() };
-        theirs.write_all(b"POST /x HTTP/1.1\r\n").unwrap();
-        assert!(matches!(read_request(&mut ours, &short), Err(HttpError::HeadTimeout(_))));
-        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
-        theirs.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n{").unwrap();
-        assert!(matches!(read_request(&mut ours, &short), Err(HttpError::BodyTimeout(_))));
+        ours.set_nonblocking(true).unwrap();
+        let mut reader = RequestReader::default();
+        assert!(matches!(reader.read_from(&mut ours), Ok(Progress::Pending)));
+        theirs.write_all(b"PUT /x HTTP/1.1\r\nContent-").unwrap();
+        assert!(matches!(reader.read_from(&mut ours), Ok(Progress::Pending)));
+        assert_eq!(reader.part(), Part::Head);
+        theirs.write_all(b"Length: 5\r\n\r\n{\"").unwrap();
+        assert!(matches!(reader.read_from(&mut ours), Ok(Progress::Pending)));
+        assert_eq!(reader.part(), Part::Body);
+        assert!(!reader.take_continue(), "not asked for");
+        theirs.write_all(b"a\"}").unwrap();
+        match reader.read_from(&mut ours) {
+            Ok(Progress::Complete(r)) => assert_eq!(r.body, b"{\"a\"}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
-    fn expect_100_continue_is_answered_before_the_body() {
+    fn expect_100_continue_is_owed_once_until_the_body_is_there() {
         let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
         theirs.write_all(b"PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
-        let client = std::thread::spawn(move || {
-            let mut interim = [0u8; 25];
-            theirs.read_exact(&mut interim).unwrap();
-            theirs.write_all(b"{}").unwrap();
-            interim
-        });
-        let r = read_request(&mut ours, &deadlines()).unwrap();
-        assert_eq!(r.body, b"{}");
-        assert_eq!(&client.join().unwrap(), b"HTTP/1.1 100 Continue\r\n\r\n");
+        let mut reader = RequestReader::default();
+        assert!(matches!(reader.read_from(&mut ours), Ok(Progress::Pending)));
+        assert!(reader.take_continue());
+        assert!(!reader.take_continue());
+        // A client that sent its body without waiting is owed nothing.
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs.write_all(b"PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        let mut reader = RequestReader::default();
+        assert!(matches!(reader.read_from(&mut ours), Ok(Progress::Complete(_))));
+        assert!(!reader.take_continue());
     }
 
     #[test]
@@ -409,13 +450,8 @@ mod tests {
 
     #[test]
     fn answers_close_the_connection_and_carry_allow() {
-        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
-        write_response(&mut ours, 405, b"{}", Some("GET, PUT"), Instant::now() + Duration::from_secs(5)).unwrap();
-        drop(ours);
-        let mut text = String::new();
-        theirs.read_to_string(&mut text).unwrap();
         assert_eq!(
-            text,
+            String::from_utf8(response_bytes(405, b"{}", Some("GET, PUT"))).unwrap(),
             "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
              Connection: close\r\nAllow: GET, PUT\r\n\r\n{}"
         );

@@ -3,8 +3,11 @@
 //! Every path starts with `/api/v1`; docs/api.md and docs/api.yaml describe them.
 //!
 //! - [`backend::Backend`]: what a VMM backend (KVM, QEMU TCG) implements.
-//! - [`ApiServer::start`]: serves a backend on a socket, each connection on its own
-//!   thread within [`limits::ServerLimits`]; [`http`] reads requests with size caps and deadlines.
+//! - [`ApiServer::serve_on`]: serves a backend on a socket as a source of the VM's host
+//!   I/O loop (`api_source.rs`, one non-blocking `api_connection.rs` per client) within
+//!   [`limits::ServerLimits`], requests run off the loop (`api_worker.rs`);
+//!   [`ApiServer::start`] does the same in a loop of its own; [`http`] reads requests
+//!   with size caps.
 //! - [`client::ApiClient`]: a blocking client (used by `vnvdimm ctl`).
 //! - [`routes::ROUTES`]: the paths and methods answered.
 //! - [`host_io::HostIo`]: the host I/O loop (event-manager) each backend's VM runs, with
@@ -13,13 +16,16 @@
 //!   steps on every backend.
 //! - `fake::FakeBackend` (feature `fake`): a backend for tests.
 
+mod api_connection;
+mod api_source;
+mod api_worker;
 pub mod backend;
 pub mod client;
 pub mod exec_queue;
 pub mod exit_status;
-mod firmware;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+mod firmware;
 pub mod handlers;
 pub mod host_io;
 pub mod http;

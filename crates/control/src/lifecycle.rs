@@ -2,8 +2,9 @@
 //! caller has opened the DIMMs; then
 //! 1. the backend starts its guest. A failed start puts the DIMMs' state files back as
 //!    they were: no `running` marker, no shutdown counted (issue 10, point 6);
-//! 2. the control API is served on `--api-socket`, when one was given. A socket that
-//!    cannot be served stops the guest and puts the state back the same way;
+//! 2. the control API is served on `--api-socket`, when one was given, as a source of
+//!    the guest's host I/O loop. A socket that cannot be served stops the guest and puts
+//!    the state back the same way;
 //! 3. the caller's `running` hook gets the started guest (stop signals, console input)
 //!    and may keep something alive until the run ends;
 //! 4. a write-back watch powers the guest off when its stores stop reaching a backing
@@ -20,12 +21,15 @@ use nvdimm_model::platform_open::{PlatformCloseError, PlatformOpenError};
 use nvdimm_model::sync::LockUnpoisoned;
 use nvdimm_model::{writeback_watch, NvdimmPlatform};
 
+use crate::host_io::HostIo;
 use crate::{ApiError, ApiServer, Backend, GuestOutcome};
 
 /// A guest a backend has started: what the API, the stop paths and the write-back
 /// watch talk to.
 pub trait StartedGuest {
     fn backend(&self) -> Arc<dyn Backend>;
+    /// The VM's host I/O loop, which serves the control API among its sources.
+    fn host_io(&self) -> &HostIo;
 }
 
 /// Where a run failed; `E` is the backend's own error (starting, running).
@@ -34,9 +38,15 @@ pub enum LifecycleError<E> {
     Start(E),
     Api(ApiError),
     Run(E),
-    Close { outcome: GuestOutcome, source: PlatformCloseError },
+    Close {
+        outcome: GuestOutcome,
+        source: PlatformCloseError,
+    },
     /// A start failed, and putting the DIMMs' state back failed too.
-    Undo { start: Box<LifecycleError<E>>, undo: PlatformOpenError },
+    Undo {
+        start: Box<LifecycleError<E>>,
+        undo: PlatformOpenError,
+    },
 }
 
 // Written out: a derived Display would need `Box<Self>: Display` to prove itself.
@@ -72,7 +82,7 @@ pub fn run<G: StartedGuest, E: std::error::Error + 'static, R>(
 ) -> Result<GuestOutcome, LifecycleError<E>> {
     let guest = start().map_err(|e| undo_start(platform, LifecycleError::Start(e)))?;
     let api = match api_socket {
-        Some(path) => match ApiServer::start(path, guest.backend()) {
+        Some(path) => match ApiServer::serve_on(guest.host_io(), path, guest.backend()) {
             Ok(api) => Some(api),
             Err(e) => {
                 drop(guest); // the backend stops its guest
@@ -139,12 +149,17 @@ mod tests {
     /// A guest that says when it was dropped (a backend stops its guest on drop).
     struct Guest {
         backend: Arc<FakeBackend>,
+        host_io: HostIo,
         dropped: Arc<AtomicBool>,
     }
 
     impl StartedGuest for Guest {
         fn backend(&self) -> Arc<dyn Backend> {
             self.backend.clone()
+        }
+
+        fn host_io(&self) -> &HostIo {
+            &self.host_io
         }
     }
 
@@ -189,7 +204,11 @@ mod tests {
     }
 
     fn guest(dropped: &Arc<AtomicBool>) -> Guest {
-        Guest { backend: Arc::new(FakeBackend::with_default_platform()), dropped: dropped.clone() }
+        Guest {
+            backend: Arc::new(FakeBackend::with_default_platform()),
+            host_io: HostIo::start().unwrap(),
+            dropped: dropped.clone(),
+        }
     }
 
     #[test]
@@ -214,8 +233,9 @@ mod tests {
         let before = files(dir.path());
         let platform = open(&config);
         let dropped = Arc::new(AtomicBool::new(false));
-        let err = run(&platform, Some(&not_a_socket), || Ok::<_, Failed>(guest(&dropped)), |_| Ok(()), |_| unreachable!())
-            .unwrap_err();
+        let err =
+            run(&platform, Some(&not_a_socket), || Ok::<_, Failed>(guest(&dropped)), |_| Ok(()), |_| unreachable!())
+                .unwrap_err();
         assert!(matches!(err, LifecycleError::Api(_)), "{err}");
         assert!(err.to_string().contains("not a socket"), "{err}");
         assert!(dropped.load(Ordering::SeqCst), "the guest was not stopped");

@@ -1,36 +1,32 @@
-//! The server: a Unix socket listener whose accept loop only accepts (it never reads
-//! from a client, so no client can stall it), each connection served on its own thread
-//! under a connection limit and read with deadlines (`http.rs`), like firecracker's API
-//! thread in what it promises, with threads so that one slow client waits alone.
-//! Stopped, and its socket removed, when the handle is dropped.
+//! The server: a Unix socket listener served by the host I/O loop (api_source.rs),
+//! like firecracker's API in what it promises: no client can stall it, use it up or hold
+//! up another client. Each connection is read and answered without blocking under its
+//! deadlines; requests run on the worker's threads (api_worker.rs). Stopped, and its
+//! socket removed, when the handle is dropped.
 
 use nvdimm_model::sync::LockUnpoisoned;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use thiserror::Error;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::api_source::{ApiSource, SourceParts};
+use crate::api_worker::{Answers, Worker};
 use crate::backend::Backend;
-use crate::exec_queue::{ExecQueue, Queued, MAX_EXEC_PENDING};
+use crate::exec_queue::{ExecQueue, MAX_EXEC_PENDING};
 use crate::handlers::{self, Reply, Request};
-use crate::http::{self, HttpRequest};
-use crate::limits::{ServerLimits, Slots};
-use crate::routes::{lookup, Endpoint, Lookup};
+use crate::host_io::{HostIo, HostIoError};
+use crate::limits::ServerLimits;
+use crate::routes::{lookup, Lookup};
 use crate::types::API_PREFIX;
 
 pub use crate::http::MAX_BODY;
-
-/// How long the accept loop rests after an accept error that retrying at once would
-/// only repeat (out of descriptors or memory): the pending client waits in the backlog
-/// and is accepted once a connection has closed.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -46,8 +42,10 @@ pub enum ApiError {
     },
     #[error("--api-socket {path}: cannot listen: {message}")]
     Bind { path: PathBuf, message: String },
-    #[error("cannot start the API thread: {0}")]
+    #[error("cannot start the API's handler thread or its descriptors: {0}")]
     Thread(#[source] io::Error),
+    #[error("cannot serve the API in the host I/O loop: {0}")]
+    Loop(#[from] HostIoError),
 }
 
 /// Starts the control API server.
@@ -55,9 +53,9 @@ pub struct ApiServer;
 
 impl ApiServer {
     /// Listens on `socket_path` and answers requests until the handle is dropped, with
-    /// the default [`ServerLimits`]. A socket file left by a VMM that exited is
-    /// replaced; a path that exists and is not a socket, or a socket someone still
-    /// serves, is refused.
+    /// the default [`ServerLimits`], in a host I/O loop of its own. A socket file left
+    /// by a VMM that exited is replaced; a path that exists and is not a socket, or a
+    /// socket someone still serves, is refused.
     pub fn start(socket_path: &Path, backend: Arc<dyn Backend>) -> Result<ApiServerHandle, ApiError> {
         Self::start_with(socket_path, backend, ServerLimits::default())
     }
@@ -68,31 +66,61 @@ impl ApiServer {
         backend: Arc<dyn Backend>,
         limits: ServerLimits,
     ) -> Result<ApiServerHandle, ApiError> {
+        let host_io = HostIo::start()?;
+        let mut handle = Self::serve_with(&host_io, socket_path, backend, limits)?;
+        handle.own_loop = Some(host_io);
+        Ok(handle)
+    }
+
+    /// Serves the API as a source of a VM's host I/O loop (the way `vnvdimm run` does),
+    /// with the default limits.
+    pub fn serve_on(
+        host_io: &HostIo,
+        socket_path: &Path,
+        backend: Arc<dyn Backend>,
+    ) -> Result<ApiServerHandle, ApiError> {
+        Self::serve_with(host_io, socket_path, backend, ServerLimits::default())
+    }
+
+    fn serve_with(
+        host_io: &HostIo,
+        socket_path: &Path,
+        backend: Arc<dyn Backend>,
+        limits: ServerLimits,
+    ) -> Result<ApiServerHandle, ApiError> {
         let path = socket_path.to_path_buf();
         prepare_path(&path)?;
         let bind_error = |e: io::Error| ApiError::Bind { path: path.clone(), message: e.to_string() };
         let listener = bind_listening(&path).map_err(bind_error)?;
         let identity = std::fs::symlink_metadata(&path).map(|m| (m.dev(), m.ino())).map_err(bind_error)?;
-        // Non-blocking so that an accept after poll() said "ready" cannot hang if the
+        // Non-blocking so that an accept after epoll said "ready" cannot hang if the
         // client has already gone.
         listener.set_nonblocking(true).map_err(bind_error)?;
-        let (wake_rx, wake_tx) = UnixStream::pair().map_err(ApiError::Thread)?;
         let shared = Arc::new(Shared {
             backend: Mutex::new(Some(backend)),
             limits,
-            slots: Slots::new(limits.max_connections),
             stopping: AtomicBool::new(false),
-            handler_lock: Mutex::new(()),
+            connections: AtomicUsize::new(0),
             exec_queue: ExecQueue::new(MAX_EXEC_PENDING),
         });
-        let thread = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("vnvdimm-api".into())
-                .spawn(move || accept_loop(&listener, &wake_rx, &shared))
-                .map_err(ApiError::Thread)?
-        };
-        Ok(ApiServerHandle { path, identity, wake: wake_tx, shared, thread: Some(thread) })
+        let (answers, answers_received, answers_ready) = Answers::new().map_err(ApiError::Thread)?;
+        let worker = Worker::start(shared.clone(), answers).map_err(ApiError::Thread)?;
+        let stop = EventFd::new(EFD_NONBLOCK).map_err(ApiError::Thread)?;
+        let (drained_tx, drained) = mpsc::channel();
+        let source = ApiSource::new(SourceParts {
+            listener,
+            answers: answers_received,
+            answers_ready,
+            stop: stop.try_clone().map_err(ApiError::Thread)?,
+            worker,
+            shared: shared.clone(),
+            drained: drained_tx,
+        })
+        .map_err(ApiError::Thread)?;
+        let handle = ApiServerHandle { path, identity, stop, shared, drained: Some(drained), own_loop: None };
+        // On failure the handle's drop removes the socket file again.
+        host_io.add(Box::new(source))?;
+        Ok(handle)
     }
 }
 
@@ -119,15 +147,19 @@ fn bind_listening(path: &Path) -> io::Result<UnixListener> {
     }
 }
 
-/// The running server. Dropping it stops accepting, answers requests still being read
-/// with 503, and removes the socket file.
+/// The running server. Dropping it stops accepting, lets go of the VM (requests still
+/// being read are answered 503), and removes the socket file.
 pub struct ApiServerHandle {
     path: PathBuf,
     /// (device, inode) of the socket we bound: only that file is removed on drop.
     identity: (u64, u64),
-    wake: UnixStream,
+    /// Tells the loop's source to stop accepting.
+    stop: EventFd,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Says when the last connection is done, once stopped.
+    drained: Option<Receiver<()>>,
+    /// The loop of a server started on its own ([`ApiServer::start`]).
+    own_loop: Option<HostIo>,
 }
 
 impl ApiServerHandle {
@@ -137,7 +169,7 @@ impl ApiServerHandle {
 
     /// Connections being served right now (for tests of the connection limit).
     pub fn connections(&self) -> usize {
-        self.shared.slots.in_use()
+        self.shared.connections.load(Ordering::Acquire)
     }
 
     /// `exec` requests queued or running right now.
@@ -149,13 +181,17 @@ impl ApiServerHandle {
 impl Drop for ApiServerHandle {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // Connection threads may outlive the handle by a deadline or two; they must not
-        // keep the VM (its device model, its backing-file locks) alive meanwhile.
+        // Connections may outlive the handle by a deadline or two; they must not keep the
+        // VM (its device model, its backing-file locks) alive meanwhile.
         self.shared.backend.lock_unpoisoned().take();
-        // Wakes poll(); a failed write still leaves `stopping` for the next wake-up.
-        let _ = io::Write::write(&mut &self.wake, &[1]);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let _ = self.stop.write(1);
+        if let (Some(host_io), Some(drained)) = (self.own_loop.take(), self.drained.take()) {
+            // A loop of our own serves the connections still open until each is answered
+            // or past its deadline, as their threads did when each had one; nobody waits.
+            let _ = std::thread::Builder::new().name("vnvdimm-api-drain".into()).spawn(move || {
+                let _ = drained.recv();
+                drop(host_io);
+            });
         }
         let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
         if ours {
@@ -164,19 +200,20 @@ impl Drop for ApiServerHandle {
     }
 }
 
-/// What the accept loop and every connection thread share.
-struct Shared {
+/// What the loop's source, the worker and the handle share.
+pub(crate) struct Shared {
     /// Taken away when the handle is dropped; requests then get 503.
-    backend: Mutex<Option<Arc<dyn Backend>>>,
-    limits: ServerLimits,
-    slots: Arc<Slots>,
+    pub(crate) backend: Mutex<Option<Arc<dyn Backend>>>,
+    pub(crate) limits: ServerLimits,
     stopping: AtomicBool,
-    /// Requests other than `exec` run one at a time, in the order their bodies arrived,
-    /// as they did on the single API thread before: backends may rely on the device
-    /// model change and its backend call not interleaving with another request's. Only
-    /// the handler holds it, never the reading or writing of a connection.
-    handler_lock: Mutex<()>,
-    exec_queue: Arc<ExecQueue>,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) exec_queue: Arc<ExecQueue>,
+}
+
+impl Shared {
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
 }
 
 fn prepare_path(path: &Path) -> Result<(), ApiError> {
@@ -192,151 +229,6 @@ fn prepare_path(path: &Path) -> Result<(), ApiError> {
         return Err(ApiError::InUse { path: path.to_path_buf() });
     }
     std::fs::remove_file(path).map_err(|source| ApiError::RemoveStale { path: path.to_path_buf(), source })
-}
-
-/// Accepts until stopped. No error ends it: each is either retried at once or, when
-/// retrying could only fail again for now (no descriptors, no memory), after a pause.
-fn accept_loop(listener: &UnixListener, wake: &UnixStream, shared: &Arc<Shared>) {
-    while !shared.stopping.load(Ordering::SeqCst) {
-        match wait_readable(listener, wake) {
-            Ok(Ready::Wake) => break,
-            Ok(Ready::Listener) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                std::thread::sleep(ACCEPT_BACKOFF);
-                continue;
-            }
-        }
-        match listener.accept() {
-            Ok((stream, _)) => admit(stream, shared),
-            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
-            // The client gave up between connect and accept.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unforeseen.
-            Err(_) => std::thread::sleep(ACCEPT_BACKOFF),
-        }
-    }
-}
-
-enum Ready {
-    Listener,
-    Wake,
-}
-
-fn wait_readable(listener: &UnixListener, wake: &UnixStream) -> io::Result<Ready> {
-    let mut fds = [
-        libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: wake.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-    ];
-    // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // POLLHUP on the wake end means the handle is gone: stop as well.
-    if fds[1].revents != 0 {
-        return Ok(Ready::Wake);
-    }
-    Ok(Ready::Listener)
-}
-
-/// Gives the connection a slot and a thread, or answers 503 at once when there is no slot.
-fn admit(stream: UnixStream, shared: &Arc<Shared>) {
-    let Some(slot) = shared.slots.try_acquire() else {
-        refuse(stream, &format!("too many connections: at most {} at once; try again", shared.limits.max_connections));
-        return;
-    };
-    let shared = shared.clone();
-    // If the thread cannot be created the closure, with the stream and the slot, is
-    // dropped: the client sees the connection close and may retry.
-    let _ = std::thread::Builder::new().name("vnvdimm-api-conn".into()).spawn(move || {
-        let _slot = slot;
-        serve_connection(stream, &shared);
-    });
-}
-
-/// Answers 503 without reading the request or ever blocking: a fresh socket's buffer
-/// holds the short answer, and if it does not the client simply sees the close.
-fn refuse(mut stream: UnixStream, message: &str) {
-    if stream.set_nonblocking(true).is_ok() {
-        let body = serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default();
-        let _ = http::write_response(&mut stream, 503, &body, None, Instant::now() + Duration::from_secs(1));
-    }
-}
-
-fn serve_connection(mut stream: UnixStream, shared: &Shared) {
-    let deadlines = shared.limits.deadlines;
-    let reply = match http::read_request(&mut stream, &deadlines) {
-        Ok(request) => answer(&request, &stream, shared),
-        Err(e) => match e.status() {
-            Some(status) => Reply::error(status, e.to_string()),
-            None => return,
-        },
-    };
-    let body = serde_json::to_vec_pretty(&reply.body).unwrap_or_default();
-    // The client may have gone away or stopped reading; either way we are done with it.
-    let written = http::write_response(
-        &mut stream,
-        reply.status,
-        &body,
-        reply.allow.as_deref(),
-        Instant::now() + deadlines.write,
-    );
-    if written.is_ok() {
-        linger(&mut stream);
-    }
-}
-
-/// Most bytes discarded from what a client sent beyond its request.
-const LINGER_BYTES: usize = 2 * MAX_BODY;
-
-/// Closing a Unix socket whose input has unread bytes (a body we refused, pipelined
-/// requests) makes the client's next read fail with a reset, which some clients report
-/// instead of our answer. So discard what has already arrived (a bounded amount, without
-/// waiting for more: the slot is not held for a client that keeps the connection open)
-/// before closing; a client still sending after that gets the reset.
-fn linger(stream: &mut UnixStream) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
-    let mut discarded = 0;
-    let mut chunk = [0u8; 4096];
-    while discarded < LINGER_BYTES {
-        match io::Read::read(stream, &mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => discarded += n,
-        }
-    }
-}
-
-fn answer(request: &HttpRequest, stream: &UnixStream, shared: &Shared) -> Reply {
-    let backend = shared.backend.lock_unpoisoned().clone();
-    let Some(backend) = backend.filter(|_| !shared.stopping.load(Ordering::SeqCst)) else {
-        return Reply::error(503, "the VMM is shutting down");
-    };
-    let backend = backend.as_ref();
-    // A guest command may run for minutes; it does not hold up the other requests. It
-    // queues for the guest (exec_queue.rs) and leaves the queue if its client hangs up.
-    if is_exec(request) {
-        let Some(ticket) = shared.exec_queue.enter() else {
-            return Reply::error(
-                429,
-                format!("too many guest commands queued or running: at most {MAX_EXEC_PENDING}; try again later"),
-            );
-        };
-        let client_gone = || http::peer_gone(stream);
-        let queued = Queued { inner: backend, ticket: &ticket, client_gone: &client_gone };
-        return route(&request.method, &request.target, &request.body, &queued);
-    }
-    let _turn = shared.handler_lock.lock_unpoisoned();
-    route(&request.method, &request.target, &request.body, backend)
-}
-
-fn is_exec(request: &HttpRequest) -> bool {
-    let path = request.target.split('?').next().unwrap_or("");
-    path.strip_prefix(API_PREFIX)
-        .is_some_and(|rest| matches!(lookup(&request.method, rest), Lookup::Found { endpoint: Endpoint::Exec, .. }))
 }
 
 /// Answers one request given as method, URL (path and query) and body.

@@ -1,84 +1,88 @@
-//! Serves the `_DSM` mailbox by polling: under TCG no guest store can trap to us, so
-//! the AML stores the call's sequence number into the mailbox's doorbell slot and
-//! spins until the completion word equals it. A request is pending whenever the
+//! Serves the `_DSM` mailbox from the VM's host I/O loop: under TCG no guest store can
+//! trap to us, so the AML stores the call's sequence number into the mailbox's doorbell
+//! slot and spins until the completion word equals it. A request is pending whenever the
 //! doorbell slot is non-zero and differs from the completion word.
 //!
 //! Right after the doorbell the AML writes one byte to an I/O port (`aml::SsdtOptions::
-//! kick_port`); QEMU's `isa-debugcon` on that port forwards it to a Unix socket. While
-//! that socket is connected the poller sleeps in `read` and wakes on the kick, so a call
-//! is served at once and an idle guest costs no host CPU. Without it (before QEMU
-//! listens, after it exits, or for tests that drive the mailbox alone) the poller falls
-//! back to short sleeps.
+//! kick_port`); QEMU's `isa-debugcon` on that port forwards it to a Unix socket, which is
+//! a source of the loop: a call is served as soon as its kick arrives, and an idle guest
+//! costs no host CPU. A timer also looks every [`NOTIFY_EVERY`]: it posts notifications
+//! the device model raised on its own, connects the kick socket once QEMU listens (and
+//! again if it went), and serves a call whose kick never came (tests that drive the
+//! mailbox alone have no kick socket at all).
 
 use nvdimm_model::sync::LockUnpoisoned;
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber, SubscriberId};
 use nvdimm_model::events::Notification;
 use nvdimm_model::mailbox::{COMPLETION, DOORBELL_SLOT};
 use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
+use vmm_sys_util::timerfd::TimerFd;
+use vnvdimm_control::host_io::{loop_timer, HostIo, HostIoError};
 
 use crate::ram::MailboxMapping;
 
 #[derive(Debug, Error)]
 pub enum PollerError {
-    #[error("cannot start the mailbox poller thread: {0}")]
-    Spawn(std::io::Error),
-    #[error("the mailbox poller thread panicked; the device model is in an unknown state")]
-    Panicked,
+    #[error("cannot create the mailbox's timer: {0}")]
+    Timer(std::io::Error),
+    #[error("cannot serve the mailbox from the host I/O loop: {0}")]
+    Loop(#[from] HostIoError),
 }
 
-/// Idle sleep between doorbell checks. A DSM call waits at most this long (plus the
-/// host's timer slack) for us; boot makes on the order of a hundred calls.
-const IDLE_SLEEP: Duration = Duration::from_micros(50);
-/// After a call, keep polling without sleeping for a while: calls come in bursts.
-const BURST_WINDOW: Duration = Duration::from_millis(2);
-/// How often host-side notifications (e.g. poison added from the host) are posted
-/// when the guest is idle; also the longest wait for a kick before the mailbox is
-/// checked anyway.
-const NOTIFY_EVERY: Duration = Duration::from_millis(10);
-/// How often to try connecting to the kick socket while it is not there yet.
-const KICK_CONNECT_EVERY: Duration = Duration::from_millis(1);
+/// How often host-side notifications (e.g. poison added from the host) are posted, the
+/// kick socket is (re)connected, and the mailbox is looked at without a kick.
+pub const NOTIFY_EVERY: Duration = Duration::from_millis(10);
 
-/// What the poller thread shares with its owner.
+// The loop tells the source's descriptors apart by these.
+const TIMER: u32 = 0;
+const KICK: u32 = 1;
+
+/// What the source shares with its handle.
 #[derive(Default)]
 struct Shared {
-    stop: AtomicBool,
     served: AtomicU64,
     kicks: AtomicU64,
     notifications: Mutex<Vec<Notification>>,
 }
 
-/// A running poller. Stops (and joins) on [`MailboxPoller::stop`] or drop.
+/// The mailbox served from a host I/O loop; [`MailboxPoller::stop`] takes it out.
 pub struct MailboxPoller {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    id: SubscriberId,
 }
 
 impl MailboxPoller {
-    /// Starts polling `mailbox` and answering requests with `platform`; with
-    /// `kick_socket`, waits for kicks on that Unix socket (QEMU listens on it).
+    /// Serves `mailbox` with `platform` from `host_io`; with `kick_socket`, woken by the
+    /// kicks QEMU forwards on that Unix socket (QEMU listens on it).
     pub fn start(
         mailbox: MailboxMapping,
         platform: Arc<Mutex<NvdimmPlatform>>,
         kick_socket: Option<PathBuf>,
+        host_io: &HostIo,
     ) -> Result<Self, PollerError> {
         let shared = Arc::new(Shared::default());
-        let thread_shared = shared.clone();
-        let thread = thread::Builder::new()
-            .name("dsm-mailbox-poller".into())
-            .spawn(move || poll_loop(mailbox, &platform, &thread_shared, kick_socket))
-            .map_err(PollerError::Spawn)?;
-        Ok(MailboxPoller {
-            shared,
-            thread: Some(thread),
-        })
+        let mut timer = loop_timer().map_err(PollerError::Timer)?;
+        timer
+            .reset(NOTIFY_EVERY, Some(NOTIFY_EVERY))
+            .map_err(|e| PollerError::Timer(std::io::Error::from_raw_os_error(e.errno())))?;
+        let source = MailboxSource {
+            mailbox,
+            platform,
+            kick_path: kick_socket,
+            kick: None,
+            timer,
+            shared: shared.clone(),
+        };
+        let id = host_io.add(Box::new(source))?;
+        Ok(MailboxPoller { shared, id })
     }
 
     /// Number of requests answered so far.
@@ -93,26 +97,14 @@ impl MailboxPoller {
 
     /// Notifications the device model raised and we posted to the mailbox so far.
     pub fn notifications(&self) -> Vec<Notification> {
-        self.shared.notifications.lock().map(|n| n.clone()).unwrap_or_default()
+        self.shared.notifications.lock_unpoisoned().clone()
     }
 
-    /// Stops the thread and waits for it; returns how many requests it answered.
-    pub fn stop(mut self) -> Result<u64, PollerError> {
-        self.join()
-    }
-
-    fn join(&mut self) -> Result<u64, PollerError> {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.join().map_err(|_| PollerError::Panicked)?;
-        }
-        Ok(self.served())
-    }
-}
-
-impl Drop for MailboxPoller {
-    fn drop(&mut self) {
-        let _ = self.join();
+    /// Takes the mailbox out of `host_io` (the one it was started in); returns how many
+    /// requests were answered. Nothing is served once this returns.
+    pub fn stop(self, host_io: &HostIo) -> u64 {
+        host_io.remove(self.id);
+        self.served()
     }
 }
 
@@ -145,75 +137,79 @@ pub fn post_notifications(mailbox: &MailboxMapping, platform: &Mutex<NvdimmPlatf
     pending
 }
 
-/// The connection to QEMU's kick chardev, made once QEMU listens.
-struct KickLink {
-    path: PathBuf,
-    stream: Option<UnixStream>,
-    last_attempt: Option<Instant>,
+/// The mailbox as a source of the host I/O loop.
+struct MailboxSource {
+    mailbox: MailboxMapping,
+    platform: Arc<Mutex<NvdimmPlatform>>,
+    kick_path: Option<PathBuf>,
+    /// The connection to QEMU's kick chardev, once QEMU listens.
+    kick: Option<UnixStream>,
+    timer: TimerFd,
+    shared: Arc<Shared>,
 }
 
-impl KickLink {
-    fn connected(&mut self) -> Option<&mut UnixStream> {
-        if self.stream.is_none() && self.last_attempt.is_none_or(|t| t.elapsed() >= KICK_CONNECT_EVERY) {
-            self.last_attempt = Some(Instant::now());
-            self.stream = UnixStream::connect(&self.path)
-                .and_then(|s| s.set_read_timeout(Some(NOTIFY_EVERY)).map(|()| s))
-                .ok();
+impl MailboxSource {
+    fn connect_kick(&mut self, ops: &mut EventOps) {
+        let Some(path) = self.kick_path.as_ref().filter(|_| self.kick.is_none()) else {
+            return;
+        };
+        let Ok(stream) = UnixStream::connect(path) else {
+            return; // QEMU does not listen yet (or any more); the next tick tries again.
+        };
+        if stream.set_nonblocking(true).is_ok() && ops.add(Events::with_data(&stream, KICK, EventSet::IN)).is_ok() {
+            self.kick = Some(stream);
         }
-        self.stream.as_mut()
     }
 
-    /// Waits up to `NOTIFY_EVERY` for kicks; returns how many arrived, or None when
-    /// there is no connection (the caller then sleeps briefly instead).
-    fn wait(&mut self) -> Option<u64> {
-        let stream = self.connected()?;
+    /// Counts the kicks that arrived; lets the connection go when QEMU closed its end
+    /// (it is exiting), so that the timer reconnects if QEMU listens again.
+    fn take_kicks(&mut self, ops: &mut EventOps) {
+        let Some(stream) = &mut self.kick else { return };
         let mut buf = [0u8; 64];
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                // QEMU closed its end (it is exiting); keep serving by polling.
-                self.stream = None;
-                Some(0)
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.shared.kicks.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => break,
             }
-            Ok(n) => Some(n as u64),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => Some(0),
-            Err(_) => {
-                self.stream = None;
-                Some(0)
-            }
+        }
+        if let Some(stream) = self.kick.take() {
+            let _ = ops.remove(Events::with_data(&stream, KICK, EventSet::IN));
+        }
+    }
+
+    fn serve(&mut self) {
+        while serve_pending(&mut self.mailbox, &self.platform) {
+            self.shared.served.fetch_add(1, Ordering::Relaxed);
+        }
+        let posted = post_notifications(&self.mailbox, &self.platform);
+        if !posted.is_empty() {
+            self.shared.notifications.lock_unpoisoned().extend(posted);
         }
     }
 }
 
-fn poll_loop(mut mailbox: MailboxMapping, platform: &Mutex<NvdimmPlatform>, shared: &Shared, kick: Option<PathBuf>) {
-    let mut kick = kick.map(|path| KickLink { path, stream: None, last_attempt: None });
-    let mut last_call = Instant::now() - BURST_WINDOW;
-    let mut last_notify = Instant::now() - NOTIFY_EVERY;
-    while !shared.stop.load(Ordering::Acquire) {
-        let served = serve_pending(&mut mailbox, platform);
-        if served {
-            shared.served.fetch_add(1, Ordering::Relaxed);
-            last_call = Instant::now();
-        }
-        if served || last_notify.elapsed() >= NOTIFY_EVERY {
-            let posted = post_notifications(&mailbox, platform);
-            if !posted.is_empty() {
-                if let Ok(mut log) = shared.notifications.lock() {
-                    log.extend(posted);
-                }
+impl MutEventSubscriber for MailboxSource {
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        match events.data() {
+            TIMER => {
+                let _ = self.timer.wait();
+                self.connect_kick(ops);
             }
-            last_notify = Instant::now();
+            _ => self.take_kicks(ops),
         }
-        if served {
-            // The next call of a burst may already be waiting; look before sleeping.
-            continue;
+        self.serve();
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::with_data(&self.timer, TIMER, EventSet::IN)) {
+            log::error!("the _DSM mailbox cannot watch its timer: {e:?}; calls are served only on kicks");
         }
-        if let Some(kicks) = kick.as_mut().and_then(KickLink::wait) {
-            shared.kicks.fetch_add(kicks, Ordering::Relaxed);
-        } else if last_call.elapsed() < BURST_WINDOW {
-            thread::yield_now();
-        } else {
-            thread::sleep(IDLE_SLEEP);
-        }
+        self.connect_kick(ops);
     }
 }
 
@@ -226,6 +222,9 @@ mod tests {
     use nvdimm_model::dsm::{INTEL_UUID, ROOT_UUID};
     use nvdimm_model::event_log::EventKind;
     use nvdimm_model::mailbox::{self, DsmRequest, MailboxMemory};
+    use std::io::Write;
+    use std::thread;
+    use std::time::Instant;
 
     fn platform() -> (PlatformConfig, TcgLayout, NvdimmPlatform) {
         let dimms = (0..2)
@@ -267,7 +266,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ram = RamFile::create(&dir.path().join("ram"), layout.below_4g).unwrap();
         let platform = Arc::new(Mutex::new(platform));
-        let poller = MailboxPoller::start(ram.map_mailbox(layout.mailbox).unwrap(), platform.clone(), None).unwrap();
+        let host_io = HostIo::start().unwrap();
+        let poller =
+            MailboxPoller::start(ram.map_mailbox(layout.mailbox).unwrap(), platform.clone(), None, &host_io).unwrap();
 
         let root = DsmRequest {
             handle: 0,
@@ -309,7 +310,7 @@ mod tests {
         assert_eq!(mailbox::read_response(&guest).len(), 4);
         assert_eq!(call(&ram, layout.mailbox, &root, 4), expected_root);
 
-        assert_eq!(poller.stop().unwrap(), 4);
+        assert_eq!(poller.stop(&host_io), 4);
         // The hostile request never reaches a DSM handler, so the model logs 3 calls.
         let log: Vec<_> = platform
             .lock()
@@ -341,5 +342,38 @@ mod tests {
             !serve_pending(&mut mb, &platform),
             "an answered doorbell must not be served twice"
         );
+    }
+
+    /// QEMU's side of the kick chardev: it listens; the poller connects once it does, and
+    /// every byte written is a kick counted. A stopped poller serves nothing more.
+    #[test]
+    fn kicks_are_counted_once_qemu_listens_and_a_stopped_poller_serves_nothing() {
+        let (_config, layout, platform) = platform();
+        let dir = tempfile::tempdir().unwrap();
+        let ram = RamFile::create(&dir.path().join("ram"), layout.below_4g).unwrap();
+        let kick_path = dir.path().join("kick.sock");
+        let host_io = HostIo::start().unwrap();
+        let platform = Arc::new(Mutex::new(platform));
+        let poller =
+            MailboxPoller::start(ram.map_mailbox(layout.mailbox).unwrap(), platform, Some(kick_path.clone()), &host_io)
+                .unwrap();
+        // Listening only now: the poller's timer connects later.
+        let listener = std::os::unix::net::UnixListener::bind(&kick_path).unwrap();
+        let (mut qemu_side, _) = listener.accept().unwrap();
+        let root = DsmRequest { handle: 0, uuid: ROOT_UUID, revision: 1, function: 0, input: vec![] };
+        let mut guest = ram.map_mailbox(layout.mailbox).unwrap();
+        root.write_to(&mut guest);
+        guest.store_u32(DOORBELL_SLOT, 1);
+        qemu_side.write_all(&[0x4b]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while guest.load_u32(COMPLETION) != 1 || poller.kicks() != 1 {
+            assert!(Instant::now() < deadline, "served {}, kicks {}", poller.served(), poller.kicks());
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(poller.stop(&host_io), 1);
+        guest.store_u32(DOORBELL_SLOT, 2);
+        let _ = qemu_side.write_all(&[0x4b]);
+        thread::sleep(NOTIFY_EVERY * 5);
+        assert_eq!(guest.load_u32(COMPLETION), 1, "served after stop");
     }
 }

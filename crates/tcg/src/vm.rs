@@ -147,7 +147,12 @@ impl TcgVm {
         let cmdline_path = dir.join("qemu.cmdline");
         std::fs::write(&cmdline_path, &command_line).map_err(io("writing", &cmdline_path))?;
 
-        let poller = MailboxPoller::start(ram.map_mailbox(spec.layout.mailbox)?, spec.platform.clone(), q.dsm_kick_socket.clone())?;
+        let poller = MailboxPoller::start(
+            ram.map_mailbox(spec.layout.mailbox)?,
+            spec.platform.clone(),
+            q.dsm_kick_socket.clone(),
+            &host_io,
+        )?;
         let mailbox = ram.map_mailbox(spec.layout.mailbox)?;
         let created = Instant::now();
         let stdout = match spec.console {
@@ -201,7 +206,7 @@ impl TcgVm {
             qmp,
             created,
             state: AtomicU8::new(STATE_RUNNING),
-            exit_watch: crate::exit_watch::ExitWatch::new(child.id()),
+            exit_watch: crate::exit_watch::ExitWatch::new(child.id(), &host_io),
             child: Mutex::new(Some(child)),
             console: Mutex::new(console),
             console_input: Mutex::new(console_input),
@@ -269,7 +274,7 @@ impl TcgVm {
         *self.qemu_ended.lock_unpoisoned() = Some(qemu.clone());
         self.state.store(STATE_STOPPED, Ordering::Release);
         if let Some(poller) = self.poller.lock_unpoisoned().take() {
-            poller.stop()?;
+            poller.stop(&self.host_io);
         }
         let reason = self.qmp.shutdown_reason();
         let exit = match (status, reason.as_deref()) {

@@ -80,6 +80,10 @@ impl StartedGuest for StartedVm {
     fn backend(&self) -> Arc<dyn Backend> {
         self.backend.clone()
     }
+
+    fn host_io(&self) -> &crate::host_io::HostIo {
+        &self.vm.host_io
+    }
 }
 
 /// Runs `machine` until the guest stops; `load` sets up guest memory and vCPU 0;

@@ -87,6 +87,10 @@ impl StartedGuest for StartedQemu {
     fn backend(&self) -> Arc<dyn Backend> {
         self.0.clone()
     }
+
+    fn host_io(&self) -> &vnvdimm_vmm::host_io::HostIo {
+        self.0.host_io()
+    }
 }
 
 /// The exit status and message of a run that failed, by the step that failed.
