@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
 
 use crate::api_connection::{refuse, Connection};
-use crate::api_worker::{ConnectionId, Worker};
+use crate::api_worker::{AnswerQueue, ConnectionId, Worker};
 use crate::handlers::Reply;
 use crate::server::Shared;
 
@@ -45,7 +45,7 @@ pub(crate) struct ApiSource {
     /// Accepting rests until then (see [`ACCEPT_BACKOFF`]).
     accept_paused_until: Option<Instant>,
     timer: TimerFd,
-    answers: Receiver<(ConnectionId, Vec<u8>)>,
+    answers: AnswerQueue,
     answers_ready: EventFd,
     stop: EventFd,
     clients: HashMap<ConnectionId, Client>,
@@ -58,7 +58,7 @@ pub(crate) struct ApiSource {
 
 pub(crate) struct SourceParts {
     pub listener: UnixListener,
-    pub answers: Receiver<(ConnectionId, Vec<u8>)>,
+    pub answers: AnswerQueue,
     pub answers_ready: EventFd,
     pub stop: EventFd,
     pub worker: Worker,

@@ -27,6 +27,9 @@ use crate::types::API_PREFIX;
 /// the connection lives).
 pub(crate) type ConnectionId = u32;
 
+/// The loop's end of the answers: each for a connection, as the bytes to write.
+pub(crate) type AnswerQueue = Receiver<(ConnectionId, Vec<u8>)>;
+
 /// The way back to the loop: answers, and the EventFd that says some are waiting.
 pub(crate) struct Answers {
     sender: Sender<(ConnectionId, Vec<u8>)>,
@@ -35,7 +38,7 @@ pub(crate) struct Answers {
 
 impl Answers {
     /// The sending side, and the receiving side the loop keeps with its EventFd.
-    pub(crate) fn new() -> io::Result<(Answers, Receiver<(ConnectionId, Vec<u8>)>, EventFd)> {
+    pub(crate) fn new() -> io::Result<(Answers, AnswerQueue, EventFd)> {
         let (sender, receiver) = mpsc::channel();
         let ready = EventFd::new(EFD_NONBLOCK)?;
         let loop_side = ready.try_clone()?;
