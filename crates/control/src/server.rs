@@ -269,4 +269,70 @@ mod tests {
         UnixStream::connect(&path).expect("connect as soon as the path exists");
         drop(listener);
     }
+
+    /// The API shares the VM's host I/O loop with the console and the agent line: clients
+    /// that send half a request or never read a large answer must not hold up the loop's
+    /// other sources.
+    #[test]
+    fn stuck_clients_do_not_hold_up_the_loops_other_sources() {
+        use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+        use nvdimm_model::event_log::EventKind;
+        use std::io::Write;
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        struct Probe {
+            fd: EventFd,
+            seen: mpsc::Sender<u64>,
+        }
+        impl MutEventSubscriber for Probe {
+            fn process(&mut self, _: Events, _: &mut EventOps) {
+                if let Ok(n) = self.fd.read() {
+                    let _ = self.seen.send(n);
+                }
+            }
+            fn init(&mut self, ops: &mut EventOps) {
+                ops.add(Events::new(&self.fd, EventSet::IN)).unwrap();
+            }
+        }
+
+        let host_io = HostIo::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let backend = Arc::new(crate::fake::FakeBackend::with_default_platform());
+        {
+            let mut p = backend.platform_lock();
+            for i in 0..5000 {
+                p.log_event(EventKind::PoisonAdded { dimm: 0, offset: i * 4096, length: 4096 });
+            }
+        }
+        let api = ApiServer::serve_on(&host_io, &socket, backend).unwrap();
+        let mut stuck = vec![];
+        for request in [&b"GET /api/v1/vm HTTP/1.1\r\n"[..], b"PUT /api/v1/ars HTTP/1.1\r\nContent-Length: 90\r\n\r\n{"]
+        {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            s.write_all(request).unwrap();
+            stuck.push(s);
+        }
+        for _ in 0..4 {
+            // Several MiB of answer each, never read.
+            let mut s = UnixStream::connect(&socket).unwrap();
+            s.write_all(b"GET /api/v1/events HTTP/1.1\r\n\r\n").unwrap();
+            stuck.push(s);
+        }
+        let (seen, seen_rx) = mpsc::channel();
+        let fd = EventFd::new(EFD_NONBLOCK).unwrap();
+        let kick = fd.try_clone().unwrap();
+        host_io.add(Box::new(Probe { fd, seen })).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while api.connections() != stuck.len() {
+            assert!(std::time::Instant::now() < end, "{} connections served", api.connections());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for _ in 0..3 {
+            kick.write(1).unwrap();
+            assert!(seen_rx.recv_timeout(Duration::from_secs(10)).is_ok(), "the loop's other source was held up");
+        }
+        drop(stuck);
+    }
 }
