@@ -27,6 +27,9 @@ use crate::server::Shared;
 /// is accepted once a connection has closed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Most connections accepted per wake-up of the loop.
+const ACCEPTS_PER_WAKE: usize = 32;
+
 // The loop tells our descriptors apart by these; connections take the numbers above.
 const LISTENER: u32 = 0;
 const TIMER: u32 = 1;
@@ -85,7 +88,9 @@ impl ApiSource {
     }
 
     fn accept_all(&mut self, ops: &mut EventOps, now: Instant) {
-        loop {
+        // Bounded, so that a client connecting as fast as it can does not keep the loop
+        // here: the listener stays readable and is served again after the other sources.
+        for _ in 0..ACCEPTS_PER_WAKE {
             let Some(listener) = &self.listener else {
                 return;
             };

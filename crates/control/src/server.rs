@@ -320,6 +320,10 @@ mod tests {
             s.write_all(b"GET /api/v1/events HTTP/1.1\r\n\r\n").unwrap();
             stuck.push(s);
         }
+        // The rest of the connection limit: silent clients.
+        while stuck.len() < crate::limits::DEFAULT_MAX_CONNECTIONS {
+            stuck.push(UnixStream::connect(&socket).unwrap());
+        }
         let (seen, seen_rx) = mpsc::channel();
         let fd = EventFd::new(EFD_NONBLOCK).unwrap();
         let kick = fd.try_clone().unwrap();
@@ -329,10 +333,29 @@ mod tests {
             assert!(std::time::Instant::now() < end, "{} connections served", api.connections());
             std::thread::sleep(Duration::from_millis(10));
         }
+        // And a client that connects as fast as it can, meanwhile: each connection is
+        // beyond the limit and answered 503, and the other sources still get their turn.
+        let flooding = Arc::new(AtomicBool::new(true));
+        let flood = {
+            let (flooding, socket) = (flooding.clone(), socket.clone());
+            std::thread::spawn(move || {
+                let mut refused = 0;
+                while flooding.load(Ordering::Relaxed) {
+                    if let Ok(mut s) = UnixStream::connect(&socket) {
+                        let mut answer = String::new();
+                        let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+                        refused += usize::from(answer.starts_with("HTTP/1.1 503"));
+                    }
+                }
+                refused
+            })
+        };
         for _ in 0..3 {
             kick.write(1).unwrap();
             assert!(seen_rx.recv_timeout(Duration::from_secs(10)).is_ok(), "the loop's other source was held up");
         }
+        flooding.store(false, Ordering::Relaxed);
+        assert!(flood.join().unwrap() > 0, "the flood was never refused");
         drop(stuck);
     }
 }
