@@ -6,10 +6,11 @@
 //! Right after the doorbell the AML writes one byte to an I/O port (`aml::SsdtOptions::
 //! kick_port`); QEMU's `isa-debugcon` on that port forwards it to a Unix socket, which is
 //! a source of the loop: a call is served as soon as its kick arrives, and an idle guest
-//! costs no host CPU. A timer also looks every [`NOTIFY_EVERY`]: it posts notifications
-//! the device model raised on its own, connects the kick socket once QEMU listens (and
-//! again if it went), and serves a call whose kick never came (tests that drive the
-//! mailbox alone have no kick socket at all).
+//! costs no host CPU. A timer of the same source looks at the mailbox too: every
+//! [`NOTIFY_EVERY`] while there is no kick connection (it connects the kick socket once
+//! QEMU listens, and again if it went; tests that drive the mailbox alone have none),
+//! and every [`SAFETY_EVERY`] once there is one, only as a safety net (it serves a call
+//! whose kick never came and posts notifications nobody posted).
 
 use nvdimm_model::sync::LockUnpoisoned;
 use std::io::{ErrorKind, Read};
@@ -40,6 +41,9 @@ pub enum PollerError {
 /// How often host-side notifications (e.g. poison added from the host) are posted, the
 /// kick socket is (re)connected, and the mailbox is looked at without a kick.
 pub const NOTIFY_EVERY: Duration = Duration::from_millis(10);
+
+/// How often the mailbox is looked at without a kick once kicks can arrive.
+pub const SAFETY_EVERY: Duration = Duration::from_secs(1);
 
 // The loop tells the source's descriptors apart by these.
 const TIMER: u32 = 0;
@@ -158,6 +162,7 @@ impl MailboxSource {
         };
         if stream.set_nonblocking(true).is_ok() && ops.add(Events::with_data(&stream, KICK, EventSet::IN)).is_ok() {
             self.kick = Some(stream);
+            self.tick_every(SAFETY_EVERY);
         }
     }
 
@@ -179,6 +184,13 @@ impl MailboxSource {
         }
         if let Some(stream) = self.kick.take() {
             let _ = ops.remove(Events::with_data(&stream, KICK, EventSet::IN));
+            self.tick_every(NOTIFY_EVERY);
+        }
+    }
+
+    fn tick_every(&mut self, period: Duration) {
+        if let Err(e) = self.timer.reset(period, Some(period)) {
+            log::warn!("the _DSM mailbox's timer cannot be set to {period:?}: {e}");
         }
     }
 
