@@ -6,7 +6,9 @@
 //! - [`layout`]: where RAM, the NVDIMM windows, the mailbox and flush hints go, and the
 //!   `memmap=exactmap` kernel arguments that hide the windows and mailbox from Linux;
 //! - [`ram`]: the shared RAM file, its mailbox mapping and DIMM content copies;
-//! - [`poller`]: the thread that watches the doorbell word and calls the device model;
+//! - [`poller`]: the mailbox as a source of the host I/O loop: woken by the guest's kick,
+//!   it reads the doorbell word and calls the device model; [`exit_watch`]: QEMU's end, seen
+//!   by the loop through a pidfd;
 //! - [`qemu`]: the QEMU command line; [`spawn`]: starting it with a clean signal state,
 //!   killed when vnvdimm ends;
 //! - [`image`] and [`cpio`]: the guest kernel/initramfs and the per-run test script;

@@ -111,8 +111,8 @@ pub struct TcgVm {
 }
 
 impl TcgVm {
-    /// Writes the tables and RAM files, starts the mailbox poller and QEMU, and
-    /// connects to QMP. Backing files are opened by QEMU (`share=on`), never read.
+    /// Writes the tables and RAM files, serves the mailbox from the host I/O loop, starts
+    /// QEMU, and connects to QMP. Backing files are opened by QEMU (`share=on`), never read.
     pub fn start(spec: &TcgVmSpec) -> Result<TcgVm, VmError> {
         let dir = &spec.work_dir;
         std::fs::create_dir_all(dir).map_err(io("creating work directory", dir))?;
