@@ -140,14 +140,9 @@ impl ApiSource {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
+        // Once the server is stopping, the worker answers 503 (it has no backend to ask).
         if let Some(request) = client.connection.on_ready(now) {
-            if self.shared.is_stopping() {
-                client
-                    .connection
-                    .answer(crate::api_connection::encode(&Reply::error(503, "the VMM is shutting down")), now);
-            } else {
-                self.worker.submit(id, request, client.connection.stream());
-            }
+            self.worker.submit(id, request, client.connection.stream());
         }
     }
 

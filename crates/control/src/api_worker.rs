@@ -84,7 +84,7 @@ impl Worker {
     pub(crate) fn submit(&self, id: ConnectionId, request: HttpRequest, stream: &UnixStream) {
         if !is_exec(&request) {
             if let Err(mpsc::SendError((id, _))) = self.jobs.send((id, request)) {
-                self.answers.send(id, &Reply::error(503, "the VMM is shutting down"));
+                self.answers.send(id, &shutting_down());
             }
             return;
         }
@@ -125,7 +125,11 @@ fn answer_in_order(request: &HttpRequest, shared: &Shared) -> Reply {
 /// The backend, unless the server is stopping (then it has let go of the VM).
 fn backend_of(shared: &Shared) -> Result<Arc<dyn crate::Backend>, Reply> {
     let backend = shared.backend.lock_unpoisoned().clone();
-    backend.filter(|_| !shared.is_stopping()).ok_or_else(|| Reply::error(503, "the VMM is shutting down"))
+    backend.filter(|_| !shared.is_stopping()).ok_or_else(shutting_down)
+}
+
+fn shutting_down() -> Reply {
+    Reply::error(503, "the VMM is shutting down")
 }
 
 fn is_exec(request: &HttpRequest) -> bool {
