@@ -65,6 +65,12 @@ impl Connection {
         self.deadline
     }
 
+    /// A request is with its handler or its answer is being written: a client is
+    /// waiting for something it was promised.
+    pub(crate) fn is_busy(&self) -> bool {
+        matches!(self.phase, Phase::Handling | Phase::Writing { .. })
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
     }

@@ -55,6 +55,8 @@ pub(crate) struct ApiSource {
     next_id: ConnectionId,
     worker: Worker,
     shared: Arc<Shared>,
+    /// Told once the server has stopped and no request is being handled or answered.
+    quiet: Option<Sender<()>>,
     /// Told once the server has stopped and its last connection is done.
     drained: Option<Sender<()>>,
 }
@@ -66,6 +68,7 @@ pub(crate) struct SourceParts {
     pub stop: EventFd,
     pub worker: Worker,
     pub shared: Arc<Shared>,
+    pub quiet: Sender<()>,
     pub drained: Sender<()>,
 }
 
@@ -83,6 +86,7 @@ impl ApiSource {
             next_id: FIRST_CONNECTION,
             worker: parts.worker,
             shared: parts.shared,
+            quiet: Some(parts.quiet),
             drained: Some(parts.drained),
         })
     }
@@ -207,9 +211,16 @@ impl ApiSource {
         });
         self.shared.connections.store(self.clients.len(), Ordering::Release);
         self.arm_timer();
-        if self.listener.is_none() && self.clients.is_empty() {
-            if let Some(drained) = self.drained.take() {
-                let _ = drained.send(());
+        if self.listener.is_none() {
+            if !self.clients.values().any(|c| c.connection.is_busy()) {
+                if let Some(quiet) = self.quiet.take() {
+                    let _ = quiet.send(());
+                }
+            }
+            if self.clients.is_empty() {
+                if let Some(drained) = self.drained.take() {
+                    let _ = drained.send(());
+                }
             }
         }
     }

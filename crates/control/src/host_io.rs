@@ -3,6 +3,10 @@
 //! KVM the console's input into COM1 and the guest agent's socket into COM3; under TCG
 //! QMP; on both the stop signals (`signal_source`). Sources are added from any thread
 //! through the manager's remote endpoint.
+//!
+//! A `HostIo` is a shared handle: the loop runs until its last clone is dropped. The
+//! control API keeps one, so that answers still in flight when the guest ends (the
+//! answer to `power-off` itself) are written before the loop stops (server.rs).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,8 +27,13 @@ pub enum HostIoError {
     Add(event_manager::Error),
 }
 
-/// The running loop; dropping it stops the thread.
+/// The running loop; dropping its last clone stops the thread.
+#[derive(Clone)]
 pub struct HostIo {
+    running: Arc<Running>,
+}
+
+struct Running {
     endpoint: RemoteEndpoint<Subscriber>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -49,12 +58,13 @@ impl HostIo {
                 }
             })
             .map_err(HostIoError::Thread)?;
-        Ok(HostIo { endpoint, stop, thread: Some(thread) })
+        Ok(HostIo { running: Arc::new(Running { endpoint, stop, thread: Some(thread) }) })
     }
 
     /// Adds a source; its `init` registers the descriptors it waits on.
     pub fn add(&self, subscriber: Subscriber) -> Result<SubscriberId, HostIoError> {
-        self.endpoint
+        self.running
+            .endpoint
             .call_blocking(move |ops: &mut dyn SubscriberOps<Subscriber = Subscriber>| {
                 Ok::<_, event_manager::Error>(ops.add_subscriber(subscriber))
             })
@@ -64,21 +74,26 @@ impl HostIo {
     /// Takes a source out of the loop; once this returns it is never called again.
     /// Dropped here, or at once if the loop has already ended.
     pub fn remove(&self, id: SubscriberId) {
-        let removed = self.endpoint.call_blocking(move |ops: &mut dyn SubscriberOps<Subscriber = Subscriber>| {
-            ops.remove_subscriber(id).map(drop)
-        });
+        let removed =
+            self.running.endpoint.call_blocking(move |ops: &mut dyn SubscriberOps<Subscriber = Subscriber>| {
+                ops.remove_subscriber(id).map(drop)
+            });
         if let Err(e) = removed {
             log::debug!("host I/O loop: source {id:?} was already gone: {e:?}");
         }
     }
 }
 
-impl Drop for HostIo {
+impl Drop for Running {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         let _ = self.endpoint.kick();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // A source that held the last clone is dropped on the loop's own thread,
+            // which then ends by itself; joining it there would wait forever.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }

@@ -28,6 +28,10 @@ use crate::types::API_PREFIX;
 
 pub use crate::http::MAX_BODY;
 
+/// Longest a stopping server waits for the answers it owes (requests being handled or
+/// written) before it lets go; a handler stuck past this loses its client's answer.
+const ANSWERS_IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, Error)]
 pub enum ApiError {
     #[error("--api-socket {path}: the path exists and is not a socket; choose another path or remove it")]
@@ -66,10 +70,7 @@ impl ApiServer {
         backend: Arc<dyn Backend>,
         limits: ServerLimits,
     ) -> Result<ApiServerHandle, ApiError> {
-        let host_io = HostIo::start()?;
-        let mut handle = Self::serve_with(&host_io, socket_path, backend, limits)?;
-        handle.own_loop = Some(host_io);
-        Ok(handle)
+        Self::serve_with(&HostIo::start()?, socket_path, backend, limits)
     }
 
     /// Serves the API as a source of a VM's host I/O loop (the way `vnvdimm run` does),
@@ -106,6 +107,7 @@ impl ApiServer {
         let (answers, answers_received, answers_ready) = Answers::new().map_err(ApiError::Thread)?;
         let worker = Worker::start(shared.clone(), answers).map_err(ApiError::Thread)?;
         let stop = EventFd::new(EFD_NONBLOCK).map_err(ApiError::Thread)?;
+        let (quiet_tx, quiet) = mpsc::channel();
         let (drained_tx, drained) = mpsc::channel();
         let source = ApiSource::new(SourceParts {
             listener,
@@ -114,10 +116,19 @@ impl ApiServer {
             stop: stop.try_clone().map_err(ApiError::Thread)?,
             worker,
             shared: shared.clone(),
+            quiet: quiet_tx,
             drained: drained_tx,
         })
         .map_err(ApiError::Thread)?;
-        let handle = ApiServerHandle { path, identity, stop, shared, drained: Some(drained), own_loop: None };
+        let handle = ApiServerHandle {
+            path,
+            identity,
+            stop,
+            shared,
+            quiet: Some(quiet),
+            drained: Some(drained),
+            host_io: Some(host_io.clone()),
+        };
         // On failure the handle's drop removes the socket file again.
         host_io.add(Box::new(source))?;
         Ok(handle)
@@ -156,10 +167,13 @@ pub struct ApiServerHandle {
     /// Tells the loop's source to stop accepting.
     stop: EventFd,
     shared: Arc<Shared>,
+    /// Says when no request is being handled or answered any more, once stopped.
+    quiet: Option<Receiver<()>>,
     /// Says when the last connection is done, once stopped.
     drained: Option<Receiver<()>>,
-    /// The loop of a server started on its own ([`ApiServer::start`]).
-    own_loop: Option<HostIo>,
+    /// The loop serving us, kept running until our connections are done even when its
+    /// VM has ended first (the VM's end is what answers a `power-off`).
+    host_io: Option<HostIo>,
 }
 
 impl ApiServerHandle {
@@ -185,9 +199,14 @@ impl Drop for ApiServerHandle {
         // VM (its device model, its backing-file locks) alive meanwhile.
         self.shared.backend.lock_unpoisoned().take();
         let _ = self.stop.write(1);
-        if let (Some(host_io), Some(drained)) = (self.own_loop.take(), self.drained.take()) {
-            // A loop of our own serves the connections still open until each is answered
-            // or past its deadline, as their threads did when each had one; nobody waits.
+        // A client whose request is being handled was promised an answer: the VMM must
+        // not exit before writing it (a `power-off` is answered just as the VM ends).
+        if let Some(quiet) = self.quiet.take() {
+            let _ = quiet.recv_timeout(ANSWERS_IN_FLIGHT_WAIT);
+        }
+        if let (Some(host_io), Some(drained)) = (self.host_io.take(), self.drained.take()) {
+            // The loop serves the connections still open until each is answered or past
+            // its deadline; nobody waits for that.
             let _ = std::thread::Builder::new().name("vnvdimm-api-drain".into()).spawn(move || {
                 let _ = drained.recv();
                 drop(host_io);
@@ -357,5 +376,39 @@ mod tests {
         flooding.store(false, Ordering::Relaxed);
         assert!(flood.join().unwrap() > 0, "the flood was never refused");
         drop(stuck);
+    }
+
+    /// A request whose handling ends the VM (a `power-off`) is answered as the VM's loop
+    /// goes: the VM dropping its handle on the loop must not take the answer with it, and
+    /// stopping the server waits for the answer to be written. CI once saw the client of
+    /// a nested KVM run get a closed connection instead.
+    #[test]
+    fn an_answer_owed_when_the_vms_loop_ends_is_still_written() {
+        use crate::client::ApiClient;
+        use std::time::Duration;
+
+        let vm_loop = HostIo::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let backend = Arc::new(crate::fake::FakeBackend::with_default_platform());
+        backend.hold_exec();
+        let api = ApiServer::serve_on(&vm_loop, &socket, backend.clone()).unwrap();
+        let client = {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                ApiClient::new(socket).post("/exec", &serde_json::json!({"command": "poweroff", "timeout_secs": 5}))
+            })
+        };
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while api.exec_pending() == 0 {
+            assert!(std::time::Instant::now() < end, "the request never reached its handler");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The VM ends while its handler still runs, then the handler finishes.
+        drop(vm_loop);
+        backend.release_exec();
+        drop(api);
+        let answer = client.join().unwrap().expect("the client got no answer");
+        assert!(answer.is_success(), "{answer:?}");
     }
 }
