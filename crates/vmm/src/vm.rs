@@ -16,41 +16,36 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY};
-use nvdimm_model::event_log::MachineCheckKind;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use nvdimm_model::event_log::MachineCheckKind;
 use nvdimm_model::NvdimmPlatform;
 use thiserror::Error;
 use vnvdimm_machine::acpi::{COM1_IRQ, COM1_PORT};
 use vnvdimm_machine::Machine;
 
+use crate::arch::x86_64::mce;
+use crate::devices::agent_port::{AgentPort, AGENT_IRQ, AGENT_PORT, RESULTS_IRQ, RESULTS_PORT};
+use crate::devices::buffered_uart::BufferedUart;
 use crate::devices::bus::{Bus, BusError, SharedDevice};
+use crate::devices::console_escape::ConsoleEscape;
 use crate::devices::doorbell::Doorbell;
 use crate::devices::flush_hint::{FlushCounters, FlushHint};
 use crate::devices::ged::{Ged, GED_MMIO_BASE, GED_MMIO_SIZE};
-use crate::arch::x86_64::mce;
+use crate::devices::power::{PcResetControl, PowerPorts, PC_RESET_CONTROL_PORT, POWER_PORTS_LEN, SLEEP_CONTROL_PORT};
+use crate::devices::serial::{SerialDevice, SharedWriter, SERIAL_PORT_LEN};
+use crate::devices::uart_feed::UartFeed;
+use crate::host_io::HostIo;
+use crate::memory::guest_memory::{GuestMemory, GuestMemoryError};
 use crate::memory::memslots::MemslotError;
 use crate::memory::pmem_slots::PmemSlots;
 use crate::vcpu::vcpu_control::VcpuControl;
-use crate::devices::buffered_uart::BufferedUart;
-use crate::devices::console_escape::ConsoleEscape;
-use crate::memory::guest_memory::{GuestMemory, GuestMemoryError};
-use crate::host_io::HostIo;
-use crate::devices::uart_feed::UartFeed;
-use crate::devices::power::{
-    PcResetControl, PowerPorts, PC_RESET_CONTROL_PORT, POWER_PORTS_LEN, SLEEP_CONTROL_PORT,
-};
-use crate::devices::agent_port::{AgentPort, AGENT_IRQ, AGENT_PORT, RESULTS_IRQ, RESULTS_PORT};
-use crate::devices::serial::{SerialDevice, SharedWriter, SERIAL_PORT_LEN};
 
 #[derive(Debug, Error)]
 pub enum VmError {
     #[error("cannot use /dev/kvm: {0}; is KVM available and may this user open it?")]
     Kvm(kvm_ioctls::Error),
     #[error("KVM refused {what}: {source}")]
-    Ioctl {
-        what: String,
-        source: kvm_ioctls::Error,
-    },
+    Ioctl { what: String, source: kvm_ioctls::Error },
     #[error(transparent)]
     Memory(#[from] GuestMemoryError),
     #[error("device wiring bug: {0}")]
@@ -70,7 +65,7 @@ pub enum VmError {
     #[error("cannot set up the console's input queue: {0}")]
     ConsoleInput(std::io::Error),
     #[error("cannot start a vCPU thread: {0}")]
-    Thread(String),
+    Thread(#[source] std::io::Error),
 }
 
 /// Three pages KVM needs for the TSS it uses to run real-mode code (Linux's AP
@@ -121,11 +116,11 @@ pub struct Vm {
     /// Requests from other threads to the vCPU thread.
     pub(crate) control: Arc<VcpuControl>,
     /// The guest's MCG_CAP, or why KVM cannot give the guest machine checks.
-    pub(crate) mce: Result<u64, String>,
+    pub(crate) mce: Result<u64, mce::MceError>,
     /// How machine checks are laid out for the guest CPU's vendor.
     pub(crate) mca_vendor: mce::McaVendor,
     /// Ok when the in-kernel interrupt controller exists, or why KVM refused it.
-    pub(crate) irqchip: Result<(), String>,
+    pub(crate) irqchip: Result<(), VmError>,
     /// Run vCPUs 1.. in threads of their own (Linux boots; needs `irqchip`). Off for
     /// bare-metal programs, which run on vCPU 0 alone.
     pub(crate) run_aps: bool,
@@ -231,12 +226,8 @@ impl Vm {
 
         // The windows are installed by the first sync, with any poison the DIMMs
         // already carry (from their sidecar files) left out.
-        let pmem = Arc::new(PmemSlots::new(
-            vm_fd.clone(),
-            memory.clone(),
-            slots.len() as u32,
-            kvm.get_nr_memslots() as u32,
-        ));
+        let pmem =
+            Arc::new(PmemSlots::new(vm_fd.clone(), memory.clone(), slots.len() as u32, kvm.get_nr_memslots() as u32));
         pmem.sync(&platform)?;
         let stats = VmStats {
             flushes: Arc::new(FlushCounters::new(machine.platform.dimms.len())),
@@ -257,37 +248,21 @@ impl Vm {
             shared(serial(&vm_fd, irqchip.is_ok(), RESULTS_IRQ, Box::new(console))),
         )?;
         let agent = Arc::new(
-            AgentPort::new(&host_io, |out| serial(&vm_fd, irqchip.is_ok(), AGENT_IRQ, out)).map_err(VmError::AgentPort)?,
+            AgentPort::new(&host_io, |out| serial(&vm_fd, irqchip.is_ok(), AGENT_IRQ, out))
+                .map_err(VmError::AgentPort)?,
         );
         io_bus.insert(u64::from(AGENT_PORT), SERIAL_PORT_LEN, agent.uart.clone())?;
-        io_bus.insert(
-            u64::from(SLEEP_CONTROL_PORT),
-            POWER_PORTS_LEN,
-            shared(PowerPorts),
-        )?;
+        io_bus.insert(u64::from(SLEEP_CONTROL_PORT), POWER_PORTS_LEN, shared(PowerPorts))?;
         io_bus.insert(u64::from(PC_RESET_CONTROL_PORT), 1, shared(PcResetControl))?;
         io_bus.insert(u64::from(crate::devices::pvpanic::PVPANIC_PORT), 1, shared(crate::devices::pvpanic::PvPanic))?;
 
         let mut mmio_bus = Bus::new("mmio");
         let layout = machine.memory_map.layout.clone();
-        let doorbell = Doorbell::new(
-            platform.clone(),
-            memory.clone(),
-            stats.doorbell_rings.clone(),
-        );
-        mmio_bus.insert(
-            layout.doorbell,
-            nvdimm_model::layout::PAGE_SIZE,
-            shared(doorbell),
-        )?;
+        let doorbell = Doorbell::new(platform.clone(), memory.clone(), stats.doorbell_rings.clone());
+        mmio_bus.insert(layout.doorbell, nvdimm_model::layout::PAGE_SIZE, shared(doorbell))?;
         for (dimm, place) in layout.dimms.iter().enumerate() {
             for &hint in &place.flush_hints {
-                let dev = FlushHint::new(
-                    dimm,
-                    memory.clone(),
-                    platform.clone(),
-                    stats.flushes.clone(),
-                );
+                let dev = FlushHint::new(dimm, memory.clone(), platform.clone(), stats.flushes.clone());
                 mmio_bus.insert(hint, nvdimm_model::layout::PAGE_SIZE, shared(dev))?;
             }
         }
@@ -295,26 +270,20 @@ impl Vm {
         let ged = Arc::new(Ged::new());
         mmio_bus.insert(GED_MMIO_BASE, GED_MMIO_SIZE, shared(GedDevice(ged.clone())))?;
 
-        let mce = mce::supported_mcg_cap(&kvm)
-            .and_then(|cap| mce::guest_mcg_cap(cap, mce::supported_banks(&kvm)))
-            .map_err(|e| e.to_string());
-        let mut cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+        let mce = mce::supported_mcg_cap(&kvm).and_then(|cap| mce::guest_mcg_cap(cap, mce::supported_banks(&kvm)));
+        let mut cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
         if mce.is_ok() {
             mce::advertise_mce(&mut cpuid);
         }
         let mca_vendor = mce::McaVendor::of(&cpuid);
         let mut vcpus = Vec::with_capacity(usize::from(machine.config.cpus));
         for id in 0..u64::from(machine.config.cpus) {
-            let vcpu = vm_fd
-                .create_vcpu(id)
-                .map_err(ioctl(format!("KVM_CREATE_VCPU {id}")))?;
+            let vcpu = vm_fd.create_vcpu(id).map_err(ioctl(format!("KVM_CREATE_VCPU {id}")))?;
             let mut cpuid = cpuid.clone();
             crate::arch::x86_64::cpuid::patch(&mut cpuid, id as u8, machine.config.cpus);
-            vcpu.set_cpuid2(&cpuid)
-                .map_err(ioctl(format!("KVM_SET_CPUID2 on vCPU {id}")))?;
-            if let Ok(mcg_cap) = mce {
+            vcpu.set_cpuid2(&cpuid).map_err(ioctl(format!("KVM_SET_CPUID2 on vCPU {id}")))?;
+            if let Ok(mcg_cap) = &mce {
+                let mcg_cap = *mcg_cap;
                 mce::setup_vcpu(&vcpu, mcg_cap)?;
             }
             vcpus.push(vcpu);
@@ -386,7 +355,7 @@ impl Vm {
     }
 
     /// Ok when the in-kernel interrupt controller exists, or why KVM refused it.
-    pub fn irqchip(&self) -> &Result<(), String> {
+    pub fn irqchip(&self) -> &Result<(), VmError> {
         &self.irqchip
     }
 
@@ -408,8 +377,8 @@ impl Vm {
                 let _ = control.request(crate::vcpu::vcpu_control::Request::PowerOff);
             }))
         });
-        let feed = UartFeed::new("console input", input, self.console_uart.clone(), escape)
-            .map_err(VmError::ConsoleInput)?;
+        let feed =
+            UartFeed::new("console input", input, self.console_uart.clone(), escape).map_err(VmError::ConsoleInput)?;
         self.host_io.add(Box::new(feed))?;
         Ok(())
     }
@@ -420,13 +389,11 @@ impl Vm {
     }
 }
 
-fn create_irqchip(vm_fd: &VmFd) -> Result<(), String> {
-    vm_fd
-        .set_tss_address(KVM_TSS_ADDR as usize)
-        .map_err(|e| format!("KVM_SET_TSS_ADDR {KVM_TSS_ADDR:#x}: {e}"))?;
+fn create_irqchip(vm_fd: &VmFd) -> Result<(), VmError> {
+    vm_fd.set_tss_address(KVM_TSS_ADDR as usize).map_err(ioctl(format!("KVM_SET_TSS_ADDR {KVM_TSS_ADDR:#x}")))?;
     // KVM_CREATE_IRQCHIP also installs the default GSI routing (GSI n -> IO APIC pin n,
     // and to the 8259s for n < 16), which is what the MADT describes.
-    vm_fd.create_irq_chip().map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))
+    vm_fd.create_irq_chip().map_err(ioctl("KVM_CREATE_IRQCHIP"))
 }
 
 /// A UART with its IRQ on an irqfd when there is an irqchip, else polled only. Two
@@ -466,14 +433,7 @@ impl crate::devices::bus::BusDevice for GedDevice {
 fn register_memslots(vm_fd: &VmFd, memory: &GuestMemory) -> Result<Vec<SlotInfo>, VmError> {
     let mut slots = Vec::new();
     for (slot, (gpa, size, host_addr)) in memory.ram_regions().enumerate() {
-        let info = SlotInfo {
-            slot: slot as u32,
-            gpa,
-            size,
-            host_addr,
-            readonly: false,
-            dimm: None,
-        };
+        let info = SlotInfo { slot: slot as u32, gpa, size, host_addr, readonly: false, dimm: None };
         set_slot(vm_fd, &info)?;
         slots.push(info);
     }
@@ -491,10 +451,8 @@ pub fn set_slot(vm_fd: &VmFd, info: &SlotInfo) -> Result<(), VmError> {
     };
     // SAFETY: host_addr..+size is a live mapping owned by the VM's GuestMemory, which
     // outlives the VmFd in every Vm (fields drop in order: vm_fd before memory).
-    unsafe { vm_fd.set_user_memory_region(region) }.map_err(ioctl(format!(
-        "memslot {} at {:#x} (+{:#x})",
-        info.slot, info.gpa, info.size
-    )))
+    unsafe { vm_fd.set_user_memory_region(region) }
+        .map_err(ioctl(format!("memslot {} at {:#x} (+{:#x})", info.slot, info.gpa, info.size)))
 }
 
 fn copy_acpi(machine: &Machine, memory: &GuestMemory) -> Result<(), VmError> {

@@ -27,9 +27,9 @@
 
 use std::sync::Mutex;
 
-use nvdimm_model::sync::LockUnpoisoned;
 use kvm_ioctls::VcpuExit;
 use nvdimm_model::event_log::{EventKind, MachineCheckKind};
+use nvdimm_model::sync::LockUnpoisoned;
 use nvdimm_model::NvdimmPlatform;
 
 use crate::arch::x86_64::mce::{self, McaVendor};
@@ -116,14 +116,23 @@ pub fn run(vm: &mut Vm) -> Result<GuestOutcome, VmError> {
 
 /// vCPU 0 on this thread, the others (with `run_aps`) in threads of their own, until
 /// one of them stops the machine.
-pub fn run_vcpus<V: VcpuPort>(targets: &ExitTargets<'_>, vcpus: &mut [V], run_aps: bool) -> Result<GuestOutcome, VmError> {
+pub fn run_vcpus<V: VcpuPort>(
+    targets: &ExitTargets<'_>,
+    vcpus: &mut [V],
+    run_aps: bool,
+) -> Result<GuestOutcome, VmError> {
     match vcpus.split_first_mut() {
         None => Err(VmError::NoVcpus),
         Some((bsp, aps)) => run_all(targets, bsp, aps, run_aps),
     }
 }
 
-fn run_all<V: VcpuPort>(targets: &ExitTargets<'_>, bsp: &mut V, aps: &mut [V], run_aps: bool) -> Result<GuestOutcome, VmError> {
+fn run_all<V: VcpuPort>(
+    targets: &ExitTargets<'_>,
+    bsp: &mut V,
+    aps: &mut [V],
+    run_aps: bool,
+) -> Result<GuestOutcome, VmError> {
     // SAFETY: the kvm_run mapping belongs to `bsp`, which outlives the `leave` below.
     unsafe { targets.control.enter(bsp.kvm_run()) };
     let result = std::thread::scope(|scope| {
@@ -146,7 +155,7 @@ fn run_all<V: VcpuPort>(targets: &ExitTargets<'_>, bsp: &mut V, aps: &mut [V], r
                 Ok(handle) => handle.join().unwrap_or_else(|_| {
                     Ok(Some(GuestOutcome::Crashed("a vCPU thread panicked (a vnvdimm bug)".into())))
                 }),
-                Err(e) => Err(VmError::Thread(e.to_string())),
+                Err(e) => Err(VmError::Thread(e)),
             };
             result = match (result, ap) {
                 (Err(e), _) | (Ok(_), Err(e)) => Err(e),
@@ -174,7 +183,11 @@ fn run_ap<V: VcpuPort>(targets: &ExitTargets<'_>, vcpu: &mut V) -> Result<Option
 
 /// Runs `vcpu` until it stops the machine (`Some`) or `stop_all` was called (`None`).
 /// Only the boot vCPU (`serves_requests`) serves `VcpuControl` requests.
-fn run_vcpu<V: VcpuPort>(targets: &ExitTargets<'_>, vcpu: &mut V, serves_requests: bool) -> Result<Option<GuestOutcome>, VmError> {
+fn run_vcpu<V: VcpuPort>(
+    targets: &ExitTargets<'_>,
+    vcpu: &mut V,
+    serves_requests: bool,
+) -> Result<Option<GuestOutcome>, VmError> {
     loop {
         if serves_requests {
             if let Some(outcome) = serve_requests(targets, vcpu) {
