@@ -1,7 +1,7 @@
 //! Starting QEMU so that it behaves as if started by hand and cannot outlive vnvdimm.
 //!
-//! - vnvdimm blocks SIGHUP/SIGINT/SIGTERM in every thread (its signal thread takes
-//!   them with sigwait), and a child inherits the blocked mask and ignored signals
+//! - vnvdimm blocks SIGHUP/SIGINT/SIGTERM in every thread (the host I/O loop reads
+//!   them from a signalfd), and a child inherits the blocked mask and ignored signals
 //!   through fork and exec. A QEMU with them blocked ignores `kill -TERM` (issue 10,
 //!   point 2), so the child's mask is emptied and every signal set to its default.
 //! - `PR_SET_PDEATHSIG(SIGKILL)` makes the kernel kill QEMU when its parent goes, even

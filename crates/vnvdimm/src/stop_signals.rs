@@ -36,7 +36,8 @@ pub fn block_in_main() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-/// Whether this thread has every stop signal blocked (only then can `sigwait` get them).
+/// Whether this thread has every stop signal blocked (only then does a signalfd get them:
+/// an unblocked signal runs its default action, ending the process, instead).
 fn blocked_here() -> bool {
     // SAFETY: queries the calling thread's mask into a local set.
     unsafe {
