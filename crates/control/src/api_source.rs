@@ -30,6 +30,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Most connections accepted per wake-up of the loop.
 const ACCEPTS_PER_WAKE: usize = 32;
 
+/// Most connections taken from the backlog when the server stops (the kernel's largest
+/// backlog); the socket's name is gone by then, so no more can arrive.
+const BACKLOG_AT_STOP: usize = 4096;
+
 // The loop tells our descriptors apart by these; connections take the numbers above.
 const LISTENER: u32 = 0;
 const TIMER: u32 = 1;
@@ -175,11 +179,21 @@ impl ApiSource {
     }
 
     /// Stops accepting; connections already accepted are still answered (503 once read).
-    fn stop_listening(&mut self, ops: &mut EventOps) {
+    /// So are those waiting in the backlog: closing the listener would reset them, and a
+    /// client that connected a moment before the VMM stopped would see "connection reset"
+    /// instead of an answer.
+    fn stop_listening(&mut self, ops: &mut EventOps, now: Instant) {
         let _ = self.stop.read();
         if let Some(listener) = self.listener.take() {
             if self.accept_paused_until.take().is_none() {
                 let _ = ops.remove(Events::with_data(&listener, LISTENER, EventSet::IN));
+            }
+            for _ in 0..BACKLOG_AT_STOP {
+                match listener.accept() {
+                    Ok((stream, _)) => self.admit(stream, now),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
             }
         }
     }
@@ -244,7 +258,7 @@ impl MutEventSubscriber for ApiSource {
             LISTENER => self.accept_all(ops, now),
             TIMER => self.on_timer(ops, now),
             ANSWERS => self.take_answers(now),
-            STOP => self.stop_listening(ops),
+            STOP => self.stop_listening(ops, now),
             id => self.serve_client(id, now),
         }
         self.settle(ops);

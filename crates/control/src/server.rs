@@ -194,6 +194,12 @@ impl ApiServerHandle {
 
 impl Drop for ApiServerHandle {
     fn drop(&mut self) {
+        // The name goes first, so that no client connects while the listener closes (it
+        // would be reset); those already connected are answered.
+        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
         self.shared.stopping.store(true, Ordering::SeqCst);
         // Connections may outlive the handle by a deadline or two; they must not keep the
         // VM (its device model, its backing-file locks) alive meanwhile.
@@ -211,10 +217,6 @@ impl Drop for ApiServerHandle {
                 let _ = drained.recv();
                 drop(host_io);
             });
-        }
-        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
-        if ours {
-            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -410,5 +412,70 @@ mod tests {
         drop(api);
         let answer = client.join().unwrap().expect("the client got no answer");
         assert!(answer.is_success(), "{answer:?}");
+    }
+
+    /// A client that connected just as the server stopped, still waiting in the backlog,
+    /// is answered 503: closing the listener with it queued would reset its connection
+    /// (CI saw `ctl events --follow` fail with "connection reset" as its VMM exited).
+    #[test]
+    fn a_client_queued_when_the_server_stops_is_answered_not_reset() {
+        use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+        use std::io::{Read, Write};
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        /// Holds the loop inside its `process` until told to go on.
+        struct Gate {
+            fd: EventFd,
+            entered: mpsc::Sender<()>,
+            go_on: mpsc::Receiver<()>,
+        }
+        impl MutEventSubscriber for Gate {
+            fn process(&mut self, _: Events, _: &mut EventOps) {
+                let _ = self.fd.read();
+                let _ = self.entered.send(());
+                let _ = self.go_on.recv_timeout(Duration::from_secs(10));
+            }
+            fn init(&mut self, ops: &mut EventOps) {
+                ops.add(Events::new(&self.fd, EventSet::IN)).unwrap();
+            }
+        }
+
+        let host_io = HostIo::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let api = ApiServer::serve_on(&host_io, &socket, Arc::new(crate::fake::FakeBackend::with_default_platform()))
+            .unwrap();
+        // A second name for the socket, so the client can still connect once the server
+        // has taken the first away: its connection then waits in the backlog behind the
+        // stop, as a client's does when it connects in the instant before the stop.
+        let alias = dir.path().join("alias.sock");
+        std::fs::hard_link(&socket, &alias).unwrap();
+        let (entered, entered_rx) = mpsc::channel();
+        let (go_on, go_on_rx) = mpsc::channel();
+        let fd = EventFd::new(EFD_NONBLOCK).unwrap();
+        let kick = fd.try_clone().unwrap();
+        host_io.add(Box::new(Gate { fd, entered, go_on: go_on_rx })).unwrap();
+        kick.write(1).unwrap();
+        entered_rx.recv_timeout(Duration::from_secs(10)).expect("the loop never reached the gate");
+
+        let stopping = std::thread::spawn(move || drop(api));
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while socket.exists() {
+            assert!(std::time::Instant::now() < end, "the server never took its socket's name away");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100)); // the stop is signalled just after
+        let mut late = UnixStream::connect(&alias).unwrap();
+        late.write_all(b"GET /api/v1/vm HTTP/1.1\r\n\r\n").unwrap();
+        late.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        go_on.send(()).unwrap();
+
+        let mut answer = String::new();
+        let read = late.read_to_string(&mut answer);
+        assert!(read.is_ok(), "the queued client's connection failed: {read:?}");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("shutting down"), "{answer}");
+        stopping.join().unwrap();
     }
 }

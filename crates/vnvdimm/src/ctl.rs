@@ -475,6 +475,18 @@ fn print_answer(answer: Result<ApiResponse, ClientError>, out: &mut dyn Write) -
     Ok(EXIT_OK)
 }
 
+/// Whether `error` means the VMM is no longer there: its socket is gone or not listening,
+/// or it ended in the middle of the request (killed, or exiting).
+fn vmm_went_away(error: &ClientError) -> bool {
+    match error {
+        ClientError::NoSocket { .. } | ClientError::NotListening { .. } => true,
+        ClientError::Io { source, .. } => {
+            matches!(source.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+        }
+        _ => false,
+    }
+}
+
 fn print_json(out: &mut dyn Write, value: &impl Serialize, pretty: bool) -> Result<(), Failure> {
     let text = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
     let text = text.map_err(|e| Failure::other(format!("cannot print the answer: {e}")))?;
@@ -483,6 +495,8 @@ fn print_json(out: &mut dyn Write, value: &impl Serialize, pretty: bool) -> Resu
 
 /// Polls `/events` and prints each new event as one JSON line. Ends when the VMM goes
 /// away after having answered (that is how a followed VM ends), or after `--max-events`.
+/// A 503 (the VMM is stopping, or busy) is asked again after the interval: a stopping
+/// VMM is gone by then.
 fn follow(client: &ApiClient, a: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Failure> {
     let mut since = a.since;
     let mut printed = 0u64;
@@ -490,13 +504,17 @@ fn follow(client: &ApiClient, a: &EventsArgs, out: &mut dyn Write, err: &mut dyn
     loop {
         let answer = match client.get(&format!("/events?since={since}")) {
             Ok(answer) => answer,
-            Err(ClientError::NoSocket { .. } | ClientError::NotListening { .. }) if answered => {
+            Err(e) if answered && vmm_went_away(&e) => {
                 let _ = writeln!(err, "the VMM exited");
                 return Ok(EXIT_OK);
             }
             Err(e) => return Err(Failure::other(e.to_string())),
         };
         answered = true;
+        if answer.status == 503 {
+            std::thread::sleep(Duration::from_millis(a.interval_ms));
+            continue;
+        }
         if !answer.is_success() {
             return print_answer(Ok(answer), out);
         }
@@ -513,5 +531,63 @@ fn follow(client: &ApiClient, a: &EventsArgs, out: &mut dyn Write, err: &mut dyn
             }
         }
         std::thread::sleep(Duration::from_millis(a.interval_ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    /// A VMM's API as `events --follow` meets it while the VMM stops: one event, then
+    /// "shutting down" (503) to the next poll, then a connection reset, then no socket.
+    fn stopping_vmm(path: std::path::PathBuf) -> std::thread::JoinHandle<()> {
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let answers = [
+                (200, r#"{"events":[{"seq":1,"type":"poison_added"}]}"#),
+                (503, r#"{"error":"the VMM is shutting down"}"#),
+            ];
+            for (status, body) in answers {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n", body.len());
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(body.as_bytes()).unwrap();
+            }
+            // The process ends in the middle of the next request: closed unread, reset.
+            let (stream, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(stream);
+            std::fs::remove_file(&path).unwrap();
+        })
+    }
+
+    #[test]
+    fn follow_ends_quietly_when_the_vmm_stops_mid_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let server = stopping_vmm(path.clone());
+        let client = ApiClient::new(&path).with_timeout(Duration::from_secs(10));
+        let args = EventsArgs { since: 0, follow: true, max_events: None, interval_ms: 10 };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let result = follow(&client, &args, &mut out, &mut err);
+        server.join().unwrap();
+        let err = String::from_utf8_lossy(&err);
+        assert!(matches!(result, Ok(EXIT_OK)), "{:?} {err}", result.err().map(|f| f.message));
+        assert_eq!(String::from_utf8_lossy(&out).lines().count(), 1);
+        assert!(err.contains("the VMM exited"), "{err}");
+    }
+
+    #[test]
+    fn only_a_vanished_vmm_counts_as_gone() {
+        let path = std::path::PathBuf::from("/x.sock");
+        let io = |kind| ClientError::Io { path: path.clone(), source: std::io::Error::from(kind) };
+        assert!(vmm_went_away(&ClientError::NoSocket { path: path.clone() }));
+        assert!(vmm_went_away(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(!vmm_went_away(&io(std::io::ErrorKind::PermissionDenied)));
+        assert!(!vmm_went_away(&ClientError::Timeout { path: path.clone(), after: Duration::from_secs(1) }));
     }
 }
