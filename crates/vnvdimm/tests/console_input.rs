@@ -47,12 +47,15 @@ fn type_at_the_console(backend: &str) -> (String, Option<i32>) {
     });
     // Typed once init is past its steps, as a person would after the boot messages. A
     // console silent for a minute before that is a boot that stopped part-way.
-    let ready = std::iter::from_fn(|| lines.recv_timeout(SILENT_BOOT).ok())
-        .any(|line| line.contains("@@VNV-END modprobe"));
+    let ready =
+        std::iter::from_fn(|| lines.recv_timeout(SILENT_BOOT).ok()).any(|line| line.contains("@@VNV-END modprobe"));
+    let mut threads = String::new();
     if ready {
         stdin.write_all(b"echo typed-$((6*7)); exit\n").unwrap();
     } else {
-        // A guest that never got there is stopped, so the failure shows its console.
+        // A guest that never got there is stopped, so the failure shows its console, and
+        // where each of the VMM's threads was (what it waits in, and whether it spins).
+        threads = threads_of(child.id());
         let _ = child.kill();
     }
     drop(stdin);
@@ -66,8 +69,44 @@ fn type_at_the_console(backend: &str) -> (String, Option<i32>) {
     } else {
         vnvdimm_scenarios::GUEST_FROZE_MARK
     };
-    assert!(ready, "the guest never finished its steps ({mark}):\n{out}\n{err}");
+    assert!(
+        ready,
+        "the guest never finished its steps ({mark}):\n{out}\n{err}\n--- vnvdimm run's threads while the console was silent:\n{threads}"
+    );
     (format!("{out}\n--- stderr:\n{err}"), status.code())
+}
+
+/// Each thread of process `pid`: name, state, kernel wait channel, the system call it is
+/// in, CPU ticks used over two seconds (a spinning thread's grow) and its kernel stack
+/// where this user may read it.
+fn threads_of(pid: u32) -> String {
+    let task_dir = format!("/proc/{pid}/task");
+    let tids: Vec<String> = std::fs::read_dir(&task_dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let read = |tid: &str, what: &str| std::fs::read_to_string(format!("{task_dir}/{tid}/{what}")).unwrap_or_default();
+    // Fields 14 and 15 of stat (utime, stime), counted after the name's closing paren.
+    let ticks = |tid: &str| -> u64 {
+        let stat = read(tid, "stat");
+        let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        after_name.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum()
+    };
+    let before: Vec<u64> = tids.iter().map(|t| ticks(t)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut report = String::new();
+    for (tid, before) in tids.iter().zip(before) {
+        let stat = read(tid, "stat");
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("?");
+        report.push_str(&format!(
+            "  {tid} {} state {state} wchan {} syscall [{}] ticks in 2 s: {}\n{}",
+            read(tid, "comm").trim(),
+            read(tid, "wchan"),
+            read(tid, "syscall").trim(),
+            ticks(tid).saturating_sub(before),
+            read(tid, "stack").lines().take(12).map(|l| format!("      {l}\n")).collect::<String>()
+        ));
+    }
+    report
 }
 
 fn check(output: &str, code: Option<i32>) {
