@@ -282,8 +282,7 @@ impl Vm {
             let mut cpuid = cpuid.clone();
             crate::arch::x86_64::cpuid::patch(&mut cpuid, id as u8, machine.config.cpus);
             vcpu.set_cpuid2(&cpuid).map_err(ioctl(format!("KVM_SET_CPUID2 on vCPU {id}")))?;
-            if let Ok(mcg_cap) = &mce {
-                let mcg_cap = *mcg_cap;
+            if let Ok(&mcg_cap) = mce.as_ref() {
                 mce::setup_vcpu(&vcpu, mcg_cap)?;
             }
             vcpus.push(vcpu);
