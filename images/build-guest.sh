@@ -7,7 +7,8 @@
 #   initramfs  busybox, kmod, ndctl, daxctl, keyctl (keyutils: ndctl's passphrase keys), mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs) with
 #              their shared libraries; the libnvdimm/nfit/pmem/btt/dax/kmem/ext4/xfs/pvpanic modules
 #              with a depmod index; /init and the guest agent (/sbin/vnv-agent); the
-#              nested test host's init (/sbin/vnv-nested-init) with kvm_amd and 9p; the
+#              nested test host's init (/sbin/vnv-nested-init) with kvm_amd, 9p and its holder VM
+#              (/sbin/vnv-kvm-hold, from vnv-kvm-hold.c); the
 #              poison tests' probe (/sbin/vnv-mmap-probe, built from vnv-mmap-probe.c)
 #
 # Usage: images/build-guest.sh [CACHE_DIR]     (default: images/cache next to this script)
@@ -40,7 +41,7 @@ NESTED_MODULES="kvm_amd virtio_pci 9pnet_virtio 9p"
 
 # --- fast path -------------------------------------------------------------
 # Asking apt costs seconds; skip it while neither the apt lists nor the recipe changed.
-recipe_hash=$(cat "$0" "$here/init" "$here/vnv-agent" "$here/nested-init" "$here/vnv-mmap-probe.c" | sha256sum | cut -c1-12)
+recipe_hash=$(cat "$0" "$here/init" "$here/vnv-agent" "$here/nested-init" "$here/vnv-mmap-probe.c" "$here/vnv-kvm-hold.c" | sha256sum | cut -c1-12)
 if [ -z "${VNV_KERNEL_PKG:-}" ] && [ -f "$cache/current/done" ] && [ -f "$cache/current/recipe-hash" ] \
     && [ "$(cat "$cache/current/recipe-hash")" = "$recipe_hash" ] \
     && [ "$cache/current/done" -nt /var/lib/apt/lists ]; then
@@ -209,6 +210,9 @@ install -m 0755 "$here/nested-init" "$root/sbin/vnv-nested-init"
 # The poison-consumption tests' probe (maps a page, reports SIGBUS): no package has one.
 gcc -static -O2 -o "$root/sbin/vnv-mmap-probe" "$here/vnv-mmap-probe.c" \
     || die "cannot build vnv-mmap-probe (apt-get install gcc libc6-dev)"
+# The nested host's holder VM (keeps KVM's static keys on for L1's life): no package has one.
+gcc -static -O2 -o "$root/sbin/vnv-kvm-hold" "$here/vnv-kvm-hold.c" \
+    || die "cannot build vnv-kvm-hold (apt-get install gcc libc6-dev linux-libc-dev)"
 
 (cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet -R 0:0 | gzip -9n) >"$work/initramfs.cpio.gz"
 
