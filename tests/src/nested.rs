@@ -109,25 +109,20 @@ impl NestedHost {
         loop {
             attempt += 1;
             let run = match Self::boot(&image, &script) {
-                Err(e) if e.starts_with(L1_HUNG) && attempt == 1 => {
+                Err(e) if l1_failed(&e) && attempt == 1 => {
                     println!("{e}\nretrying once in a fresh L1");
                     continue;
                 }
                 other => other?,
             };
             let output = run.prefixed_output();
-            let Some(rc) = run.exit_code() else {
-                let story = format!(
+            let rc = run.exit_code().ok_or_else(|| {
+                format!(
                     "the nested host ended without the test's exit status{}\n{output}\n--- L1 console (last 30 lines):\n{}",
                     run.unusable().map(|r| format!(": L1 cannot serve as a KVM host: {r}")).unwrap_or_default(),
                     run.console_tail(30)
-                );
-                if attempt == 1 && l1_panicked(&run.console) {
-                    println!("{story}\nL1's own kernel panicked; retrying once in a fresh L1");
-                    continue;
-                }
-                return Err(story);
-            };
+                )
+            })?;
             println!("{output}");
             println!("(nested host: L1 ran {:.0} s)", run.elapsed.as_secs_f64());
             if rc != 0 && attempt == 1 && l2_crashed(&run.output) {
@@ -261,6 +256,12 @@ impl NestedHost {
                 qemu_errors(&stderr),
                 run.console_tail(30)
             )),
+            Some(_) if run.exit_code().is_none() && l1_panicked(&run.console) => Err(format!(
+                "{L1_PANICKED} after {:.0} s (QEMU ended with it: panic=-1, -no-reboot)\n{}\n--- L1 console (last 30 lines):\n{}",
+                run.elapsed.as_secs_f64(),
+                run.prefixed_output(),
+                run.console_tail(30)
+            )),
             Some(_) => Ok(run),
         }
     }
@@ -380,6 +381,14 @@ fn l1_panicked(console: &str) -> bool {
 
 /// How a wedged L1 is reported (and recognised for the one retry).
 const L1_HUNG: &str = "the nested host (L1) hung";
+/// How an L1 whose own kernel panicked is reported (and recognised for the one retry).
+const L1_PANICKED: &str = "the nested host (L1) panicked";
+
+/// Whether `boot`'s error is L1 failing as a host (hung or panicked), which earns the
+/// test one retry in a fresh L1.
+fn l1_failed(error: &str) -> bool {
+    error.starts_with(L1_HUNG) || error.starts_with(L1_PANICKED)
+}
 
 /// QEMU's messages less its warnings about CPUID bits TCG does not emulate (harmless).
 fn qemu_errors(stderr: &str) -> String {
@@ -415,6 +424,14 @@ mod tests {
         assert!(!l1_panicked(
             "@@VNV-NESTED-ALIVE 23.93 0.28 0.07 0.02@@\n[    3.4] kvm: Nested Virtualization enabled\n"
         ));
+    }
+
+    #[test]
+    fn a_hung_or_panicked_l1_earns_the_retry_and_nothing_else_does() {
+        assert!(l1_failed(&format!("{L1_HUNG} after 265 s: frozen")));
+        assert!(l1_failed(&format!("{L1_PANICKED} after 11 s")));
+        assert!(!l1_failed("QEMU for the nested host failed (exit status: 1): cannot open vmlinux"));
+        assert!(!l1_failed("the nested host ended without the test's exit status"));
     }
 
     #[test]
